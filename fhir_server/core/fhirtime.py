@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 _DATETIME = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?",
+    re.ASCII,  # only 0-9 are digits; matched with fullmatch so "2024\n" is rejected
 )
 
 # The R4 regexes (StructureDefinition-*.json, extension "regex").
@@ -47,7 +48,7 @@ def _add_months(d: datetime, months: int) -> datetime:
 
 def parse_range(value: str, default_tz: ZoneInfo = PARIS) -> tuple[datetime, datetime]:
     """Return the UTC range ``[low, high)`` a FHIR date/dateTime/instant stands for."""
-    match = _DATETIME.match(value)
+    match = _DATETIME.fullmatch(value)
     if not match:
         raise DateValueError(f"not a FHIR date/dateTime: {value!r}")
     g = match.groupdict()
@@ -75,9 +76,9 @@ def parse_range(value: str, default_tz: ZoneInfo = PARIS) -> tuple[datetime, dat
             else:
                 step = timedelta(seconds=1)
             high = low + step
-    except ValueError as exc:  # e.g. 2024-02-30
+        return _to_utc(low, tz), _to_utc(high, tz)
+    except (ValueError, OverflowError) as exc:  # e.g. 2024-02-30, or 9999-12-31 + 1 day
         raise DateValueError(f"not a valid date: {value!r} ({exc})") from exc
-    return _to_utc(low, tz), _to_utc(high, tz)
 
 
 def _zone(tz: str | None, default_tz: ZoneInfo) -> ZoneInfo | timedelta:

@@ -1,0 +1,77 @@
+"""create_app(settings): wires storage, search registry and routes. No logic lives here.
+
+This is the only module that names concrete adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from fhir_server import logging as fhir_logging
+from fhir_server.api import outcomes, routes
+from fhir_server.interactions.context import Context
+from fhir_server.search.parameters import default_registry
+from fhir_server.settings import Settings
+from fhir_server.storage.port import Store
+
+log = structlog.get_logger(__name__)
+
+
+def make_store(settings: Settings) -> Store:
+    if settings.database_url.startswith("sqlite"):
+        from fhir_server.storage.sqlite import SqliteStore
+
+        return SqliteStore(settings.database_url)
+    if settings.database_url.startswith("postgresql"):
+        from fhir_server.storage.postgres import PostgresStore
+
+        return PostgresStore(settings.database_url, pool_size=settings.db_pool_size)
+    raise SystemExit(
+        f"FHIR_DATABASE_URL {settings.database_url.split(':', 1)[0]}:... is not supported; "
+        "use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
+    )
+
+
+def make_context(settings: Settings, store: Store) -> Context:
+    return Context(
+        store=store,
+        registry=default_registry(),
+        timezone=settings.zone,
+        default_count=settings.default_count,
+        max_count=settings.max_count,
+    )
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    settings = settings or Settings()
+    fhir_logging.configure(settings.log_level, settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        active = store or make_store(settings)
+        if settings.is_sqlite and own_store:
+            await active.migrate()  # the embedded default sets itself up
+        app.state.wiring = routes.Wiring(make_context(settings, active), settings)
+        log.info("fhir server ready", database=active.dialect)
+        try:
+            yield
+        finally:
+            if own_store:
+                await active.close()
+
+    app = FastAPI(
+        title="SAS FHIR server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    outcomes.install(app)
+    app.include_router(routes.router())
+
+    return app

@@ -1,0 +1,107 @@
+"""Shared steps of the write interactions: check a body, stamp it, write a version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fhir_server.core import errors
+from fhir_server.core.fhirtime import format_instant, utcnow
+from fhir_server.core.types import is_served, is_valid_id
+from fhir_server.interactions.context import Context
+from fhir_server.search.indexer import index_resource
+from fhir_server.storage.port import Stored, WriteSession
+from fhir_server.validation.structure import structure_issues
+
+
+def check_type(res_type: str) -> None:
+    if not is_served(res_type):
+        raise errors.not_found(
+            f"resource type {res_type!r} is not supported by this server", code="not-supported"
+        )
+
+
+def check_id(res_id: str) -> None:
+    if not is_valid_id(res_id):
+        raise errors.incorrect(
+            f"invalid resource id {res_id!r}: 1-64 characters among A-Z a-z 0-9 - .",
+            expression=["id"],
+        )
+
+
+def check_body(res_type: str, body: Any) -> dict[str, Any]:
+    """The body must be a valid R4 resource of ``res_type``; raise 400 otherwise."""
+    if not isinstance(body, dict):
+        raise errors.incorrect("the body must be a JSON object (a FHIR resource)", code="structure")
+    actual = body.get("resourceType")
+    if actual != res_type:
+        raise errors.incorrect(
+            f"resourceType {actual!r} does not match the URL's type {res_type!r}",
+            code="invalid",
+            expression=["resourceType"],
+        )
+    issues = structure_issues(body)
+    if issues:
+        raise errors.incorrect_issues(issues)
+    return body
+
+
+def stamp(resource: dict[str, Any], res_id: str, version: int, now_text: str) -> bytes:
+    """Set id and meta.versionId/lastUpdated, keeping the client's element order."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = now_text
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id, "meta": meta}
+    for key, value in resource.items():
+        if key not in out:
+            out[key] = value
+    return orjson.dumps(out)
+
+
+async def write_version(
+    ctx: Context,
+    session: WriteSession,
+    resource: dict[str, Any] | None,
+    *,
+    res_type: str,
+    res_id: str,
+    previous: Stored | None,
+    method: str,
+) -> Stored:
+    """Write the next version (``resource`` None = delete) with its index rows."""
+    now = utcnow()
+    version = (previous.version + 1) if previous else 1
+    if resource is None:
+        content = previous.content if previous else b"{}"
+        index: dict[str, list[dict[str, Any]]] = {}
+        deleted = True
+    else:
+        content = stamp(resource, res_id, version, format_instant(now, ctx.timezone))
+        index = index_resource(ctx.registry, orjson.loads(content))
+        deleted = False
+    stored = Stored(
+        res_type=res_type,
+        res_id=res_id,
+        version=version,
+        last_updated=now,
+        deleted=deleted,
+        content=content,
+        method=method,
+    )
+    await session.put(stored, index, previous)
+    return stored
+
+
+def check_if_match(if_match: str | None, current: Stored | None, what: str) -> None:
+    """``If-Match: W/"n"``: 412 when the current version differs (or there is none)."""
+    if if_match is None:
+        return
+    wanted = if_match.strip().removeprefix("W/").strip('"')
+    if current is None or current.deleted:
+        raise errors.precondition_failed(f"If-Match {if_match}: {what} does not exist")
+    if wanted != str(current.version):
+        raise errors.precondition_failed(
+            f"If-Match {if_match} does not match the current version {current.version} of {what}",
+            code="conflict",
+        )

@@ -1,0 +1,65 @@
+"""capabilities: https://hl7.org/fhir/R4/http.html#capabilities.
+
+The CapabilityStatement is computed from what is wired: the routes the API registered
+(their FHIR interaction codes) and the search parameter registry. Nothing is hand-listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from fhir_server.core.fhirtime import format_instant, utcnow
+from fhir_server.core.types import SERVED_TYPES
+from fhir_server.interactions.context import Context
+
+TYPE_LEVEL = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type")
+SYSTEM_LEVEL = ("transaction", "batch", "search-system", "history-system")
+
+
+def capability_statement(ctx: Context, base_url: str, interactions: Iterable[str], software: str, version: str) -> bytes:
+    wired = set(interactions)
+    resources: list[dict[str, Any]] = []
+    for res_type in SERVED_TYPES:
+        entry: dict[str, Any] = {
+            "type": res_type,
+            "interaction": [{"code": code} for code in TYPE_LEVEL if code in wired],
+            "versioning": "versioned-update",
+            "readHistory": "vread" in wired,
+            "updateCreate": "update" in wired,
+            "conditionalCreate": "create" in wired,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": "update" in wired,
+            "conditionalDelete": "single" if "delete" in wired else "not-supported",
+        }
+        params = ctx.registry.for_type(res_type)
+        if "search-type" in wired and params:
+            entry["searchParam"] = [
+                {"name": p.code, "definition": p.url, "type": p.type}
+                for p in sorted(params.values(), key=lambda p: p.code)
+                if p.url and p.expression
+            ]
+        resources.append(entry)
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": format_instant(utcnow(), ctx.timezone),
+        "kind": "instance",
+        "software": {"name": software, "version": version},
+        "implementation": {"description": "SAS FHIR server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"] if "patch" in wired else [],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [{"code": code} for code in SYSTEM_LEVEL if code in wired],
+            }
+        ],
+    }
+    if not statement["patchFormat"]:
+        del statement["patchFormat"]
+    return orjson.dumps(statement)

@@ -1,0 +1,21 @@
+"""What every interaction receives: the store, the search registry and a few settings.
+
+Built once by ``app.py``; interactions never read settings or globals themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from fhir_server.search.parameters import Registry
+from fhir_server.storage.port import Store
+
+
+@dataclass(frozen=True)
+class Context:
+    store: Store
+    registry: Registry
+    timezone: ZoneInfo
+    default_count: int = 50
+    max_count: int = 1000

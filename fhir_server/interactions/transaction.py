@@ -1,0 +1,260 @@
+"""batch and transaction: https://hl7.org/fhir/R4/http.html#transaction.
+
+A transaction runs in one database transaction: every entry succeeds or nothing is stored.
+Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET); ``urn:uuid:`` full URLs of
+created resources are rewritten to ``Type/id`` everywhere they are referenced. A batch runs
+each entry on its own and reports each entry's outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from fhir_server.core import errors
+from fhir_server.core.errors import FhirError, Issue
+from fhir_server.core.fhirtime import format_instant
+from fhir_server.interactions import create, delete, patch, update
+from fhir_server.interactions.bundles import bundle, etag, resource_fragment
+from fhir_server.interactions.conditional import matching_ids
+from fhir_server.interactions.context import Context
+from fhir_server.storage.port import Stored, WriteSession
+from fhir_server.validation.structure import structure_issues
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+@dataclass
+class _Entry:
+    index: int
+    method: str
+    url: str
+    res_type: str
+    res_id: str | None
+    query: str | None
+    resource: Any
+    request: dict[str, Any]
+    full_url: str | None
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse_url(url: str, base_url: str) -> tuple[str, str | None, str | None]:
+    """``Type``, ``Type/id``, ``Type?query`` (relative, or absolute on our base)."""
+    if url.startswith(base_url + "/"):
+        url = url[len(base_url) + 1 :]
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        raise errors.incorrect(f"entry.request.url {url!r} is not on this server", code="not-supported")
+    segments = [s for s in parts.path.split("/") if s]
+    query = parts.query or None
+    if not segments:
+        raise errors.incorrect("entry.request.url has no resource type", code="invalid")
+    res_type = segments[0]
+    res_id = segments[1] if len(segments) > 1 else None
+    return res_type, res_id, query
+
+
+def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise errors.incorrect("the body must be a Bundle", code="invalid", expression=["Bundle"])
+    kind = body.get("type")
+    if kind not in ("batch", "transaction"):
+        raise errors.incorrect(
+            f"Bundle.type must be 'batch' or 'transaction', got {kind!r}",
+            expression=["Bundle.type"],
+        )
+    # Check the envelope with the entries' resources taken out: each resource is checked
+    # by its own interaction, with the entry's position in the error.
+    shell = {**body, "entry": [{k: v for k, v in e.items() if k != "resource"} for e in body.get("entry", []) if isinstance(e, dict)]}
+    if not shell["entry"]:
+        shell.pop("entry")
+    issues = structure_issues(shell)
+    if issues:
+        raise errors.incorrect_issues(issues)
+    out = []
+    for i, raw in enumerate(body.get("entry", [])):
+        request = raw.get("request")
+        if not isinstance(request, dict) or "method" not in request or "url" not in request:
+            raise errors.incorrect(
+                "each entry needs request.method and request.url",
+                code="required",
+                expression=[f"Bundle.entry[{i}].request"],
+            )
+        method = str(request["method"]).upper()
+        if method not in _ORDER:
+            raise errors.incorrect(
+                f"unsupported method {method}", code="not-supported",
+                expression=[f"Bundle.entry[{i}].request.method"],
+            )
+        try:
+            res_type, res_id, query = _parse_url(str(request["url"]), base_url)
+        except FhirError as exc:
+            raise _at(exc, i) from exc
+        out.append(
+            _Entry(i, method, str(request["url"]), res_type, res_id, query,
+                   raw.get("resource"), request, raw.get("fullUrl"))
+        )
+    return kind, out
+
+
+def _at(exc: FhirError, index: int) -> FhirError:
+    """The same error, its diagnostics prefixed with the entry it comes from."""
+    exc.issues = [
+        Issue(i.code, f"Bundle.entry[{index}]: {i.diagnostics}", i.severity,
+              tuple(f"Bundle.entry[{index}].resource.{e.split('.', 1)[1]}" if "." in e else f"Bundle.entry[{index}]" for e in i.expression)
+              or (f"Bundle.entry[{index}]",))
+        for i in exc.issues
+    ]
+    return exc
+
+
+def _rewrite(node: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, mapping))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite(v, mapping) for v in node]
+    return node
+
+
+def _response(stored: Stored | None, status: str, base_url: str, with_resource: bool) -> dict[str, Any]:
+    resp: dict[str, Any] = {"status": status}
+    if stored is not None:
+        resp["location"] = f"{stored.res_type}/{stored.res_id}/_history/{stored.version}"
+        resp["etag"] = etag(stored)
+        resp["lastModified"] = format_instant(stored.last_updated)
+    entry: dict[str, Any] = {}
+    if stored is not None:
+        entry["fullUrl"] = f"{base_url}/{stored.res_type}/{stored.res_id}"
+        if with_resource and not stored.deleted:
+            entry["resource"] = resource_fragment(stored)
+    entry["response"] = resp
+    return entry
+
+
+async def _assign_ids(ctx: Context, session: WriteSession, entries: list[_Entry]) -> dict[str, str]:
+    """Decide the id of every created resource first, so references can be rewritten."""
+    mapping: dict[str, str] = {}
+    for e in entries:
+        target: str | None = None
+        if e.method == "POST" and e.res_id is None:
+            cond = e.request.get("ifNoneExist")
+            if cond:
+                await session.lock_conditional(e.res_type)
+                ids = await matching_ids(ctx, session, e.res_type, str(cond))
+                if len(ids) > 1:
+                    raise _at(errors.precondition_failed(f"ifNoneExist '{cond}' matches several resources", code="duplicate"), e.index)
+                e.request["_match"] = ids[0] if ids else None
+            e.res_id = e.request.get("_match") or str(uuid.uuid4())
+            target = f"{e.res_type}/{e.res_id}"
+        elif e.method == "PUT" and e.res_id is None and e.query:
+            await session.lock_conditional(e.res_type)
+            ids = await matching_ids(ctx, session, e.res_type, e.query)
+            if len(ids) > 1:
+                raise _at(errors.precondition_failed(f"conditional update '{e.query}' matches several resources", code="multiple-matches"), e.index)
+            body_id = e.resource.get("id") if isinstance(e.resource, dict) else None
+            e.res_id = ids[0] if ids else (body_id or str(uuid.uuid4()))
+            if isinstance(e.resource, dict):
+                e.resource = {**e.resource, "id": e.res_id}
+            target = f"{e.res_type}/{e.res_id}"
+        elif e.res_id is not None:
+            target = f"{e.res_type}/{e.res_id}"
+        if e.full_url and target:
+            if e.full_url in mapping:
+                raise _at(errors.incorrect(f"fullUrl {e.full_url} appears twice", code="duplicate"), e.index)
+            mapping[e.full_url] = target
+    return mapping
+
+
+async def _run(ctx: Context, session: WriteSession, e: _Entry, base_url: str, return_resources: bool) -> dict[str, Any]:
+    if e.method == "POST":
+        match = e.request.get("_match")
+        if match:  # ifNoneExist found the resource: nothing is created
+            existing = await session.current(e.res_type, match)
+            return _response(existing, "200 OK", base_url, return_resources)
+        result = await create.create_in(ctx, session, e.res_type, e.resource, res_id=e.res_id)
+        return _response(result.stored, "201 Created", base_url, return_resources)
+    if e.method == "PUT":
+        if e.res_id is None:
+            raise errors.incorrect("PUT needs Type/id or Type?query", code="invalid")
+        if isinstance(e.resource, dict) and "id" not in e.resource and e.query:
+            e.resource = {**e.resource, "id": e.res_id}
+        result = await update.update_in(ctx, session, e.res_type, e.res_id, e.resource, if_match=e.request.get("ifMatch"))
+        return _response(result.stored, "201 Created" if result.created else "200 OK", base_url, return_resources)
+    if e.method == "PATCH":
+        if e.res_id is None:
+            raise errors.incorrect("PATCH needs Type/id", code="invalid")
+        ops = _patch_operations(e.resource)
+        result = await patch.patch_in(ctx, session, e.res_type, e.res_id, ops, if_match=e.request.get("ifMatch"))
+        return _response(result.stored, "200 OK", base_url, return_resources)
+    if e.method == "DELETE":
+        if e.res_id is not None:
+            await delete.delete_in(ctx, session, e.res_type, e.res_id, if_match=e.request.get("ifMatch"))
+        elif e.query:
+            await delete.conditional_delete_in(ctx, session, e.res_type, e.query)
+        else:
+            raise errors.incorrect("DELETE needs Type/id or Type?query", code="invalid")
+        return {"response": {"status": "204 No Content"}}
+    # GET / HEAD: read (and vread through _history) inside the same transaction.
+    if e.res_id is None:
+        raise errors.incorrect("only read (Type/id) is supported for GET entries", code="not-supported")
+    stored = await session.current(e.res_type, e.res_id)
+    if stored is None:
+        raise errors.not_found(f"{e.res_type}/{e.res_id} is not known")
+    if stored.deleted:
+        raise errors.gone(f"{e.res_type}/{e.res_id} was deleted")
+    return _response(stored, "200 OK", base_url, True)
+
+
+def _patch_operations(resource: Any) -> Any:
+    """In a Bundle a JSON Patch travels as a Binary resource (base64 ``data``)."""
+    if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
+        try:
+            return orjson.loads(base64.b64decode(str(resource.get("data", ""))))
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise errors.incorrect("the Binary of a PATCH entry is not a JSON Patch", code="structure") from exc
+    if isinstance(resource, list):
+        return resource
+    raise errors.incorrect("a PATCH entry carries a Binary with a JSON Patch", code="structure")
+
+
+def _outcome_entry(exc: FhirError) -> dict[str, Any]:
+    reason = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone", 412: "Precondition Failed", 422: "Unprocessable Entity"}.get(exc.status, "Error")
+    return {
+        "response": {
+            "status": f"{exc.status} {reason}",
+            "outcome": {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in exc.issues]},
+        }
+    }
+
+
+async def process(ctx: Context, body: Any, base_url: str, *, return_resources: bool = True) -> bytes:
+    kind, entries = _entries(body, base_url)
+    responses: dict[int, dict[str, Any]] = {}
+    if kind == "transaction":
+        async with ctx.store.writing() as session:
+            mapping = await _assign_ids(ctx, session, entries)
+            for e in entries:
+                if mapping and e.resource is not None:
+                    e.resource = _rewrite(e.resource, mapping)
+            for e in sorted(entries, key=lambda x: _ORDER[x.method]):
+                try:
+                    responses[e.index] = await _run(ctx, session, e, base_url, return_resources)
+                except FhirError as exc:
+                    raise _at(exc, e.index) from exc
+        return bundle("transaction-response", [responses[e.index] for e in entries])
+    for e in entries:
+        try:
+            async with ctx.store.writing() as session:
+                await _assign_ids(ctx, session, [e])
+                responses[e.index] = await _run(ctx, session, e, base_url, return_resources)
+        except FhirError as exc:
+            responses[e.index] = _outcome_entry(exc)
+    return bundle("batch-response", [responses[e.index] for e in entries])

@@ -1,0 +1,108 @@
+"""update and conditional update: https://hl7.org/fhir/R4/http.html#update and #cond-update.
+
+PUT with an id the server does not know creates the resource with that id
+(update-as-create). ``PUT Type?query``: no match creates, one match updates it, several
+fail with 412. ``If-Match`` must name the current version.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fhir_server.core import errors
+from fhir_server.interactions._resource import (
+    check_body,
+    check_id,
+    check_if_match,
+    check_type,
+    write_version,
+)
+from fhir_server.interactions.conditional import matching_ids
+from fhir_server.interactions.context import Context
+from fhir_server.interactions.create import WriteResult
+from fhir_server.storage.port import WriteSession
+
+
+async def update_in(
+    ctx: Context,
+    session: WriteSession,
+    res_type: str,
+    res_id: str,
+    body: Any,
+    *,
+    if_match: str | None = None,
+) -> WriteResult:
+    check_type(res_type)
+    check_id(res_id)
+    resource = check_body(res_type, body)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise errors.incorrect(
+            "the resource in a PUT body must carry its id", code="required", expression=["id"]
+        )
+    if body_id != res_id:
+        raise errors.incorrect(
+            f"the body's id {body_id!r} does not match the URL's id {res_id!r}",
+            expression=[f"{res_type}.id"],
+        )
+    previous = await session.current(res_type, res_id)
+    check_if_match(if_match, previous, f"{res_type}/{res_id}")
+    stored = await write_version(
+        ctx, session, resource, res_type=res_type, res_id=res_id, previous=previous, method="PUT"
+    )
+    return WriteResult(stored, created=previous is None or previous.deleted)
+
+
+async def update(
+    ctx: Context, res_type: str, res_id: str, body: Any, *, if_match: str | None = None
+) -> WriteResult:
+    async with ctx.store.writing() as session:
+        return await update_in(ctx, session, res_type, res_id, body, if_match=if_match)
+
+
+async def conditional_update_in(
+    ctx: Context,
+    session: WriteSession,
+    res_type: str,
+    query: str,
+    body: Any,
+    *,
+    if_match: str | None = None,
+) -> WriteResult:
+    check_type(res_type)
+    resource = check_body(res_type, body)
+    await session.lock_conditional(res_type)
+    ids = await matching_ids(ctx, session, res_type, query)
+    if len(ids) > 1:
+        raise errors.precondition_failed(
+            f"conditional update '{query}' matches several {res_type} resources",
+            code="multiple-matches",
+        )
+    body_id = resource.get("id")
+    if ids:
+        if body_id is not None and body_id != ids[0]:
+            raise errors.incorrect(
+                f"the body's id {body_id!r} is not the id of the matching resource {ids[0]!r}",
+                expression=[f"{res_type}.id"],
+            )
+        return await update_in(
+            ctx, session, res_type, ids[0], {**resource, "id": ids[0]}, if_match=if_match
+        )
+    new_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
+    check_id(new_id)
+    if await session.current(res_type, new_id) is not None:
+        raise errors.conflict(
+            f"{res_type}/{new_id} exists but does not match the condition '{query}'"
+        )
+    stored = await write_version(
+        ctx, session, resource, res_type=res_type, res_id=new_id, previous=None, method="PUT"
+    )
+    return WriteResult(stored, created=True)
+
+
+async def conditional_update(
+    ctx: Context, res_type: str, query: str, body: Any, *, if_match: str | None = None
+) -> WriteResult:
+    async with ctx.store.writing() as session:
+        return await conditional_update_in(ctx, session, res_type, query, body, if_match=if_match)

@@ -1,0 +1,61 @@
+"""All configuration, from ``FHIR_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/fhir.sqlite"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FHIR_", env_file=None, extra="ignore")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    base_url: str | None = Field(
+        None, description="Public base URL; when unset it is taken from each request"
+    )
+    timezone: str = Field("Europe/Paris", description="Zone of dates sent without an offset")
+    max_body_bytes: int = Field(5 * 1024 * 1024, description="Largest accepted request body")
+    log_level: str = Field("info", description="debug, info, warning, error")
+    log_format: Literal["console", "json"] = Field("console", description="Log renderer")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Addresses whose X-Forwarded-Proto/Host/Prefix headers are honoured",
+    )
+    default_count: int = Field(50, description="Page size when _count is not given")
+    max_count: int = Field(1000, description="Largest _count honoured")
+    db_pool_size: int = Field(10, description="PostgreSQL connections per process")
+    auth: Literal["none"] = Field(
+        "none",
+        description="Authentication mode; 'none' is refused on addresses other than loopback",
+    )
+    package_path: Path = Field(
+        Path.home() / ".fhir" / "packages", description="FHIR package cache (profiles)"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

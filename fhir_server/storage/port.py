@@ -1,0 +1,94 @@
+"""The storage port: the only database API the rest of the server sees.
+
+One adapter per engine implements it (``sqlite.py``, ``postgres.py``, sharing ``_sql.py``).
+Search compiles its queries with SQLAlchemy Core against ``schema`` and runs them through
+``fetch``; everything else goes through the documented methods below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Row
+from sqlalchemy.sql import Executable
+
+# Index rows by index kind ("token", "string", ...): each row is the columns of that
+# table except ``res_pk`` and ``res_type`` (which the store fills in).
+IndexRows = dict[str, list[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One version of a resource as stored. ``content`` is the JSON served back as is."""
+
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: datetime
+    deleted: bool
+    content: bytes
+    method: str = ""
+    pk: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[Stored]
+    total: int
+
+
+class ReadSession(Protocol):
+    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
+        """Run a read-only statement built by the search planner."""
+        ...
+
+
+class WriteSession(ReadSession, Protocol):
+    """One database transaction: everything in it commits together or not at all."""
+
+    async def current(self, res_type: str, res_id: str) -> Stored | None:
+        """The current version, locked until the end of the transaction where supported."""
+        ...
+
+    async def lock_conditional(self, res_type: str) -> None:
+        """Serialize conditional create/update on a type (two racing creates make one)."""
+        ...
+
+    async def put(self, stored: Stored, index: IndexRows, previous: Stored | None) -> None:
+        """Write a new version (create, update or delete) and replace its index rows."""
+        ...
+
+
+class Store(Protocol):
+    dialect: str
+
+    async def read(self, res_type: str, res_id: str) -> Stored | None: ...
+
+    async def vread(self, res_type: str, res_id: str, version: int) -> Stored | None: ...
+
+    async def read_many(self, res_type: str, res_ids: list[str]) -> list[Stored]:
+        """Current, non-deleted versions, in the order of ``res_ids``."""
+        ...
+
+    async def history(
+        self,
+        *,
+        res_type: str | None,
+        res_id: str | None,
+        since: datetime | None,
+        at: datetime | None,
+        count: int,
+        offset: int,
+    ) -> HistoryPage: ...
+
+    def reading(self) -> AbstractAsyncContextManager[ReadSession]: ...
+
+    def writing(self) -> AbstractAsyncContextManager[WriteSession]: ...
+
+    async def migrate(self) -> None: ...
+
+    async def close(self) -> None: ...

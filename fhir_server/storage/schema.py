@@ -1,0 +1,145 @@
+"""Tables: current resources, full history, and the search index.
+
+``resources`` holds the current version of every resource (deleted ones keep a row with
+``deleted`` set, so a read answers 410). ``content`` is the exact JSON bytes served back: it
+is stored as bytes, not JSONB, because JSONB reorders keys and the server promises to return
+what it stored without re-parsing. ``history`` holds every version.
+
+Index tables hold one row per extracted search value, keyed by the resource's surrogate
+``res_pk``; they are rewritten in the same transaction as the resource.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+UTC_TIME = DateTime(timezone=True)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", UTC_TIME, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", LargeBinary, nullable=False),
+    Index("ux_resources_type_id", "res_type", "res_id", unique=True),
+    Index("ix_resources_type_updated", "res_type", "last_updated"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("res_pk", PK, ForeignKey("resources.pk", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("last_updated", UTC_TIME, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", LargeBinary, nullable=False),
+    Index("ix_history_updated", "last_updated"),
+    Index("ix_history_type_updated", "res_type", "last_updated"),
+)
+
+
+def _index_table(name: str, *columns: Column[object], indexes: tuple[tuple[str, ...], ...]) -> Table:
+    table = Table(
+        name,
+        metadata,
+        Column("res_pk", PK, ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False),
+        Column("res_type", String(64), nullable=False),
+        Column("param", String(64), nullable=False),
+        *columns,
+        Index(f"ix_{name}_res", "res_pk"),
+    )
+    for i, cols in enumerate(indexes):
+        Index(f"ix_{name}_{i}", *cols, _table=table)
+    return table
+
+
+idx_token = _index_table(
+    "idx_token",
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    Column("text", Text, nullable=True),
+    indexes=(("res_type", "param", "code", "system", "res_pk"),),
+)
+idx_string = _index_table(
+    "idx_string",
+    # ``norm`` is lower-cased and stripped of accents: "Hélène" is stored as "helene".
+    Column("norm", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    indexes=(("res_type", "param", "norm", "res_pk"),),
+)
+idx_date = _index_table(
+    "idx_date",
+    Column("low", UTC_TIME, nullable=True),
+    Column("high", UTC_TIME, nullable=True),
+    indexes=(("res_type", "param", "low", "res_pk"), ("res_type", "param", "high")),
+)
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("url", Text, nullable=True),
+    indexes=(
+        ("res_type", "param", "target_id", "target_type", "res_pk"),
+        ("target_type", "target_id"),
+    ),
+)
+idx_uri = _index_table(
+    "idx_uri",
+    Column("value", Text, nullable=False),
+    indexes=(("res_type", "param", "value", "res_pk"),),
+)
+idx_number = _index_table(
+    "idx_number",
+    Column("value", Numeric, nullable=False),
+    indexes=(("res_type", "param", "value", "res_pk"),),
+)
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("value", Numeric, nullable=False),
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    indexes=(("res_type", "param", "code", "value", "res_pk"),),
+)
+idx_geo = _index_table(
+    "idx_geo",
+    Column("latitude", Float, nullable=False),
+    Column("longitude", Float, nullable=False),
+    indexes=(("res_type", "param", "latitude", "longitude"),),
+)
+
+INDEX_TABLES: dict[str, Table] = {
+    "token": idx_token,
+    "string": idx_string,
+    "date": idx_date,
+    "reference": idx_reference,
+    "uri": idx_uri,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "special": idx_geo,
+}
