@@ -145,7 +145,7 @@ class _Walker:
     def value(self, item: Any, info: dict[str, Any], ftype: str, owner: str, at: str) -> None:
         _, primitives = _tables()
         if item is None:
-            self.error(at, "null is not allowed")
+            self.error(at, "null is not allowed", "value")
             return
         if ftype in primitives or ftype in ("string", "uri"):
             self.primitive(item, ftype, at)
@@ -217,7 +217,9 @@ def model_issues(resource: dict[str, Any]) -> list[Issue]:
     except ValidationError as exc:
         return [
             Issue(
-                "required" if err["type"] == "missing" else "structure",
+                "required"
+                if err["type"] == "missing" or "is required" in str(err["msg"])
+                else "structure",
                 str(err["msg"]).removeprefix("Value error, "),
                 expression=(_loc_to_expression(rtype, tuple(err["loc"])),),
             )

@@ -1,0 +1,53 @@
+"""An in-process client on the real app, over the ``store`` fixture (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server.app import create_app
+from fhir_server.settings import Settings
+from fhir_server.storage.port import Store
+
+FHIR = "application/fhir+json"
+BASE = "http://testserver"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(max_body_bytes=1024 * 1024)
+
+
+@pytest.fixture
+async def client(store: Store, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            yield c
+
+
+def slot(start: str = "2026-06-12T16:20:00.000+02:00", **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "Slot",
+        "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.10", "value": "slot-1"}],
+        "schedule": {"reference": "Schedule/sched-1"},
+        "status": "free",
+        "start": start,
+        "end": "2026-06-12T16:40:00.000+02:00",
+    }
+    body.update(extra)
+    return body
+
+
+def practitioner(rpps: str = "810001234567", **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": rpps}],
+        "name": [{"family": "Lefèvre", "given": ["Hélène"]}],
+    }
+    body.update(extra)
+    return body
