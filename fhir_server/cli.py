@@ -108,7 +108,10 @@ def load(
         return reports
 
     reports = asyncio.run(run())
-    table = Table("file", "resources", "result")
+    table = Table(title="load report")
+    table.add_column("file", overflow="fold")
+    table.add_column("resources", justify="right")
+    table.add_column("result", overflow="fold")
     failed = 0
     for r in reports:
         if r.error:  # type: ignore[attr-defined]

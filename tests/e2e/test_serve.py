@@ -1,0 +1,136 @@
+"""End to end: the real ``fhir-server`` command, a real server process on loopback.
+
+Loads the example data set with ``fhir-server load``, serves it with ``fhir-server serve``,
+and talks to it over HTTP, including with the example client scripts (fhirpy, fhirclient).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    env = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_LOG_LEVEL": "warning"}
+    demo = tmp_path / "demo.json"
+    assert run([sys.executable, "examples/sas_demo.py", "--out", str(demo)], env).returncode == 0
+    if not database_url.startswith("sqlite"):
+        migrated = run([str(BIN / "fhir-server"), "migrate"], env)
+        assert migrated.returncode == 0, migrated.stderr
+    loaded = run([str(BIN / "fhir-server"), "load", str(demo)], env)
+    assert loaded.returncode == 0, loaded.stderr
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        else:
+            pytest.fail("server did not start in 60 s")
+        yield base, env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_served_over_loopback(server: tuple[str, dict[str, str]]) -> None:
+    base, _env = server
+    with httpx.Client(base_url=base, timeout=10) as c:
+        cs = c.get("/metadata").json()
+        assert cs["fhirVersion"] == "4.0.1"
+        slots = c.get("/Slot", params={"status": "free", "_count": "5"}).json()
+        assert slots["total"] > 0 and len(slots["entry"]) == 5
+        assert slots["entry"][0]["fullUrl"].startswith(f"{base}/Slot/")
+        martin = c.get("/Practitioner/ps-martin")
+        assert martin.status_code == 200 and martin.headers["etag"] == 'W/"1"'
+        created = c.post(
+            "/Slot",
+            content=martin.content.replace(b'"Practitioner"', b'"Nope"', 1),
+            headers={"Content-Type": "application/fhir+json"},
+        )
+        assert created.status_code == 400
+        assert created.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("script", ["fhirpy_client.py", "fhirclient_client.py"])
+def test_example_clients(server: tuple[str, dict[str, str]], script: str) -> None:
+    base, env = server
+    result = run([sys.executable, f"examples/clients/{script}", base], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_load_reports_bad_files_and_keeps_going(database_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "FHIR_DATABASE_URL": database_url}
+    if not database_url.startswith("sqlite"):
+        assert run([str(BIN / "fhir-server"), "migrate"], env).returncode == 0
+    good = tmp_path / "good.ndjson"
+    good.write_text(
+        '{"resourceType":"Practitioner","id":"p1"}\n{"resourceType":"Practitioner","id":"p2"}\n'
+    )
+    half_bad = tmp_path / "half.ndjson"
+    half_bad.write_text('{"resourceType":"Practitioner","id":"p3"}\n{"resourceType":"Slot","start":12}\n')
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"resourceType": "Practitioner", ')
+    result = run([str(BIN / "fhir-server"), "load", str(tmp_path)], env)
+    assert result.returncode == 1
+    assert "broken.json" in result.stderr and "half.ndjson" in result.stderr
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "fhir-server"), "serve", "--port", str(port)], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                httpx.get(f"{base}/metadata", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert httpx.get(f"{base}/Practitioner/p2").status_code == 200
+        assert httpx.get(f"{base}/Practitioner/p3").status_code == 404  # its file was skipped whole
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_serve_refuses_other_addresses_without_auth(tmp_path: Path) -> None:
+    env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.sqlite"}
+    result = run([str(BIN / "fhir-server"), "serve", "--host", "0.0.0.0", "--port", "1"], env, timeout=60)
+    assert result.returncode == 2
+    assert "refusing" in result.stderr
