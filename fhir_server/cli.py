@@ -48,13 +48,24 @@ def serve(
         raise typer.Exit(2)
     if workers > 1:
         uvicorn.run(
-            "fhir_server.app:create_app", factory=True, host=host, port=port, workers=workers,
-            log_level=settings.log_level, access_log=False,
+            "fhir_server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level,
+            access_log=False,
         )
     else:
         from fhir_server.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
 
 
 @app.command()
@@ -75,11 +86,13 @@ def migrate() -> None:
 
 @app.command()
 def load(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.json Bundles/resources, .ndjson)")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or folders (.json Bundles/resources, .ndjson)")
+    ],
 ) -> None:
     """Load FHIR data; each file is stored whole or not at all, bad files are reported."""
     from fhir_server.app import make_context, make_store
-    from fhir_server.loader import files_under, load_file
+    from fhir_server.loader import FileReport, files_under, load_file
 
     files = files_under(paths)
     missing = [p for p in files if not p.exists()]
@@ -87,7 +100,7 @@ def load(
         console.print(f"[red]not found:[/red] {', '.join(map(str, missing))}")
         raise typer.Exit(2)
 
-    async def run() -> list[object]:
+    async def run() -> list[FileReport]:
         settings = Settings()
         store = make_store(settings)
         await store.migrate()
@@ -95,7 +108,10 @@ def load(
         reports = []
         try:
             with Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
                 console=console,
             ) as progress:
                 task = progress.add_task("loading", total=len(files))
@@ -114,11 +130,11 @@ def load(
     table.add_column("result", overflow="fold")
     failed = 0
     for r in reports:
-        if r.error:  # type: ignore[attr-defined]
+        if r.error:
             failed += 1
-            table.add_row(str(r.path), "0", f"[red]skipped: {r.error}[/red]")  # type: ignore[attr-defined]
+            table.add_row(str(r.path), "0", f"[red]skipped: {r.error}[/red]")
         else:
-            table.add_row(str(r.path), str(r.resources), "[green]loaded[/green]")  # type: ignore[attr-defined]
+            table.add_row(str(r.path), str(r.resources), "[green]loaded[/green]")
     console.print(table)
     if failed:
         console.print(f"[yellow]{failed} file(s) skipped[/yellow]")

@@ -56,7 +56,11 @@ def _documents(path: Path) -> Iterator[Any]:
 
 
 def _resources(doc: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(doc, dict) and doc.get("resourceType") == "Bundle" and doc.get("type") not in ("transaction", "batch"):
+    if (
+        isinstance(doc, dict)
+        and doc.get("resourceType") == "Bundle"
+        and doc.get("type") not in ("transaction", "batch")
+    ):
         for entry in doc.get("entry", []):
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                 yield entry["resource"]
@@ -72,7 +76,11 @@ async def load_file(ctx: Context, path: Path, base_url: str = "urn:load") -> Fil
         docs = list(_documents(path))
         async with ctx.store.writing() as session:
             for doc in docs:
-                if isinstance(doc, dict) and doc.get("resourceType") == "Bundle" and doc.get("type") in ("transaction", "batch"):
+                if (
+                    isinstance(doc, dict)
+                    and doc.get("resourceType") == "Bundle"
+                    and doc.get("type") in ("transaction", "batch")
+                ):
                     # Nested sessions are not possible: a transaction Bundle is its own unit.
                     continue
                 for resource in _resources(doc):
@@ -83,7 +91,11 @@ async def load_file(ctx: Context, path: Path, base_url: str = "urn:load") -> Fil
                         await create.create_in(ctx, session, rtype, resource)
                     report.resources += 1
         for doc in docs:
-            if isinstance(doc, dict) and doc.get("resourceType") == "Bundle" and doc.get("type") in ("transaction", "batch"):
+            if (
+                isinstance(doc, dict)
+                and doc.get("resourceType") == "Bundle"
+                and doc.get("type") in ("transaction", "batch")
+            ):
                 if doc["type"] == "batch":
                     doc = {**doc, "type": "transaction"}  # a file is all or nothing
                 await transaction.process(ctx, doc, base_url, return_resources=False)

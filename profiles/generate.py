@@ -152,10 +152,12 @@ def main() -> None:
         raise SystemExit(f"{CORE_PACKAGE} not found under {args.package_path}")
     dump = {"sort_keys": False, "ensure_ascii": False, "indent": 1}
     (HERE / "r4_search_parameters.json").write_text(
-        json.dumps(search_parameters(package_dir), **dump) + "\n", encoding="utf-8"  # type: ignore[arg-type]
+        json.dumps(search_parameters(package_dir), **dump) + "\n",
+        encoding="utf-8",  # type: ignore[arg-type]
     )
     (HERE / "r4_elements.json").write_text(
-        json.dumps(elements(package_dir), **dump) + "\n", encoding="utf-8"  # type: ignore[arg-type]
+        json.dumps(elements(package_dir), **dump) + "\n",
+        encoding="utf-8",  # type: ignore[arg-type]
     )
     print("wrote r4_search_parameters.json and r4_elements.json")
 

@@ -26,7 +26,9 @@ def find_pg_ctl() -> str | None:
     found = shutil.which("pg_ctl")
     if found:
         return found
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4])
+    )
     return candidates[-1] if candidates else None
 
 

@@ -18,8 +18,12 @@ from fhir_server.storage.port import Stored
 
 JSON_TYPES = frozenset({"application/fhir+json", "application/json+fhir", "application/json"})
 PATCH_TYPES = frozenset({"application/json-patch+json"})
-_FORMAT_ALIASES = {"json": "application/fhir+json", "application/fhir+json": "application/fhir+json",
-                   "application/json": "application/fhir+json", "application/json+fhir": "application/fhir+json"}
+_FORMAT_ALIASES = {
+    "json": "application/fhir+json",
+    "application/fhir+json": "application/fhir+json",
+    "application/json": "application/fhir+json",
+    "application/json+fhir": "application/fhir+json",
+}
 
 
 def check_accept(request: Request) -> None:
@@ -39,12 +43,19 @@ def check_accept(request: Request) -> None:
         if media in JSON_TYPES or media in ("*/*", "application/*", "") or media.endswith("+json"):
             return
     raise errors.FhirError(
-        [Issue("not-supported", f"cannot answer in {accept!r}; this server speaks application/fhir+json")],
+        [
+            Issue(
+                "not-supported",
+                f"cannot answer in {accept!r}; this server speaks application/fhir+json",
+            )
+        ],
         status=406,
     )
 
 
-async def read_body(request: Request, settings: Settings, allowed: frozenset[str] = JSON_TYPES) -> Any:
+async def read_body(
+    request: Request, settings: Settings, allowed: frozenset[str] = JSON_TYPES
+) -> Any:
     """The parsed JSON body; 415 for another media type, 413 over the limit, 400 if not JSON."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in allowed:
@@ -110,15 +121,22 @@ def prefer_return(request: Request) -> str:
     return "representation"
 
 
-def fhir_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def fhir_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
 def version_headers(stored: Stored) -> dict[str, str]:
-    return {"ETag": f'W/"{stored.version}"', "Last-Modified": format_datetime(stored.last_updated, usegmt=True)}
+    return {
+        "ETag": f'W/"{stored.version}"',
+        "Last-Modified": format_datetime(stored.last_updated, usegmt=True),
+    }
 
 
-def write_response(request: Request, stored: Stored, status: int, base: str, *, location: bool) -> Response:
+def write_response(
+    request: Request, stored: Stored, status: int, base: str, *, location: bool
+) -> Response:
     """Create/update answer honouring ``Prefer: return=minimal|representation|OperationOutcome``."""
     headers = version_headers(stored)
     if location:
@@ -128,6 +146,10 @@ def write_response(request: Request, stored: Stored, status: int, base: str, *, 
         return Response(status_code=status, headers=headers)
     if prefer == "OperationOutcome":
         verb = "created" if status == 201 else "updated"
-        issue = Issue("informational", f"{stored.res_type}/{stored.res_id} {verb} (version {stored.version})", "information")
+        issue = Issue(
+            "informational",
+            f"{stored.res_type}/{stored.res_id} {verb} (version {stored.version})",
+            "information",
+        )
         return fhir_response(outcome_bytes([issue]), status, headers)
     return fhir_response(stored.content, status, headers)

@@ -33,11 +33,17 @@ _HTTP_CODES = {
 
 
 def outcome_bytes(issues: list[Issue]) -> bytes:
-    return orjson.dumps({"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]})
+    return orjson.dumps(
+        {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
+    )
 
 
-def outcome_response(status: int, issues: list[Issue], headers: dict[str, str] | None = None) -> Response:
-    return Response(outcome_bytes(issues), status_code=status, media_type=FHIR_JSON, headers=headers)
+def outcome_response(
+    status: int, issues: list[Issue], headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        outcome_bytes(issues), status_code=status, media_type=FHIR_JSON, headers=headers
+    )
 
 
 async def _fhir_error(_request: Request, exc: Exception) -> Response:
@@ -57,7 +63,11 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     issues = [
-        Issue("invalid", str(err.get("msg")), expression=(".".join(str(p) for p in err.get("loc", ())),))
+        Issue(
+            "invalid",
+            str(err.get("msg")),
+            expression=(".".join(str(p) for p in err.get("loc", ())),),
+        )
         for err in exc.errors()
     ]
     return outcome_response(400, issues)

@@ -70,11 +70,15 @@ def _query(request: Request) -> str:
 
 def _history_response(result: history.HistoryResult, base: str, path: str) -> Response:
     page = result.page
-    links = [("self", f"{base}/{path}?_count={result.count}&_offset={result.offset}")]
+
+    def link(offset: int) -> str:
+        return f"{base}/{path}?_count={result.count}&_offset={offset}"
+
+    links = [("self", link(result.offset))]
     if result.offset + result.count < page.total:
-        links.append(("next", f"{base}/{path}?_count={result.count}&_offset={result.offset + result.count}"))
+        links.append(("next", link(result.offset + result.count)))
     if result.offset:
-        links.append(("previous", f"{base}/{path}?_count={result.count}&_offset={max(0, result.offset - result.count)}"))
+        links.append(("previous", link(max(0, result.offset - result.count))))
     entries = [history_entry(base, s) for s in page.entries]
     return http.fhir_response(bundle("history", entries, total=page.total, links=links))
 
@@ -130,8 +134,12 @@ def _strict(request: Request) -> bool:
     return "handling=strict" in request.headers.get("prefer", "").replace(" ", "")
 
 
-async def _search(request: Request, w: Wired, res_type: str, pairs: list[tuple[str, str]]) -> Response:
-    req = search.SearchRequest(res_type, pairs, http.base_url(request, w.settings), _strict(request))
+async def _search(
+    request: Request, w: Wired, res_type: str, pairs: list[tuple[str, str]]
+) -> Response:
+    req = search.SearchRequest(
+        res_type, pairs, http.base_url(request, w.settings), _strict(request)
+    )
     return http.fhir_response(await search.search(w.ctx, req))
 
 
@@ -146,7 +154,9 @@ async def post_search(res_type: str, request: Request, w: Wired) -> Response:
     if media != "application/x-www-form-urlencoded":
         raise errors.unsupported_media_type("POST _search takes application/x-www-form-urlencoded")
     form = (await request.body()).decode("utf-8", errors="replace")
-    pairs = parse_qsl(_query(request), keep_blank_values=True) + parse_qsl(form, keep_blank_values=True)
+    pairs = parse_qsl(_query(request), keep_blank_values=True) + parse_qsl(
+        form, keep_blank_values=True
+    )
     return await _search(request, w, res_type, pairs)
 
 
@@ -162,17 +172,25 @@ async def get_resource(res_type: str, res_id: str, request: Request, w: Wired) -
 @route("POST", "/{res_type}", "create")
 async def post_resource(res_type: str, request: Request, w: Wired) -> Response:
     body = await http.read_body(request, w.settings)
-    result = await create.create(w.ctx, res_type, body, if_none_exist=request.headers.get("if-none-exist"))
+    result = await create.create(
+        w.ctx, res_type, body, if_none_exist=request.headers.get("if-none-exist")
+    )
     base = http.base_url(request, w.settings)
-    return http.write_response(request, result.stored, 201 if result.created else 200, base, location=result.created)
+    return http.write_response(
+        request, result.stored, 201 if result.created else 200, base, location=result.created
+    )
 
 
 @route("PUT", "/{res_type}/{res_id}", "update")
 async def put_resource(res_type: str, res_id: str, request: Request, w: Wired) -> Response:
     body = await http.read_body(request, w.settings)
-    result = await update.update(w.ctx, res_type, res_id, body, if_match=request.headers.get("if-match"))
+    result = await update.update(
+        w.ctx, res_type, res_id, body, if_match=request.headers.get("if-match")
+    )
     base = http.base_url(request, w.settings)
-    return http.write_response(request, result.stored, 201 if result.created else 200, base, location=True)
+    return http.write_response(
+        request, result.stored, 201 if result.created else 200, base, location=True
+    )
 
 
 @route("PUT", "/{res_type}", "update")
@@ -184,13 +202,17 @@ async def put_conditional(res_type: str, request: Request, w: Wired) -> Response
         w.ctx, res_type, _query(request), body, if_match=request.headers.get("if-match")
     )
     base = http.base_url(request, w.settings)
-    return http.write_response(request, result.stored, 201 if result.created else 200, base, location=True)
+    return http.write_response(
+        request, result.stored, 201 if result.created else 200, base, location=True
+    )
 
 
 @route("PATCH", "/{res_type}/{res_id}", "patch")
 async def patch_resource(res_type: str, res_id: str, request: Request, w: Wired) -> Response:
     operations = await http.read_body(request, w.settings, http.PATCH_TYPES)
-    result = await patch.patch(w.ctx, res_type, res_id, operations, if_match=request.headers.get("if-match"))
+    result = await patch.patch(
+        w.ctx, res_type, res_id, operations, if_match=request.headers.get("if-match")
+    )
     base = http.base_url(request, w.settings)
     return http.write_response(request, result.stored, 200, base, location=False)
 
@@ -205,7 +227,9 @@ async def delete_resource(res_type: str, res_id: str, request: Request, w: Wired
 @route("DELETE", "/{res_type}", "delete")
 async def delete_conditional(res_type: str, request: Request, w: Wired) -> Response:
     if not _query(request):
-        raise errors.method_not_allowed("DELETE on a type needs search criteria (conditional delete)")
+        raise errors.method_not_allowed(
+            "DELETE on a type needs search criteria (conditional delete)"
+        )
     await delete.conditional_delete(w.ctx, res_type, _query(request))
     return Response(status_code=204)
 

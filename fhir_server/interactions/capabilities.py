@@ -15,11 +15,23 @@ from fhir_server.core.fhirtime import format_instant, utcnow
 from fhir_server.core.types import SERVED_TYPES
 from fhir_server.interactions.context import Context
 
-TYPE_LEVEL = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type")
+TYPE_LEVEL = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
 SYSTEM_LEVEL = ("transaction", "batch", "search-system", "history-system")
 
 
-def capability_statement(ctx: Context, base_url: str, interactions: Iterable[str], software: str, version: str) -> bytes:
+def capability_statement(
+    ctx: Context, base_url: str, interactions: Iterable[str], software: str, version: str
+) -> bytes:
     wired = set(interactions)
     resources: list[dict[str, Any]] = []
     for res_type in SERVED_TYPES:

@@ -25,9 +25,7 @@ async def matching_ids(
 ) -> list[str]:
     """Ids matching the condition (at most ``limit``: callers only need 0, 1 or many)."""
     pairs = [*query_pairs(query), ("_count", str(limit))]
-    ids, parsed = await search_ids(
-        session, ctx.registry, res_type, pairs, default_tz=ctx.timezone
-    )
+    ids, parsed = await search_ids(session, ctx.registry, res_type, pairs, default_tz=ctx.timezone)
     if parsed.unknown:
         # An ignored criterion would widen the match: refuse rather than guess.
         raise errors.incorrect(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from fhir_server.core import errors, fhirtime
 from fhir_server.interactions._resource import check_id, check_type
@@ -27,12 +28,14 @@ def _int(params: Mapping[str, str], name: str, default: int, maximum: int | None
     if raw is None or raw == "":
         return default
     if not raw.isdigit():
-        raise errors.incorrect(f"{name} must be a non-negative integer, got {raw!r}", expression=[name])
+        raise errors.incorrect(
+            f"{name} must be a non-negative integer, got {raw!r}", expression=[name]
+        )
     value = int(raw)
     return min(value, maximum) if maximum is not None else value
 
 
-def _instant(params: Mapping[str, str], name: str) -> fhirtime.datetime | None:
+def _instant(params: Mapping[str, str], name: str) -> datetime | None:
     raw = params.get(name)
     if not raw:
         return None

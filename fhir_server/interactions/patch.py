@@ -18,19 +18,23 @@ from fhir_server.interactions._resource import (
     check_type,
     write_version,
 )
-from fhir_server.interactions.create import WriteResult
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.create import WriteResult
 from fhir_server.storage.port import WriteSession
 from fhir_server.validation.structure import structure_issues
 
 
 def _apply(document: dict[str, Any], operations: Any) -> Any:
     if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
-        raise errors.incorrect("a JSON Patch body is an array of operation objects", code="structure")
+        raise errors.incorrect(
+            "a JSON Patch body is an array of operation objects", code="structure"
+        )
     try:
         return jsonpatch.JsonPatch(operations).apply(document)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        raise errors.unprocessable(f"the JSON Patch cannot be applied: {exc}", code="processing") from exc
+        raise errors.unprocessable(
+            f"the JSON Patch cannot be applied: {exc}", code="processing"
+        ) from exc
     except (TypeError, KeyError, ValueError) as exc:
         raise errors.incorrect(f"malformed JSON Patch: {exc}", code="structure") from exc
 

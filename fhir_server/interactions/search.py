@@ -18,7 +18,6 @@ from fhir_server.interactions.context import Context
 from fhir_server.search import plan
 
 
-
 @dataclass(frozen=True)
 class SearchRequest:
     res_type: str
@@ -31,30 +30,42 @@ def _offset(pairs: list[tuple[str, str]]) -> int:
     for name, value in pairs:
         if name == "_offset":
             if not value.isdigit():
-                raise errors.incorrect(f"_offset must be a non-negative integer, got {value!r}", expression=["_offset"])
+                raise errors.incorrect(
+                    f"_offset must be a non-negative integer, got {value!r}", expression=["_offset"]
+                )
             return int(value)
     return 0
 
 
 async def search(ctx: Context, req: SearchRequest) -> bytes:
     check_type(req.res_type)
-    criteria = [(k, v) for k, v in req.pairs if k not in ("_offset", "_count", "_format", "_pretty")]
+    criteria = [
+        (k, v) for k, v in req.pairs if k not in ("_offset", "_count", "_format", "_pretty")
+    ]
     count = ctx.default_count
     for name, value in req.pairs:
         if name == "_count":
             if not value.isdigit():
-                raise errors.incorrect(f"_count must be a non-negative integer, got {value!r}", expression=["_count"])
+                raise errors.incorrect(
+                    f"_count must be a non-negative integer, got {value!r}", expression=["_count"]
+                )
             count = min(int(value), ctx.max_count)
     offset = _offset(req.pairs)
     async with ctx.store.reading() as session:
         ids, query = await plan.search_ids(
-            session, ctx.registry, req.res_type, [*criteria, ("_count", str(offset + count))],
+            session,
+            ctx.registry,
+            req.res_type,
+            [*criteria, ("_count", str(offset + count))],
             default_tz=ctx.timezone,
         )
-        total = await plan.count(session, ctx.registry, req.res_type, criteria, default_tz=ctx.timezone)
+        total = await plan.count(
+            session, ctx.registry, req.res_type, criteria, default_tz=ctx.timezone
+        )
     if query.unknown and req.strict:
         raise errors.incorrect(
-            f"unknown search parameter(s): {', '.join(query.unknown)}", code="not-supported",
+            f"unknown search parameter(s): {', '.join(query.unknown)}",
+            code="not-supported",
             expression=list(query.unknown),
         )
     page_ids = ids[offset : offset + count]
@@ -68,10 +79,16 @@ async def search(ctx: Context, req: SearchRequest) -> bytes:
         for s in stored
     ]
     if query.unknown:
-        issues = [Issue("not-supported", f"unknown search parameter {name!r} was ignored", "warning") for name in query.unknown]
+        issues = [
+            Issue("not-supported", f"unknown search parameter {name!r} was ignored", "warning")
+            for name in query.unknown
+        ]
         entries.append(
             {
-                "resource": {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]},
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [i.to_json() for i in issues],
+                },
                 "search": {"mode": "outcome"},
             }
         )
@@ -88,5 +105,3 @@ def _link(req: SearchRequest, criteria: list[tuple[str, str]], count: int, offse
     if offset:
         pairs.append(("_offset", str(offset)))
     return f"{req.base_url}/{req.res_type}?{urlencode(pairs)}"
-
-

@@ -49,7 +49,9 @@ def _parse_url(url: str, base_url: str) -> tuple[str, str | None, str | None]:
         url = url[len(base_url) + 1 :]
     parts = urlsplit(url)
     if parts.scheme or parts.netloc:
-        raise errors.incorrect(f"entry.request.url {url!r} is not on this server", code="not-supported")
+        raise errors.incorrect(
+            f"entry.request.url {url!r} is not on this server", code="not-supported"
+        )
     segments = [s for s in parts.path.split("/") if s]
     query = parts.query or None
     if not segments:
@@ -70,7 +72,14 @@ def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
         )
     # Check the envelope with the entries' resources taken out: each resource is checked
     # by its own interaction, with the entry's position in the error.
-    shell = {**body, "entry": [{k: v for k, v in e.items() if k != "resource"} for e in body.get("entry", []) if isinstance(e, dict)]}
+    shell = {
+        **body,
+        "entry": [
+            {k: v for k, v in e.items() if k != "resource"}
+            for e in body.get("entry", [])
+            if isinstance(e, dict)
+        ],
+    }
     if not shell["entry"]:
         shell.pop("entry")
     issues = structure_issues(shell)
@@ -88,7 +97,8 @@ def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
         method = str(request["method"]).upper()
         if method not in _ORDER:
             raise errors.incorrect(
-                f"unsupported method {method}", code="not-supported",
+                f"unsupported method {method}",
+                code="not-supported",
                 expression=[f"Bundle.entry[{i}].request.method"],
             )
         try:
@@ -96,8 +106,17 @@ def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
         except FhirError as exc:
             raise _at(exc, i) from exc
         out.append(
-            _Entry(i, method, str(request["url"]), res_type, res_id, query,
-                   raw.get("resource"), request, raw.get("fullUrl"))
+            _Entry(
+                i,
+                method,
+                str(request["url"]),
+                res_type,
+                res_id,
+                query,
+                raw.get("resource"),
+                request,
+                raw.get("fullUrl"),
+            )
         )
     return kind, out
 
@@ -105,9 +124,18 @@ def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
 def _at(exc: FhirError, index: int) -> FhirError:
     """The same error, its diagnostics prefixed with the entry it comes from."""
     exc.issues = [
-        Issue(i.code, f"Bundle.entry[{index}]: {i.diagnostics}", i.severity,
-              tuple(f"Bundle.entry[{index}].resource.{e.split('.', 1)[1]}" if "." in e else f"Bundle.entry[{index}]" for e in i.expression)
-              or (f"Bundle.entry[{index}]",))
+        Issue(
+            i.code,
+            f"Bundle.entry[{index}]: {i.diagnostics}",
+            i.severity,
+            tuple(
+                f"Bundle.entry[{index}].resource.{e.split('.', 1)[1]}"
+                if "." in e
+                else f"Bundle.entry[{index}]"
+                for e in i.expression
+            )
+            or (f"Bundle.entry[{index}]",),
+        )
         for i in exc.issues
     ]
     return exc
@@ -116,7 +144,11 @@ def _at(exc: FhirError, index: int) -> FhirError:
 def _rewrite(node: Any, mapping: dict[str, str]) -> Any:
     if isinstance(node, dict):
         return {
-            k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, mapping))
+            k: (
+                mapping.get(v, v)
+                if k == "reference" and isinstance(v, str)
+                else _rewrite(v, mapping)
+            )
             for k, v in node.items()
         }
     if isinstance(node, list):
@@ -124,7 +156,9 @@ def _rewrite(node: Any, mapping: dict[str, str]) -> Any:
     return node
 
 
-def _response(stored: Stored | None, status: str, base_url: str, with_resource: bool) -> dict[str, Any]:
+def _response(
+    stored: Stored | None, status: str, base_url: str, with_resource: bool
+) -> dict[str, Any]:
     resp: dict[str, Any] = {"status": status}
     if stored is not None:
         resp["location"] = f"{stored.res_type}/{stored.res_id}/_history/{stored.version}"
@@ -150,7 +184,12 @@ async def _assign_ids(ctx: Context, session: WriteSession, entries: list[_Entry]
                 await session.lock_conditional(e.res_type)
                 ids = await matching_ids(ctx, session, e.res_type, str(cond))
                 if len(ids) > 1:
-                    raise _at(errors.precondition_failed(f"ifNoneExist '{cond}' matches several resources", code="duplicate"), e.index)
+                    raise _at(
+                        errors.precondition_failed(
+                            f"ifNoneExist '{cond}' matches several resources", code="duplicate"
+                        ),
+                        e.index,
+                    )
                 e.request["_match"] = ids[0] if ids else None
             e.res_id = e.request.get("_match") or str(uuid.uuid4())
             target = f"{e.res_type}/{e.res_id}"
@@ -158,7 +197,13 @@ async def _assign_ids(ctx: Context, session: WriteSession, entries: list[_Entry]
             await session.lock_conditional(e.res_type)
             ids = await matching_ids(ctx, session, e.res_type, e.query)
             if len(ids) > 1:
-                raise _at(errors.precondition_failed(f"conditional update '{e.query}' matches several resources", code="multiple-matches"), e.index)
+                raise _at(
+                    errors.precondition_failed(
+                        f"conditional update '{e.query}' matches several resources",
+                        code="multiple-matches",
+                    ),
+                    e.index,
+                )
             body_id = e.resource.get("id") if isinstance(e.resource, dict) else None
             e.res_id = ids[0] if ids else (body_id or str(uuid.uuid4()))
             if isinstance(e.resource, dict):
@@ -168,12 +213,17 @@ async def _assign_ids(ctx: Context, session: WriteSession, entries: list[_Entry]
             target = f"{e.res_type}/{e.res_id}"
         if e.full_url and target:
             if e.full_url in mapping:
-                raise _at(errors.incorrect(f"fullUrl {e.full_url} appears twice", code="duplicate"), e.index)
+                raise _at(
+                    errors.incorrect(f"fullUrl {e.full_url} appears twice", code="duplicate"),
+                    e.index,
+                )
             mapping[e.full_url] = target
     return mapping
 
 
-async def _run(ctx: Context, session: WriteSession, e: _Entry, base_url: str, return_resources: bool) -> dict[str, Any]:
+async def _run(
+    ctx: Context, session: WriteSession, e: _Entry, base_url: str, return_resources: bool
+) -> dict[str, Any]:
     if e.method == "POST":
         match = e.request.get("_match")
         if match:  # ifNoneExist found the resource: nothing is created
@@ -186,17 +236,25 @@ async def _run(ctx: Context, session: WriteSession, e: _Entry, base_url: str, re
             raise errors.incorrect("PUT needs Type/id or Type?query", code="invalid")
         if isinstance(e.resource, dict) and "id" not in e.resource and e.query:
             e.resource = {**e.resource, "id": e.res_id}
-        result = await update.update_in(ctx, session, e.res_type, e.res_id, e.resource, if_match=e.request.get("ifMatch"))
-        return _response(result.stored, "201 Created" if result.created else "200 OK", base_url, return_resources)
+        result = await update.update_in(
+            ctx, session, e.res_type, e.res_id, e.resource, if_match=e.request.get("ifMatch")
+        )
+        return _response(
+            result.stored, "201 Created" if result.created else "200 OK", base_url, return_resources
+        )
     if e.method == "PATCH":
         if e.res_id is None:
             raise errors.incorrect("PATCH needs Type/id", code="invalid")
         ops = _patch_operations(e.resource)
-        result = await patch.patch_in(ctx, session, e.res_type, e.res_id, ops, if_match=e.request.get("ifMatch"))
+        result = await patch.patch_in(
+            ctx, session, e.res_type, e.res_id, ops, if_match=e.request.get("ifMatch")
+        )
         return _response(result.stored, "200 OK", base_url, return_resources)
     if e.method == "DELETE":
         if e.res_id is not None:
-            await delete.delete_in(ctx, session, e.res_type, e.res_id, if_match=e.request.get("ifMatch"))
+            await delete.delete_in(
+                ctx, session, e.res_type, e.res_id, if_match=e.request.get("ifMatch")
+            )
         elif e.query:
             await delete.conditional_delete_in(ctx, session, e.res_type, e.query)
         else:
@@ -204,7 +262,9 @@ async def _run(ctx: Context, session: WriteSession, e: _Entry, base_url: str, re
         return {"response": {"status": "204 No Content"}}
     # GET / HEAD: read (and vread through _history) inside the same transaction.
     if e.res_id is None:
-        raise errors.incorrect("only read (Type/id) is supported for GET entries", code="not-supported")
+        raise errors.incorrect(
+            "only read (Type/id) is supported for GET entries", code="not-supported"
+        )
     stored = await session.current(e.res_type, e.res_id)
     if stored is None:
         raise errors.not_found(f"{e.res_type}/{e.res_id} is not known")
@@ -219,23 +279,37 @@ def _patch_operations(resource: Any) -> Any:
         try:
             return orjson.loads(base64.b64decode(str(resource.get("data", ""))))
         except (ValueError, orjson.JSONDecodeError) as exc:
-            raise errors.incorrect("the Binary of a PATCH entry is not a JSON Patch", code="structure") from exc
+            raise errors.incorrect(
+                "the Binary of a PATCH entry is not a JSON Patch", code="structure"
+            ) from exc
     if isinstance(resource, list):
         return resource
     raise errors.incorrect("a PATCH entry carries a Binary with a JSON Patch", code="structure")
 
 
 def _outcome_entry(exc: FhirError) -> dict[str, Any]:
-    reason = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone", 412: "Precondition Failed", 422: "Unprocessable Entity"}.get(exc.status, "Error")
+    reason = {
+        400: "Bad Request",
+        404: "Not Found",
+        409: "Conflict",
+        410: "Gone",
+        412: "Precondition Failed",
+        422: "Unprocessable Entity",
+    }.get(exc.status, "Error")
     return {
         "response": {
             "status": f"{exc.status} {reason}",
-            "outcome": {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in exc.issues]},
+            "outcome": {
+                "resourceType": "OperationOutcome",
+                "issue": [i.to_json() for i in exc.issues],
+            },
         }
     }
 
 
-async def process(ctx: Context, body: Any, base_url: str, *, return_resources: bool = True) -> bytes:
+async def process(
+    ctx: Context, body: Any, base_url: str, *, return_resources: bool = True
+) -> bytes:
     kind, entries = _entries(body, base_url)
     responses: dict[int, dict[str, Any]] = {}
     if kind == "transaction":

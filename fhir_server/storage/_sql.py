@@ -36,7 +36,7 @@ def _stored(row: Row[Any], method: str = "") -> Stored:
         last_updated=_aware(m["last_updated"]),
         deleted=bool(m["deleted"]),
         content=bytes(m["content"]),
-        method=m["method"] if "method" in m else method,
+        method=m.get("method", method),
         pk=m["pk"] if "pk" in m else m["res_pk"],
     )
 
@@ -74,7 +74,9 @@ class SqlWriteSession(SqlReadSession):
             try:
                 async with self.conn.begin_nested():
                     result = await self.conn.execute(
-                        insert(_RES).values(res_type=stored.res_type, res_id=stored.res_id, **values)
+                        insert(_RES).values(
+                            res_type=stored.res_type, res_id=stored.res_id, **values
+                        )
                     )
             except IntegrityError as exc:
                 raise errors.conflict(

@@ -64,7 +64,9 @@ history = Table(
 )
 
 
-def _index_table(name: str, *columns: Column[object], indexes: tuple[tuple[str, ...], ...]) -> Table:
+def _index_table(
+    name: str, *columns: Column[object], indexes: tuple[tuple[str, ...], ...]
+) -> Table:
     table = Table(
         name,
         metadata,

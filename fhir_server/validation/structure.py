@@ -67,7 +67,9 @@ def _children_cached(type_name: str, prefix: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _resolve_choice(children: dict[str, dict[str, Any]], key: str) -> tuple[dict[str, Any], str] | None:
+def _resolve_choice(
+    children: dict[str, dict[str, Any]], key: str
+) -> tuple[dict[str, Any], str] | None:
     """Map a JSON key to its element; choice keys ``valueString`` resolve ``value[x]``."""
     if key in children:
         info = children[key]
@@ -102,7 +104,12 @@ class _Walker:
         self.object(data, rtype, "", where, is_resource=True)
 
     def object(
-        self, data: dict[str, Any], type_name: str, prefix: str, where: str, is_resource: bool = False
+        self,
+        data: dict[str, Any],
+        type_name: str,
+        prefix: str,
+        where: str,
+        is_resource: bool = False,
     ) -> None:
         children = _children(type_name, prefix)
         for key, value in data.items():
@@ -132,7 +139,7 @@ class _Walker:
                 return
             if not value:
                 self.error(where, f"'{key}' must not be an empty array")
-            items = list(enumerate(value))
+            items: list[tuple[int | None, Any]] = list(enumerate(value))
         else:
             if isinstance(value, list):
                 self.error(where, f"'{key}' must be a single value, not an array")
@@ -185,7 +192,9 @@ class _Walker:
         check = _STRING_CHECKS.get(ftype)
         if check is not None and not check(item):
             hint = _FORMAT_HINT.get(ftype, "")
-            self.error(at, f"invalid {ftype} {item!r}" + (f": expected {hint}" if hint else ""), "value")
+            self.error(
+                at, f"invalid {ftype} {item!r}" + (f": expected {hint}" if hint else ""), "value"
+            )
 
 
 def json_issues(resource: dict[str, Any]) -> list[Issue]:

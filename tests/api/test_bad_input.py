@@ -14,7 +14,9 @@ from tests.api.conftest import FHIR, slot
 pytestmark = pytest.mark.asyncio
 
 
-def assert_outcome(r: Any, status: int, code: str | None = None, expression: str | None = None) -> dict[str, Any]:
+def assert_outcome(
+    r: Any, status: int, code: str | None = None, expression: str | None = None
+) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/fhir+json")
     body: dict[str, Any] = r.json()
@@ -49,9 +51,13 @@ async def test_unparseable_bodies(client: AsyncClient, store: Store, raw: bytes,
 
 
 async def test_wrong_content_type(client: AsyncClient, store: Store) -> None:
-    r = await client.post("/Slot", content=orjson.dumps(slot()), headers={"Content-Type": "text/plain"})
+    r = await client.post(
+        "/Slot", content=orjson.dumps(slot()), headers={"Content-Type": "text/plain"}
+    )
     assert_outcome(r, 415, "not-supported")
-    r = await client.post("/Slot", content=b"<Slot/>", headers={"Content-Type": "application/fhir+xml"})
+    r = await client.post(
+        "/Slot", content=b"<Slot/>", headers={"Content-Type": "application/fhir+xml"}
+    )
     assert_outcome(r, 415)
     await assert_nothing_stored(store)
 
@@ -99,11 +105,19 @@ async def test_id_mismatch_and_missing_id(client: AsyncClient, store: Store) -> 
         ({"identifier": {"value": "x"}}, "Slot.identifier", "structure"),
         ({"comment": ""}, "Slot.comment", "value"),
         ({"status": None}, "Slot.status", "value"),
-        ({"schedule": {"reference": "Schedule/1", "extra": True}}, "Slot.schedule.extra", "structure"),
+        (
+            {"schedule": {"reference": "Schedule/1", "extra": True}},
+            "Slot.schedule.extra",
+            "structure",
+        ),
     ],
 )
-async def test_invalid_resources(client: AsyncClient, store: Store, change: dict[str, Any], expression: str, code: str) -> None:
-    r = await client.post("/Slot", content=orjson.dumps(slot(**change)), headers={"Content-Type": FHIR})
+async def test_invalid_resources(
+    client: AsyncClient, store: Store, change: dict[str, Any], expression: str, code: str
+) -> None:
+    r = await client.post(
+        "/Slot", content=orjson.dumps(slot(**change)), headers={"Content-Type": FHIR}
+    )
     assert_outcome(r, 400, code, expression)
     await assert_nothing_stored(store)
 
@@ -125,7 +139,13 @@ async def test_missing_required_element(client: AsyncClient, store: Store) -> No
 
 async def test_unknown_type_and_ids(client: AsyncClient) -> None:
     assert_outcome(await client.get("/Patient/1"), 404, "not-supported")
-    assert_outcome(await client.post("/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR}), 404, "not-supported")
+    assert_outcome(
+        await client.post(
+            "/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR}
+        ),
+        404,
+        "not-supported",
+    )
     assert_outcome(await client.get("/Slot/unknown"), 404, "not-found")
     assert_outcome(await client.get("/no/such/deep/path/here"), 404)
     assert_outcome(await client.request("PURGE", "/Slot"), 405)

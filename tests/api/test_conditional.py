@@ -22,14 +22,19 @@ async def test_conditional_create(client: AsyncClient) -> None:
     await client.post("/Practitioner", json=practitioner(), headers={"Content-Type": FHIR})
     many = await client.post("/Practitioner", json=practitioner(), headers=headers)
     assert many.status_code == 412
-    unknown = await client.post("/Practitioner", json=practitioner(), headers={**headers, "If-None-Exist": "nonsense=1"})
+    unknown = await client.post(
+        "/Practitioner", json=practitioner(), headers={**headers, "If-None-Exist": "nonsense=1"}
+    )
     assert unknown.status_code == 400
 
 
 async def test_conditional_creates_racing_make_one(client: AsyncClient) -> None:
     headers = {"Content-Type": FHIR, "If-None-Exist": f"identifier={SYS}|810009999999"}
     results = await asyncio.gather(
-        *[client.post("/Practitioner", json=practitioner("810009999999"), headers=headers) for _ in range(8)]
+        *[
+            client.post("/Practitioner", json=practitioner("810009999999"), headers=headers)
+            for _ in range(8)
+        ]
     )
     statuses = sorted(r.status_code for r in results)
     assert statuses.count(201) == 1 and statuses.count(200) == 7, statuses
@@ -40,20 +45,34 @@ async def test_conditional_creates_racing_make_one(client: AsyncClient) -> None:
 
 async def test_conditional_update(client: AsyncClient) -> None:
     url = f"/Practitioner?identifier={SYS}|810001111111"
-    created = await client.put(url, json=practitioner("810001111111"), headers={"Content-Type": FHIR})
+    created = await client.put(
+        url, json=practitioner("810001111111"), headers={"Content-Type": FHIR}
+    )
     assert created.status_code == 201
     pid = created.json()["id"]
-    updated = await client.put(url, json=practitioner("810001111111", active=False), headers={"Content-Type": FHIR})
-    assert updated.status_code == 200 and updated.json()["id"] == pid and updated.json()["active"] is False
-    wrong_id = await client.put(url, json=practitioner("810001111111", id="other"), headers={"Content-Type": FHIR})
+    updated = await client.put(
+        url, json=practitioner("810001111111", active=False), headers={"Content-Type": FHIR}
+    )
+    assert (
+        updated.status_code == 200
+        and updated.json()["id"] == pid
+        and updated.json()["active"] is False
+    )
+    wrong_id = await client.put(
+        url, json=practitioner("810001111111", id="other"), headers={"Content-Type": FHIR}
+    )
     assert wrong_id.status_code == 400
-    await client.post("/Practitioner", json=practitioner("810001111111"), headers={"Content-Type": FHIR})
+    await client.post(
+        "/Practitioner", json=practitioner("810001111111"), headers={"Content-Type": FHIR}
+    )
     many = await client.put(url, json=practitioner("810001111111"), headers={"Content-Type": FHIR})
     assert many.status_code == 412
 
 
 async def test_conditional_delete(client: AsyncClient) -> None:
-    await client.post("/Practitioner", json=practitioner("810002222222"), headers={"Content-Type": FHIR})
+    await client.post(
+        "/Practitioner", json=practitioner("810002222222"), headers={"Content-Type": FHIR}
+    )
     r = await client.delete("/Practitioner", params={"identifier": f"{SYS}|810002222222"})
     assert r.status_code == 204
     found = (await client.get("/Practitioner", params={"identifier": f"{SYS}|810002222222"})).json()

@@ -29,16 +29,24 @@ async def test_create_read_roundtrip_keeps_bytes(client: AsyncClient) -> None:
     assert read.json()["comment"] == "Créneau réservé SAS"
 
 
-@pytest.mark.parametrize("media", ["application/fhir+json", "application/json+fhir", "application/json"])
+@pytest.mark.parametrize(
+    "media", ["application/fhir+json", "application/json+fhir", "application/json"]
+)
 async def test_accepted_media_types(client: AsyncClient, media: str) -> None:
-    r = await client.post("/Practitioner", content=orjson.dumps(practitioner()), headers={"Content-Type": f"{media}; charset=utf-8"})
+    r = await client.post(
+        "/Practitioner",
+        content=orjson.dumps(practitioner()),
+        headers={"Content-Type": f"{media}; charset=utf-8"},
+    )
     assert r.status_code == 201
 
 
 async def test_update_vread_history_delete(client: AsyncClient) -> None:
     r = await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
     assert r.status_code == 201  # update-as-create
-    r = await client.put("/Slot/s1", json=slot(id="s1", status="busy"), headers={"Content-Type": FHIR})
+    r = await client.put(
+        "/Slot/s1", json=slot(id="s1", status="busy"), headers={"Content-Type": FHIR}
+    )
     assert r.status_code == 200 and r.headers["etag"] == 'W/"2"'
     v1 = await client.get("/Slot/s1/_history/1")
     assert v1.status_code == 200 and v1.json()["status"] == "free"
@@ -78,24 +86,40 @@ async def test_type_and_system_history_with_since(client: AsyncClient) -> None:
 async def test_if_match(client: AsyncClient) -> None:
     await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
     await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
-    stale = await client.put("/Slot/s1", json=slot(id="s1", status="busy"), headers={"Content-Type": FHIR, "If-Match": 'W/"1"'})
+    stale = await client.put(
+        "/Slot/s1",
+        json=slot(id="s1", status="busy"),
+        headers={"Content-Type": FHIR, "If-Match": 'W/"1"'},
+    )
     assert stale.status_code == 412
     assert (await client.get("/Slot/s1")).json()["status"] == "free"
-    ok = await client.put("/Slot/s1", json=slot(id="s1", status="busy"), headers={"Content-Type": FHIR, "If-Match": 'W/"2"'})
+    ok = await client.put(
+        "/Slot/s1",
+        json=slot(id="s1", status="busy"),
+        headers={"Content-Type": FHIR, "If-Match": 'W/"2"'},
+    )
     assert ok.status_code == 200 and ok.headers["etag"] == 'W/"3"'
 
 
 async def test_prefer_return(client: AsyncClient) -> None:
-    minimal = await client.post("/Slot", json=slot(), headers={"Content-Type": FHIR, "Prefer": "return=minimal"})
+    minimal = await client.post(
+        "/Slot", json=slot(), headers={"Content-Type": FHIR, "Prefer": "return=minimal"}
+    )
     assert minimal.status_code == 201 and minimal.content == b"" and "location" in minimal.headers
-    oo = await client.post("/Slot", json=slot(), headers={"Content-Type": FHIR, "Prefer": "return=OperationOutcome"})
+    oo = await client.post(
+        "/Slot", json=slot(), headers={"Content-Type": FHIR, "Prefer": "return=OperationOutcome"}
+    )
     assert oo.status_code == 201 and oo.json()["resourceType"] == "OperationOutcome"
 
 
 async def test_patch(client: AsyncClient) -> None:
     await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
     ops = [{"op": "replace", "path": "/status", "value": "busy"}]
-    r = await client.patch("/Slot/s1", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    r = await client.patch(
+        "/Slot/s1",
+        content=orjson.dumps(ops),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert r.status_code == 200 and r.json()["status"] == "busy" and r.headers["etag"] == 'W/"2"'
 
 
@@ -105,29 +129,67 @@ async def test_metadata_is_generated(client: AsyncClient) -> None:
     cs = r.json()
     assert cs["resourceType"] == "CapabilityStatement" and cs["fhirVersion"] == "4.0.1"
     types = {res["type"]: res for res in cs["rest"][0]["resource"]}
-    assert set(types) == {"Appointment", "AuditEvent", "Endpoint", "HealthcareService", "Location", "Organization", "Practitioner", "PractitionerRole", "Schedule", "Slot"}
+    assert set(types) == {
+        "Appointment",
+        "AuditEvent",
+        "Endpoint",
+        "HealthcareService",
+        "Location",
+        "Organization",
+        "Practitioner",
+        "PractitionerRole",
+        "Schedule",
+        "Slot",
+    }
     codes = {i["code"] for i in types["Slot"]["interaction"]}
-    assert codes == {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
-    assert {i["code"] for i in cs["rest"][0]["interaction"]} == {"transaction", "batch", "history-system"}
+    assert codes == {
+        "read",
+        "vread",
+        "update",
+        "patch",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
+        "search-type",
+    }
+    assert {i["code"] for i in cs["rest"][0]["interaction"]} == {
+        "transaction",
+        "batch",
+        "history-system",
+    }
     assert any(p["name"] == "start" for p in types["Slot"]["searchParam"])
 
 
 async def test_format_and_accept(client: AsyncClient) -> None:
     assert (await client.get("/metadata", params={"_format": "json"})).status_code == 200
-    assert (await client.get("/metadata", params={"_format": "application/fhir+json"})).status_code == 200
+    assert (
+        await client.get("/metadata", params={"_format": "application/fhir+json"})
+    ).status_code == 200
     xml = await client.get("/metadata", params={"_format": "xml"})
     assert xml.status_code == 406 and xml.json()["resourceType"] == "OperationOutcome"
-    assert (await client.get("/metadata", headers={"Accept": "application/fhir+xml"})).status_code == 406
-    assert (await client.get("/metadata", headers={"Accept": "application/json+fhir"})).status_code == 200
+    assert (
+        await client.get("/metadata", headers={"Accept": "application/fhir+xml"})
+    ).status_code == 406
+    assert (
+        await client.get("/metadata", headers={"Accept": "application/json+fhir"})
+    ).status_code == 200
 
 
 async def test_base_url_from_trusted_proxy_only(client: AsyncClient) -> None:
-    headers = {"Content-Type": FHIR, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "sas.example.org", "X-Forwarded-Prefix": "/fhir"}
+    headers = {
+        "Content-Type": FHIR,
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "sas.example.org",
+        "X-Forwarded-Prefix": "/fhir",
+    }
     r = await client.post("/Slot", json=slot(), headers=headers)
     assert r.headers["location"].startswith("https://sas.example.org/fhir/Slot/")
 
 
-async def test_forwarded_headers_ignored_from_untrusted_client(store: object, settings: object) -> None:
+async def test_forwarded_headers_ignored_from_untrusted_client(
+    store: object, settings: object
+) -> None:
     import httpx
 
     from fhir_server.app import create_app
@@ -136,5 +198,9 @@ async def test_forwarded_headers_ignored_from_untrusted_client(store: object, se
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            r = await c.post("/Slot", json=slot(), headers={"Content-Type": FHIR, "X-Forwarded-Host": "evil.example"})
+            r = await c.post(
+                "/Slot",
+                json=slot(),
+                headers={"Content-Type": FHIR, "X-Forwarded-Host": "evil.example"},
+            )
     assert r.headers["location"].startswith("http://testserver/Slot/")

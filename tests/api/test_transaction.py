@@ -13,7 +13,9 @@ from tests.api.conftest import FHIR, practitioner, slot
 pytestmark = pytest.mark.asyncio
 
 
-def entry(resource: dict[str, Any], method: str, url: str, full_url: str | None = None, **request: Any) -> dict[str, Any]:
+def entry(
+    resource: dict[str, Any], method: str, url: str, full_url: str | None = None, **request: Any
+) -> dict[str, Any]:
     e: dict[str, Any] = {"resource": resource, "request": {"method": method, "url": url, **request}}
     if full_url:
         e["fullUrl"] = full_url
@@ -21,14 +23,26 @@ def entry(resource: dict[str, Any], method: str, url: str, full_url: str | None 
 
 
 async def test_transaction_rewrites_urn_uuid_references(client: AsyncClient) -> None:
-    schedule = {"resourceType": "Schedule", "actor": [{"reference": "urn:uuid:00000000-0000-0000-0000-0000000000a1"}]}
+    schedule = {
+        "resourceType": "Schedule",
+        "actor": [{"reference": "urn:uuid:00000000-0000-0000-0000-0000000000a1"}],
+    }
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             entry(schedule, "POST", "Schedule", "urn:uuid:00000000-0000-0000-0000-0000000000b2"),
-            entry(practitioner(), "POST", "Practitioner", "urn:uuid:00000000-0000-0000-0000-0000000000a1"),
-            entry(slot(schedule={"reference": "urn:uuid:00000000-0000-0000-0000-0000000000b2"}), "POST", "Slot"),
+            entry(
+                practitioner(),
+                "POST",
+                "Practitioner",
+                "urn:uuid:00000000-0000-0000-0000-0000000000a1",
+            ),
+            entry(
+                slot(schedule={"reference": "urn:uuid:00000000-0000-0000-0000-0000000000b2"}),
+                "POST",
+                "Slot",
+            ),
         ],
     }
     r = await client.post("/", json=bundle, headers={"Content-Type": FHIR})
@@ -44,10 +58,16 @@ async def test_transaction_rewrites_urn_uuid_references(client: AsyncClient) -> 
     assert stored["actor"][0]["reference"] == f"Practitioner/{prac_id}"
 
 
-async def test_transaction_with_one_bad_entry_stores_nothing(client: AsyncClient, store: Store) -> None:
+async def test_transaction_with_one_bad_entry_stores_nothing(
+    client: AsyncClient, store: Store
+) -> None:
     entries = [entry(slot(identifier=[{"value": f"s{i}"}]), "POST", "Slot") for i in range(100)]
     entries.insert(57, entry(slot(start=12), "POST", "Slot"))
-    r = await client.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}, headers={"Content-Type": FHIR})
+    r = await client.post(
+        "/",
+        json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
+        headers={"Content-Type": FHIR},
+    )
     assert r.status_code == 400
     body = r.json()
     assert body["resourceType"] == "OperationOutcome"
@@ -63,8 +83,16 @@ async def test_transaction_conditional_entries_and_order(client: AsyncClient) ->
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            entry(practitioner("810003333333"), "POST", "Practitioner", "urn:uuid:1", ifNoneExist=f"identifier={sys_}|810003333333"),
-            entry(practitioner("810004444444"), "PUT", f"Practitioner?identifier={sys_}|810004444444"),
+            entry(
+                practitioner("810003333333"),
+                "POST",
+                "Practitioner",
+                "urn:uuid:1",
+                ifNoneExist=f"identifier={sys_}|810003333333",
+            ),
+            entry(
+                practitioner("810004444444"), "PUT", f"Practitioner?identifier={sys_}|810004444444"
+            ),
             {"request": {"method": "DELETE", "url": "Slot/old"}},
             {"request": {"method": "GET", "url": "Slot/old"}},
         ],
@@ -79,7 +107,11 @@ async def test_transaction_conditional_entries_and_order(client: AsyncClient) ->
     statuses = [e["response"]["status"] for e in r.json()["entry"]]
     assert statuses == ["201 Created", "201 Created", "204 No Content"]
     again = await client.post("/", json=bundle, headers={"Content-Type": FHIR})
-    assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK", "200 OK", "204 No Content"]
+    assert [e["response"]["status"] for e in again.json()["entry"]] == [
+        "200 OK",
+        "200 OK",
+        "204 No Content",
+    ]
 
 
 async def test_batch_reports_each_entry(client: AsyncClient) -> None:
@@ -97,7 +129,11 @@ async def test_batch_reports_each_entry(client: AsyncClient) -> None:
     out = r.json()
     assert out["type"] == "batch-response"
     statuses = [e["response"]["status"] for e in out["entry"]]
-    assert statuses[0] == "201 Created" and statuses[1].startswith("400") and statuses[2].startswith("404")
+    assert (
+        statuses[0] == "201 Created"
+        and statuses[1].startswith("400")
+        and statuses[2].startswith("404")
+    )
     assert out["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
 
 
@@ -106,9 +142,26 @@ async def test_batch_reports_each_entry(client: AsyncClient) -> None:
     [
         {"resourceType": "Bundle", "type": "collection"},
         {"resourceType": "Slot"},
-        {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "Slot"}}]},
-        {"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {"method": "POST", "url": "http://elsewhere.example/Slot"}, "resource": slot()}]},
-        {"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {"method": "FETCH", "url": "Slot"}}]},
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"resource": {"resourceType": "Slot"}}],
+        },
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "request": {"method": "POST", "url": "http://elsewhere.example/Slot"},
+                    "resource": slot(),
+                }
+            ],
+        },
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"request": {"method": "FETCH", "url": "Slot"}}],
+        },
     ],
 )
 async def test_bad_bundles(client: AsyncClient, store: Store, body: dict[str, Any]) -> None:

@@ -28,7 +28,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -45,7 +47,11 @@ def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
     port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -103,7 +109,9 @@ def test_load_reports_bad_files_and_keeps_going(database_url: str, tmp_path: Pat
         '{"resourceType":"Practitioner","id":"p1"}\n{"resourceType":"Practitioner","id":"p2"}\n'
     )
     half_bad = tmp_path / "half.ndjson"
-    half_bad.write_text('{"resourceType":"Practitioner","id":"p3"}\n{"resourceType":"Slot","start":12}\n')
+    half_bad.write_text(
+        '{"resourceType":"Practitioner","id":"p3"}\n{"resourceType":"Slot","start":12}\n'
+    )
     broken = tmp_path / "broken.json"
     broken.write_text('{"resourceType": "Practitioner", ')
     result = run([str(BIN / "fhir-server"), "load", str(tmp_path)], env)
@@ -111,8 +119,11 @@ def test_load_reports_bad_files_and_keeps_going(database_url: str, tmp_path: Pat
     assert "broken.json" in result.stderr and "half.ndjson" in result.stderr
     port = free_port()
     proc = subprocess.Popen(
-        [str(BIN / "fhir-server"), "serve", "--port", str(port)], env=env, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [str(BIN / "fhir-server"), "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -131,6 +142,8 @@ def test_load_reports_bad_files_and_keeps_going(database_url: str, tmp_path: Pat
 
 def test_serve_refuses_other_addresses_without_auth(tmp_path: Path) -> None:
     env = {**os.environ, "FHIR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.sqlite"}
-    result = run([str(BIN / "fhir-server"), "serve", "--host", "0.0.0.0", "--port", "1"], env, timeout=60)
+    result = run(
+        [str(BIN / "fhir-server"), "serve", "--host", "0.0.0.0", "--port", "1"], env, timeout=60
+    )
     assert result.returncode == 2
     assert "refusing" in result.stderr

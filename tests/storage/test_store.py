@@ -14,13 +14,19 @@ from fhir_server.storage.port import Store, Stored
 T0 = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 
 
-def version(n: int, *, deleted: bool = False, content: bytes = b'{"resourceType":"Slot"}') -> Stored:
+def version(
+    n: int, *, deleted: bool = False, content: bytes = b'{"resourceType":"Slot"}'
+) -> Stored:
     return Stored("Slot", "s1", n, T0 + timedelta(minutes=n), deleted, content, "PUT")
 
 
 async def test_put_read_vread_history(store: Store) -> None:
     async with store.writing() as s:
-        await s.put(version(1), {"token": [{"param": "status", "system": None, "code": "free", "text": None}]}, None)
+        await s.put(
+            version(1),
+            {"token": [{"param": "status", "system": None, "code": "free", "text": None}]},
+            None,
+        )
     async with store.writing() as s:
         prev = await s.current("Slot", "s1")
         assert prev is not None and prev.version == 1
@@ -30,7 +36,9 @@ async def test_put_read_vread_history(store: Store) -> None:
     assert current.last_updated == T0 + timedelta(minutes=2)
     first = await store.vread("Slot", "s1", 1)
     assert first is not None and first.content == b'{"resourceType":"Slot"}'
-    page = await store.history(res_type="Slot", res_id="s1", since=None, at=None, count=10, offset=0)
+    page = await store.history(
+        res_type="Slot", res_id="s1", since=None, at=None, count=10, offset=0
+    )
     assert [e.version for e in page.entries] == [2, 1] and page.total == 2
     # the index rows of version 1 were replaced by those of version 2 (none)
     async with store.reading() as r:
@@ -70,8 +78,12 @@ async def test_stale_previous_version_conflicts(store: Store) -> None:
 async def test_history_since_and_read_many(store: Store) -> None:
     async with store.writing() as s:
         await s.put(version(1), {}, None)
-        await s.put(Stored("Slot", "s2", 1, T0 + timedelta(hours=1), False, b"{}", "POST"), {}, None)
-    page = await store.history(res_type="Slot", res_id=None, since=T0 + timedelta(minutes=30), at=None, count=10, offset=0)
+        await s.put(
+            Stored("Slot", "s2", 1, T0 + timedelta(hours=1), False, b"{}", "POST"), {}, None
+        )
+    page = await store.history(
+        res_type="Slot", res_id=None, since=T0 + timedelta(minutes=30), at=None, count=10, offset=0
+    )
     assert [e.res_id for e in page.entries] == ["s2"]
     many = await store.read_many("Slot", ["s2", "missing", "s1"])
     assert [m.res_id for m in many] == ["s2", "s1"]
