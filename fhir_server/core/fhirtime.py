@@ -35,6 +35,8 @@ INSTANT_RE = re.compile(
 TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?$")
 
 PARIS = ZoneInfo("Europe/Paris")
+MIN_UTC = datetime.min.replace(tzinfo=UTC)
+MAX_UTC = datetime.max.replace(tzinfo=UTC)
 
 
 class DateValueError(ValueError):
@@ -53,32 +55,35 @@ def parse_range(value: str, default_tz: ZoneInfo = PARIS) -> tuple[datetime, dat
         raise DateValueError(f"not a FHIR date/dateTime: {value!r}")
     g = match.groupdict()
     tz = _zone(g["tz"], default_tz)
+    y, m, d = int(g["y"]), int(g["m"] or 1), int(g["d"] or 1)
     try:
-        if g["m"] is None:
-            low = datetime(int(g["y"]), 1, 1)
-            high = low.replace(year=low.year + 1)
-        elif g["d"] is None:
-            low = datetime(int(g["y"]), int(g["m"]), 1)
-            high = _add_months(low, 1)
-        elif g["H"] is None:
-            low = datetime(int(g["y"]), int(g["m"]), int(g["d"]))
-            high = low + timedelta(days=1)
+        if g["H"] is None:
+            low = datetime(y, m, d)
         else:
-            second = int(g["S"] or 0)
+            second = min(int(g["S"] or 0), 59)  # a leap second 60 counts as 59
             micro = int((g["f"] or ".0")[1:7].ljust(6, "0"))
-            low = datetime(
-                int(g["y"]), int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), min(second, 59)
-            ).replace(microsecond=micro)
-            if g["S"] is None:
-                step = timedelta(minutes=1)
-            elif g["f"]:
-                step = timedelta(microseconds=max(1, 10 ** (6 - min(len(g["f"]) - 1, 6))))
-            else:
-                step = timedelta(seconds=1)
-            high = low + step
-        return _to_utc(low, tz), _to_utc(high, tz)
-    except (ValueError, OverflowError) as exc:  # e.g. 2024-02-30, or 9999-12-31 + 1 day
+            low = datetime(y, m, d, int(g["H"]), int(g["M"]), second, micro)
+    except ValueError as exc:  # e.g. 2024-02-30
         raise DateValueError(f"not a valid date: {value!r} ({exc})") from exc
+    try:
+        high = _end_of(low, g)
+    except (ValueError, OverflowError):  # the range runs past year 9999: open end
+        return _to_utc(low, tz), MAX_UTC
+    return _to_utc(low, tz), _to_utc(high, tz)
+
+
+def _end_of(low: datetime, g: dict[str, str | None]) -> datetime:
+    if g["m"] is None:
+        return low.replace(year=low.year + 1)
+    if g["d"] is None:
+        return _add_months(low, 1)
+    if g["H"] is None:
+        return low + timedelta(days=1)
+    if g["S"] is None:
+        return low + timedelta(minutes=1)
+    if g["f"]:
+        return low + timedelta(microseconds=max(1, 10 ** (6 - min(len(g["f"]) - 1, 6))))
+    return low + timedelta(seconds=1)
 
 
 def _zone(tz: str | None, default_tz: ZoneInfo) -> ZoneInfo | timedelta:
@@ -91,11 +96,14 @@ def _zone(tz: str | None, default_tz: ZoneInfo) -> ZoneInfo | timedelta:
 
 
 def _to_utc(naive: datetime, tz: ZoneInfo | timedelta) -> datetime:
-    if isinstance(tz, timedelta):
-        return (naive - tz).replace(tzinfo=UTC)
-    # fold=0 takes the first of a repeated October hour; a March gap time is shifted
-    # forward by zoneinfo, which is what a person means by "02:30" on that day.
-    return naive.replace(tzinfo=tz).astimezone(UTC)
+    try:
+        if isinstance(tz, timedelta):
+            return (naive - tz).replace(tzinfo=UTC)
+        # fold=0 takes the first of a repeated October hour; a March gap time is shifted
+        # forward by zoneinfo, which is what a person means by "02:30" on that day.
+        return naive.replace(tzinfo=tz).astimezone(UTC)
+    except OverflowError:  # within hours of year 1 or year 9999: clamp
+        return MIN_UTC if naive.year < 5000 else MAX_UTC
 
 
 def format_instant(moment: datetime, tz: ZoneInfo = PARIS) -> str:

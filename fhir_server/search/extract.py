@@ -106,9 +106,11 @@ def _walk(node: Any, steps: tuple[str, ...]) -> Iterator[Any]:
 
 def _reference_type(value: Any) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("reference"), str):
-        parts = value["reference"].split("/")
+        parts: list[str] = value["reference"].split("/")
+        if len(parts) >= 4 and parts[-2] == "_history":  # Type/id/_history/version
+            return parts[-4]
         if len(parts) >= 2:
-            return parts[-2] if not parts[-2].startswith("_") else parts[-4]
+            return parts[-2]
     if isinstance(value, dict) and isinstance(value.get("type"), str):
         return str(value["type"])
     return None
@@ -137,7 +139,7 @@ def _fhirpath(expression: str) -> Extractor:
 
     def run(resource: dict[str, Any]) -> list[Value]:
         try:
-            return [(v, "") for v in compiled(resource)]
+            return [(v, "") for v in compiled(resource, {})]
         except Exception:  # fhirpathpy raises plain exceptions on odd data
             return []
 

@@ -170,9 +170,7 @@ def _quantity(_p: SearchParameter, value: Value) -> list[dict[str, Any]]:
     v, _ = value
     if not isinstance(v, dict) or not isinstance(v.get("value"), int | float):
         return []
-    return [
-        {"value": Decimal(str(v["value"])), "system": v.get("system"), "code": v.get("code")}
-    ]
+    return [{"value": Decimal(str(v["value"])), "system": v.get("system"), "code": v.get("code")}]
 
 
 def _geo(_p: SearchParameter, value: Value) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
 from fhir_server.core import errors, fhirtime
@@ -49,6 +49,7 @@ _SPECIAL_MODIFIERS = {"_id": frozenset({"not"}), "_lastUpdated": frozenset[str](
 SORTABLE_TYPES = frozenset({"string", "token", "date", "number", "quantity", "uri"})
 _SUMMARY = frozenset({"true", "false", "text", "data", "count"})
 _TOTAL = frozenset({"none", "estimate", "accurate"})
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?\Z")
 _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
 # "+02:00" decoded as " 02:00" by a form decoder that treats "+" as a space.
 _SPACE_OFFSET = re.compile(r"^(.*T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
@@ -367,15 +368,17 @@ def parse_date(name: str, param: SearchParameter, piece: str, default_tz: ZoneIn
 
 def parse_number(name: str, param: SearchParameter, piece: str) -> NumberValue:
     prefix, text = _prefix(name, param, piece)
-    try:
-        number = Decimal(text.strip(" "))
-    except InvalidOperation:
-        number = Decimal("NaN")
-    exponent = number.as_tuple().exponent
-    if not number.is_finite() or not isinstance(exponent, int) or abs(exponent) > 100:
+    text = text.strip(" ")
+    if not _NUMBER.match(text):
         raise _bad(name, f"{piece!r} is not a number")
+    number = Decimal(text)
+    exponent = number.as_tuple().exponent
+    if not isinstance(exponent, int) or abs(exponent) > 1000:
+        raise _bad(name, f"{piece!r} is out of range")
     half = Decimal(5).scaleb(exponent - 1)  # half a unit of the last digit given
-    return NumberValue(prefix, number, number - half, number + half)
+    with localcontext() as exact:
+        exact.prec = len(number.as_tuple().digits) + 2
+        return NumberValue(prefix, number, number - half, number + half)
 
 
 def parse_reference(name: str, modifier: str | None, text: str) -> ReferenceValue:
@@ -399,12 +402,13 @@ def parse_reference(name: str, modifier: str | None, text: str) -> ReferenceValu
 def _non_negative(name: str, value: str) -> int:
     if not (value.isascii() and value.isdigit()):
         raise _bad(name, f"must be a non-negative integer, not {value!r}")
-    return int(value)
+    return min(int(value), 2**31 - 1)  # beyond any page size; keeps LIMIT in range
 
 
 def _control(registry: Registry, query: Query, base: str, modifier: str, value: str) -> None:
     name = f"{base}:{modifier}" if modifier else base
-    if modifier and not (base in ("_include", "_revinclude") and modifier in ("iterate", "recurse")):
+    iterate = base in ("_include", "_revinclude") and modifier in ("iterate", "recurse")
+    if modifier and not iterate:
         raise _bad(name, f"unknown modifier :{modifier}")
     if base == "_count":
         query.count = _non_negative(name, value)  # repeated: the last one wins
