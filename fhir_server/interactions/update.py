@@ -48,9 +48,33 @@ async def update_in(
         )
     previous = await session.current(res_type, res_id)
     check_if_match(if_match, previous, f"{res_type}/{res_id}")
-    stored = await write_version(
-        ctx, session, resource, res_type=res_type, res_id=res_id, previous=previous, method="PUT"
-    )
+    try:
+        stored = await write_version(
+            ctx,
+            session,
+            resource,
+            res_type=res_type,
+            res_id=res_id,
+            previous=previous,
+            method="PUT",
+        )
+    except errors.Conflict:
+        if previous is not None:
+            raise
+        # Another request created this id meanwhile (it has committed): update its version.
+        previous = await session.current(res_type, res_id)
+        if previous is None:
+            raise
+        check_if_match(if_match, previous, f"{res_type}/{res_id}")
+        stored = await write_version(
+            ctx,
+            session,
+            resource,
+            res_type=res_type,
+            res_id=res_id,
+            previous=previous,
+            method="PUT",
+        )
     return WriteResult(stored, created=previous is None or previous.deleted)
 
 
