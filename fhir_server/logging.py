@@ -12,6 +12,8 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     if not isinstance(numeric, int):
         numeric = logging.INFO
     logging.basicConfig(level=numeric, format="%(message)s")
+    # Alembic announces every migration step at INFO; only its problems are news.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
     )
