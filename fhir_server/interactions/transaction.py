@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
 from fhir_server.core import errors
 from fhir_server.core.errors import FhirError, Issue
 from fhir_server.core.fhirtime import format_instant
-from fhir_server.interactions import create, delete, patch, update
+from fhir_server.interactions import create, delete, patch, read, search, update
 from fhir_server.interactions.bundles import bundle, etag, resource_fragment
 from fhir_server.interactions.conditional import matching_ids
 from fhir_server.interactions.context import Context
@@ -40,11 +40,12 @@ class _Entry:
     resource: Any
     request: dict[str, Any]
     full_url: str | None
-    response: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None
+    error: FhirError | None = None  # a batch entry that cannot run, reported on its own
 
 
-def _parse_url(url: str, base_url: str) -> tuple[str, str | None, str | None]:
-    """``Type``, ``Type/id``, ``Type?query`` (relative, or absolute on our base)."""
+def _parse_url(url: str, base_url: str) -> tuple[str, str | None, str | None, str | None]:
+    """``Type``, ``Type/id``, ``Type/id/_history/n``, ``Type?query`` (relative or on our base)."""
     if url.startswith(base_url + "/"):
         url = url[len(base_url) + 1 :]
     parts = urlsplit(url)
@@ -53,12 +54,13 @@ def _parse_url(url: str, base_url: str) -> tuple[str, str | None, str | None]:
             f"entry.request.url {url!r} is not on this server", code="not-supported"
         )
     segments = [s for s in parts.path.split("/") if s]
-    query = parts.query or None
     if not segments:
         raise errors.incorrect("entry.request.url has no resource type", code="invalid")
-    res_type = segments[0]
+    if len(segments) > 2 and not (len(segments) == 4 and segments[2] == "_history"):
+        raise errors.incorrect(f"entry.request.url {url!r} is not supported", code="not-supported")
     res_id = segments[1] if len(segments) > 1 else None
-    return res_type, res_id, query
+    version = segments[3] if len(segments) == 4 else None
+    return segments[0], res_id, parts.query or None, version
 
 
 def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
@@ -101,10 +103,15 @@ def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
                 code="not-supported",
                 expression=[f"Bundle.entry[{i}].request.method"],
             )
+        error = None
         try:
-            res_type, res_id, query = _parse_url(str(request["url"]), base_url)
+            res_type, res_id, query, version = _parse_url(str(request["url"]), base_url)
+            if version is not None and method != "GET":
+                raise errors.incorrect("only GET may name a version", code="not-supported")
         except FhirError as exc:
-            raise _at(exc, i) from exc
+            if kind == "transaction":
+                raise _at(exc, i) from exc
+            res_type, res_id, query, version, error = "", None, None, None, exc
         out.append(
             _Entry(
                 i,
@@ -116,6 +123,8 @@ def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
                 raw.get("resource"),
                 request,
                 raw.get("fullUrl"),
+                version,
+                error,
             )
         )
     return kind, out
@@ -260,17 +269,22 @@ async def _run(
         else:
             raise errors.incorrect("DELETE needs Type/id or Type?query", code="invalid")
         return {"response": {"status": "204 No Content"}}
-    # GET / HEAD: read (and vread through _history) inside the same transaction.
+    # GET / HEAD: read inside the transaction; vread and search read committed data.
     if e.res_id is None:
-        raise errors.incorrect(
-            "only read (Type/id) is supported for GET entries", code="not-supported"
+        req = search.SearchRequest(
+            e.res_type, parse_qsl(e.query or "", keep_blank_values=True), base_url
         )
-    stored = await session.current(e.res_type, e.res_id)
-    if stored is None:
+        body = await search.search(ctx, req)
+        return {"resource": orjson.Fragment(body), "response": {"status": "200 OK"}}
+    if e.version is not None:
+        version = await read.vread(ctx, e.res_type, e.res_id, e.version)
+        return _response(version, "200 OK", base_url, True)
+    current = await session.current(e.res_type, e.res_id)
+    if current is None:
         raise errors.not_found(f"{e.res_type}/{e.res_id} is not known")
-    if stored.deleted:
+    if current.deleted:
         raise errors.gone(f"{e.res_type}/{e.res_id} was deleted")
-    return _response(stored, "200 OK", base_url, True)
+    return _response(current, "200 OK", base_url, True)
 
 
 def _patch_operations(resource: Any) -> Any:
@@ -325,6 +339,9 @@ async def process(
                     raise _at(exc, e.index) from exc
         return bundle("transaction-response", [responses[e.index] for e in entries])
     for e in entries:
+        if e.error is not None:
+            responses[e.index] = _outcome_entry(e.error)
+            continue
         try:
             async with ctx.store.writing() as session:
                 await _assign_ids(ctx, session, [e])

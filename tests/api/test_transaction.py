@@ -170,3 +170,24 @@ async def test_bad_bundles(client: AsyncClient, store: Store, body: dict[str, An
     assert r.json()["resourceType"] == "OperationOutcome"
     page = await store.history(res_type=None, res_id=None, since=None, at=None, count=1, offset=0)
     assert page.total == 0
+
+
+async def test_batch_reads_vreads_and_searches(client: AsyncClient) -> None:
+    await client.put("/Slot/b1", json=slot(id="b1"), headers={"Content-Type": FHIR})
+    await client.put("/Slot/b1", json=slot(id="b1", status="busy"), headers={"Content-Type": FHIR})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Slot/b1/_history/1"}},
+            {"request": {"method": "GET", "url": "Slot?status=busy"}},
+            {"request": {"method": "GET", "url": "Slot/b1/_history/7"}},
+            {"request": {"method": "GET", "url": "Slot/b1/deep/path"}},
+        ],
+    }
+    out = (await client.post("/", json=bundle, headers={"Content-Type": FHIR})).json()
+    assert out["entry"][0]["resource"]["status"] == "free"
+    found = out["entry"][1]["resource"]
+    assert found["type"] == "searchset" and found["total"] == 1
+    assert out["entry"][2]["response"]["status"].startswith("404")
+    assert out["entry"][3]["response"]["status"].startswith("400")
