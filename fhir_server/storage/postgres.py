@@ -9,17 +9,26 @@ database: no state that must agree lives in process memory.
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fhir_server.storage._sql import SqlStore, SqlWriteSession
+from fhir_server.storage.port import Stored
 
 
 class PostgresWriteSession(SqlWriteSession):
     lock_rows = True
+    insert = staticmethod(pg_insert)
 
     async def lock_conditional(self, res_type: str) -> None:
         key = func.hashtext(f"fhir-conditional:{res_type}")
         await self.conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+_READ_SQL = (
+    "SELECT res_type, res_id, version, last_updated, deleted, content, pk"
+    " FROM resources WHERE res_type = $1 AND res_id = $2"
+)
 
 
 class PostgresStore(SqlStore):
@@ -27,4 +36,15 @@ class PostgresStore(SqlStore):
     write_session_class = PostgresWriteSession
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
-        super().__init__(create_async_engine(url, pool_size=pool_size, max_overflow=pool_size))
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        # Reads share the pool but skip BEGIN/ROLLBACK: one round trip per query.
+        super().__init__(engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    async def read(self, res_type: str, res_id: str) -> Stored | None:
+        # The hottest path: asyncpg's prepared-statement cache directly, in autocommit.
+        async with self.read_engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            row = await raw.driver_connection.fetchrow(_READ_SQL, res_type, res_id)  # type: ignore[union-attr]
+        if row is None:
+            return None
+        return Stored(row[0], row[1], row[2], row[3], row[4], bytes(row[5]), "", row[6])

@@ -59,6 +59,7 @@ history = Table(
     Column("method", String(8), nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", LargeBinary, nullable=False),
+    Index("ux_history_type_id_version", "res_type", "res_id", "version", unique=True),
     Index("ix_history_updated", "last_updated"),
     Index("ix_history_type_updated", "res_type", "last_updated"),
 )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 13:40:19.008174
+Create Date: 2026-11-23 14:03:19.107404
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ def upgrade() -> None:
     with op.batch_alter_table("history", schema=None) as batch_op:
         batch_op.create_index("ix_history_type_updated", ["res_type", "last_updated"], unique=False)
         batch_op.create_index("ix_history_updated", ["last_updated"], unique=False)
+        batch_op.create_index(
+            "ux_history_type_id_version", ["res_type", "res_id", "version"], unique=True
+        )
 
     op.create_table(
         "idx_date",
@@ -228,6 +231,7 @@ def downgrade() -> None:
 
     op.drop_table("idx_date")
     with op.batch_alter_table("history", schema=None) as batch_op:
+        batch_op.drop_index("ux_history_type_id_version")
         batch_op.drop_index("ix_history_updated")
         batch_op.drop_index("ix_history_type_updated")
 
