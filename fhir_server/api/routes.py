@@ -39,7 +39,7 @@ class Wiring:
     settings: Settings
 
 
-def wiring(request: Request) -> Wiring:
+async def wiring(request: Request) -> Wiring:
     value: Wiring = request.app.state.wiring
     return value
 
