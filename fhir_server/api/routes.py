@@ -135,17 +135,18 @@ def _strict(request: Request) -> bool:
 
 
 async def _search(
-    request: Request, w: Wired, res_type: str, pairs: list[tuple[str, str]]
+    request: Request, w: Wired, res_type: str, pairs: list[tuple[str, str]], raw: str | None
 ) -> Response:
-    req = search.SearchRequest(
-        res_type, pairs, http.base_url(request, w.settings), _strict(request)
-    )
-    return http.fhir_response(await search.search(w.ctx, req))
+    base = http.base_url(request, w.settings)
+    req = search.SearchRequest(res_type, pairs, base, _strict(request), raw_query=raw)
+    result = await search.search(w.ctx, req)
+    return http.fhir_response(result.body)
 
 
 @route("GET", "/{res_type}", "search-type")
 async def get_search(res_type: str, request: Request, w: Wired) -> Response:
-    return await _search(request, w, res_type, parse_qsl(_query(request), keep_blank_values=True))
+    raw = _query(request)
+    return await _search(request, w, res_type, parse_qsl(raw, keep_blank_values=True), raw)
 
 
 @route("POST", "/{res_type}/_search", "search-type")
@@ -157,7 +158,7 @@ async def post_search(res_type: str, request: Request, w: Wired) -> Response:
     pairs = parse_qsl(_query(request), keep_blank_values=True) + parse_qsl(
         form, keep_blank_values=True
     )
-    return await _search(request, w, res_type, pairs)
+    return await _search(request, w, res_type, pairs, None)
 
 
 @route("GET", "/{res_type}/{res_id}", "read")

@@ -1,7 +1,10 @@
 """search (type level, GET or POST _search): https://hl7.org/fhir/R4/http.html#search.
 
-Unknown parameters are ignored and reported in an OperationOutcome entry
-(``search.mode=outcome``); with ``Prefer: handling=strict`` they are a 400.
+Matches and included resources are served from their stored bytes. ``total`` counts matches
+only; included resources never count against ``_count`` and are never truncated. The
+``self`` link echoes the query as received. Unknown parameters are ignored and reported in an
+OperationOutcome entry (``search.mode=outcome``); with ``Prefer: handling=strict`` they are a
+400. ``_explain=true`` answers how the query would run instead of running it.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
+
 from fhir_server.core import errors
 from fhir_server.core.errors import Issue
 from fhir_server.interactions._resource import check_type
 from fhir_server.interactions.bundles import bundle, resource_fragment
 from fhir_server.interactions.context import Context
-from fhir_server.search import plan
+from fhir_server.interactions.subsetting import subset
+from fhir_server.search import include, plan
+from fhir_server.search import parse as p
+from fhir_server.storage.port import Stored
 
 
 @dataclass(frozen=True)
@@ -24,84 +32,102 @@ class SearchRequest:
     pairs: list[tuple[str, str]]
     base_url: str
     strict: bool = False
+    raw_query: str | None = None  # as received, for the self link
 
 
-def _offset(pairs: list[tuple[str, str]]) -> int:
-    for name, value in pairs:
-        if name == "_offset":
-            if not value.isdigit():
-                raise errors.incorrect(
-                    f"_offset must be a non-negative integer, got {value!r}", expression=["_offset"]
-                )
-            return int(value)
-    return 0
+@dataclass(frozen=True)
+class SearchResult:
+    body: bytes
+    explain: bool = False
 
 
-async def search(ctx: Context, req: SearchRequest) -> bytes:
+def _page_size(ctx: Context, query: p.Query) -> int:
+    if query.count is None:
+        return ctx.default_count
+    return min(query.count, ctx.max_count)
+
+
+def _self_link(req: SearchRequest) -> str:
+    query = req.raw_query if req.raw_query is not None else urlencode(req.pairs)
+    return f"{req.base_url}/{req.res_type}" + (f"?{query}" if query else "")
+
+
+def _link(req: SearchRequest, size: int, offset: int) -> str:
+    pairs = [(k, v) for k, v in req.pairs if k not in ("_count", "_offset")]
+    pairs += [("_count", str(size)), ("_offset", str(offset))]
+    return f"{req.base_url}/{req.res_type}?{urlencode(pairs)}"
+
+
+def _explanation(query: p.Query, specs: list[include.IncludeSpec]) -> bytes:
+    lines = plan.explain(query).splitlines() + [str(s) for s in specs]
+    issues = [Issue("informational", line, "information") for line in lines]
+    return orjson.dumps(
+        {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
+    )
+
+
+async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     check_type(req.res_type)
-    criteria = [
-        (k, v) for k, v in req.pairs if k not in ("_offset", "_count", "_format", "_pretty")
-    ]
-    count = ctx.default_count
-    for name, value in req.pairs:
-        if name == "_count":
-            if not value.isdigit():
-                raise errors.incorrect(
-                    f"_count must be a non-negative integer, got {value!r}", expression=["_count"]
-                )
-            count = min(int(value), ctx.max_count)
-    offset = _offset(req.pairs)
-    async with ctx.store.reading() as session:
-        ids, query = await plan.search_ids(
-            session,
-            ctx.registry,
-            req.res_type,
-            [*criteria, ("_count", str(offset + count))],
-            default_tz=ctx.timezone,
-        )
-        total = await plan.count(
-            session, ctx.registry, req.res_type, criteria, default_tz=ctx.timezone
-        )
+    query = p.parse(ctx.registry, req.res_type, req.pairs, default_tz=ctx.timezone)
     if query.unknown and req.strict:
         raise errors.incorrect(
             f"unknown search parameter(s): {', '.join(query.unknown)}",
             code="not-supported",
             expression=list(query.unknown),
         )
-    page_ids = ids[offset : offset + count]
-    stored = await ctx.store.read_many(req.res_type, page_ids)
-    entries: list[dict[str, Any]] = [
-        {
-            "fullUrl": f"{req.base_url}/{s.res_type}/{s.res_id}",
-            "resource": resource_fragment(s),
-            "search": {"mode": "match"},
-        }
-        for s in stored
+    specs = [
+        include.parse_include(ctx.registry, i.value, reverse=i.reverse, iterate=i.iterate)
+        for i in query.include
     ]
+    if query.controls.get("_explain") in ("true", "1"):
+        return SearchResult(_explanation(query, specs), explain=True)
+    size = _page_size(ctx, query)
+    offset = query.offset
+    counting_only = query.summary == "count"
+    window = p.Query(**{**query.__dict__, "count": 0 if counting_only else size + 1})
+    async with ctx.store.reading() as session:
+        rows = await session.fetch(plan.statement(window, columns=include.COLUMNS))
+        matches = [include.stored_from_row(r) for r in rows[:size]]
+        has_more = len(rows) > size
+        if query.total == "none" and not counting_only:
+            total = None
+        elif not has_more and (matches or offset == 0) and not counting_only:
+            total = offset + len(matches)  # the whole rest fitted in this page
+        else:
+            count_rows = await session.fetch(plan.count_statement(query))
+            total = int(count_rows[0][0])
+        included = await include.resolve(session, specs, matches) if not counting_only else []
+    entries: list[dict[str, Any]] = []
+    for mode, group in (("match", matches), ("include", included)):
+        for stored in group:
+            entries.append(_entry(req, stored, mode, query))
     if query.unknown:
-        issues = [
-            Issue("not-supported", f"unknown search parameter {name!r} was ignored", "warning")
-            for name in query.unknown
-        ]
-        entries.append(
-            {
-                "resource": {
-                    "resourceType": "OperationOutcome",
-                    "issue": [i.to_json() for i in issues],
-                },
-                "search": {"mode": "outcome"},
-            }
-        )
-    links = [("self", _link(req, criteria, count, offset))]
-    if offset + count < total:
-        links.append(("next", _link(req, criteria, count, offset + count)))
-    if offset > 0:
-        links.append(("previous", _link(req, criteria, count, max(0, offset - count))))
-    return bundle("searchset", entries, total=total, links=links)
+        entries.append(_unknown_entry(query.unknown))
+    links = [("self", _self_link(req))]
+    if has_more and not counting_only:
+        links.append(("next", _link(req, size, offset + size)))
+    if offset > 0 and not counting_only:
+        links.append(("previous", _link(req, size, max(0, offset - size))))
+    return SearchResult(bundle("searchset", entries, total=total, links=links))
 
 
-def _link(req: SearchRequest, criteria: list[tuple[str, str]], count: int, offset: int) -> str:
-    pairs = [*criteria, ("_count", str(count))]
-    if offset:
-        pairs.append(("_offset", str(offset)))
-    return f"{req.base_url}/{req.res_type}?{urlencode(pairs)}"
+def _entry(req: SearchRequest, stored: Stored, mode: str, query: p.Query) -> dict[str, Any]:
+    resource: Any = resource_fragment(stored)
+    if query.summary not in (None, "false") or query.elements:
+        resource = subset(orjson.loads(stored.content), query.summary, query.elements)
+    return {
+        "fullUrl": f"{req.base_url}/{stored.res_type}/{stored.res_id}",
+        "resource": resource,
+        "search": {"mode": mode},
+    }
+
+
+def _unknown_entry(names: list[str]) -> dict[str, Any]:
+    issues = [
+        Issue("not-supported", f"unknown search parameter {name!r} was ignored", "warning")
+        for name in names
+    ]
+    return {
+        "resource": {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]},
+        "search": {"mode": "outcome"},
+    }

@@ -274,8 +274,8 @@ async def _run(
         req = search.SearchRequest(
             e.res_type, parse_qsl(e.query or "", keep_blank_values=True), base_url
         )
-        body = await search.search(ctx, req)
-        return {"resource": orjson.Fragment(body), "response": {"status": "200 OK"}}
+        found = await search.search(ctx, req)
+        return {"resource": orjson.Fragment(found.body), "response": {"status": "200 OK"}}
     if e.version is not None:
         version = await read.vread(ctx, e.res_type, e.res_id, e.version)
         return _response(version, "200 OK", base_url, True)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Row
 from sqlalchemy.sql import Executable
 
 # Index rows by index kind ("token", "string", ...): each row is the columns of that
@@ -42,7 +41,7 @@ class HistoryPage:
 
 
 class ReadSession(Protocol):
-    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
+    async def fetch(self, statement: Executable) -> Sequence[Any]:
         """Run a read-only statement built by the search planner."""
         ...
 

@@ -1,0 +1,172 @@
+"""``_include`` and ``_revinclude`` (with ``:iterate``): https://hl7.org/fhir/R4/search.html#include.
+
+Included resources are found through the reference index written with each resource, so no
+stored JSON is parsed: ``_include=Slot:schedule`` reads the ``schedule`` rows of the matched
+Slots; ``_revinclude=Slot:schedule`` reads the Slots whose ``schedule`` rows point at the
+matched Schedules. ``:iterate`` applies the same step to what was included, until nothing new
+comes (bounded). Included resources never count against ``_count`` and are never truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
+
+from fhir_server.core import errors
+from fhir_server.search.parameters import Registry
+from fhir_server.storage import schema
+from fhir_server.storage.port import ReadSession, Stored
+
+R = schema.resources
+REF = schema.idx_reference
+MAX_ITERATIONS = 8  # an include:iterate cycle stops here whatever the data
+COLUMNS = (
+    R.c.pk,
+    R.c.res_type,
+    R.c.res_id,
+    R.c.version,
+    R.c.last_updated,
+    R.c.deleted,
+    R.c.content,
+)
+
+
+@dataclass(frozen=True)
+class IncludeSpec:
+    source: str
+    param: str | None  # None: every reference parameter of the source (``*``)
+    target: str | None
+    reverse: bool
+    iterate: bool
+
+    def __str__(self) -> str:
+        kind = "_revinclude" if self.reverse else "_include"
+        tail = f":{self.target}" if self.target else ""
+        return f"{kind}{':iterate' if self.iterate else ''}={self.source}:{self.param or '*'}{tail}"
+
+
+def parse_include(registry: Registry, value: str, *, reverse: bool, iterate: bool) -> IncludeSpec:
+    name = "_revinclude" if reverse else "_include"
+    parts = value.split(":")
+    if value == "*":
+        parts = ["*", "*"]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise errors.incorrect(
+            f"{name}={value}: expected SourceType:parameter[:TargetType]", expression=[name]
+        )
+    source, code = parts[0], parts[1]
+    target = parts[2] if len(parts) == 3 else None
+    if code == "*":
+        return IncludeSpec(source, None, target, reverse, iterate)
+    param = registry.get(source, code)
+    if param is None:
+        raise errors.incorrect(
+            f"{name}={value}: {source} has no search parameter {code!r}", expression=[name]
+        )
+    if param.type != "reference":
+        raise errors.incorrect(
+            f"{name}={value}: {source}.{code} is a {param.type} parameter, not a reference",
+            expression=[name],
+        )
+    if target is not None and param.target and target not in param.target:
+        raise errors.incorrect(
+            f"{name}={value}: {source}.{code} cannot point to {target}", expression=[name]
+        )
+    return IncludeSpec(source, code, target, reverse, iterate)
+
+
+def stored_from_row(row: Any) -> Stored:
+    """A ``Stored`` from a row of ``COLUMNS``."""
+    when = row[4] if row[4].tzinfo else row[4].replace(tzinfo=UTC)
+    return Stored(row[1], row[2], row[3], when, bool(row[5]), bytes(row[6]), "", row[0])
+
+
+async def _forward(
+    session: ReadSession, spec: IncludeSpec, sources: list[Stored]
+) -> list[tuple[str, str]]:
+    pks = [s.pk for s in sources if s.res_type == spec.source and s.pk is not None]
+    if not pks:
+        return []
+    conditions: list[ColumnElement[bool]] = [REF.c.res_pk.in_(pks), REF.c.target_id.is_not(None)]
+    if spec.param is not None:
+        conditions.append(REF.c.param == spec.param)
+    if spec.target is not None:
+        conditions.append(REF.c.target_type == spec.target)
+    rows = await session.fetch(select(REF.c.target_type, REF.c.target_id).where(*conditions))
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+async def _reverse(session: ReadSession, spec: IncludeSpec, targets: list[Stored]) -> list[int]:
+    wanted = [
+        (t.res_type, t.res_id) for t in targets if spec.target is None or t.res_type == spec.target
+    ]
+    if not wanted:
+        return []
+    conditions: list[ColumnElement[bool]] = [
+        REF.c.res_type == spec.source,
+        or_(*[and_(REF.c.target_type == t, REF.c.target_id == i) for t, i in wanted])
+        if len(wanted) <= 50
+        else tuple_(REF.c.target_type, REF.c.target_id).in_(wanted),
+    ]
+    if spec.param is not None:
+        conditions.append(REF.c.param == spec.param)
+    rows = await session.fetch(select(REF.c.res_pk).where(*conditions).distinct())
+    return [int(r[0]) for r in rows]
+
+
+async def _load_refs(session: ReadSession, refs: Sequence[tuple[str, str]]) -> list[Stored]:
+    if not refs:
+        return []
+    by_type: dict[str, set[str]] = {}
+    for res_type, res_id in refs:
+        by_type.setdefault(res_type, set()).add(res_id)
+    found: list[Stored] = []
+    for res_type, ids in sorted(by_type.items()):
+        stmt = select(*COLUMNS).where(
+            R.c.res_type == res_type, R.c.res_id.in_(sorted(ids)), R.c.deleted == false()
+        )
+        found.extend(stored_from_row(r) for r in await session.fetch(stmt))
+    return found
+
+
+async def _load_pks(session: ReadSession, pks: Sequence[int]) -> list[Stored]:
+    if not pks:
+        return []
+    stmt = select(*COLUMNS).where(R.c.pk.in_(sorted(set(pks))), R.c.deleted == false())
+    return [stored_from_row(r) for r in await session.fetch(stmt)]
+
+
+async def resolve(
+    session: ReadSession, specs: list[IncludeSpec], matches: list[Stored]
+) -> list[Stored]:
+    """Resources included by ``specs`` (none of the matches), in a stable order."""
+    if not specs or not matches:
+        return []
+    seen = {(m.res_type, m.res_id) for m in matches}
+    included: list[Stored] = []
+    frontier = list(matches)
+    for round_ in range(MAX_ITERATIONS):
+        active = [s for s in specs if round_ == 0 or s.iterate]
+        if not active or not frontier:
+            break
+        # Non-iterate specs apply to the matches only; iterate ones also to what was added.
+        new: list[Stored] = []
+        for spec in active:
+            pool = frontier if round_ > 0 else matches
+            if spec.reverse:
+                found = await _load_pks(session, await _reverse(session, spec, pool))
+            else:
+                refs = [r for r in await _forward(session, spec, pool) if r not in seen]
+                found = await _load_refs(session, refs)
+            for stored in found:
+                key = (stored.res_type, stored.res_id)
+                if key not in seen:
+                    seen.add(key)
+                    new.append(stored)
+        included.extend(new)
+        frontier = new
+    return included
