@@ -47,6 +47,18 @@ def capability_statement(
             "conditionalDelete": "single" if "delete" in wired else "not-supported",
         }
         params = ctx.registry.for_type(res_type)
+        if "search-type" in wired:
+            entry["searchInclude"] = ["*"] + [
+                f"{res_type}:{p.code}"
+                for p in sorted(params.values(), key=lambda p: p.code)
+                if p.type == "reference"
+            ]
+            entry["searchRevInclude"] = sorted(
+                f"{other}:{p.code}"
+                for other in SERVED_TYPES
+                for p in ctx.registry.for_type(other).values()
+                if p.type == "reference" and (res_type in p.target or not p.target)
+            )
         if "search-type" in wired and params:
             entry["searchParam"] = [
                 {"name": p.code, "definition": p.url, "type": p.type}
