@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
 from fhir_server.interactions.context import Context
-from fhir_server.search.parameters import default_registry
+from fhir_server.search.packages import registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
 
@@ -37,9 +37,11 @@ def make_store(settings: Settings) -> Store:
 
 
 def make_context(settings: Settings, store: Store) -> Context:
+    """The interactions' context; the search registry is R4 plus the manifest's packages found
+    in ``settings.package_path`` (read once per cache path)."""
     return Context(
         store=store,
-        registry=default_registry(),
+        registry=registry_for(settings.package_path),
         timezone=settings.zone,
         default_count=settings.default_count,
         max_count=settings.max_count,

@@ -1,16 +1,22 @@
 """Evaluate search parameter expressions against a resource.
 
-Most R4 expressions are plain paths (``Slot.start``, ``Location.address.city``), unions of
-paths (``Location.name | Location.alias``) or paths with a simple filter
-(``.where(system='email')``, ``.where(resolve() is Location)``). Those are compiled once into
-direct dictionary walks that also know the FHIR type of what they return (from the generated
-element table). Anything else falls back to ``fhirpathpy``.
+Most expressions are plain paths (``Slot.start``, ``Location.address.city``), unions of
+paths (``Location.name | Location.alias``) or paths with simple filters anywhere along them:
+``.where(system='email')``, ``.where(resolve() is Location)``,
+``.extension.where(url='...').value`` or ``.extension('...').value`` (the SAS CPTS
+``service-type-reference``). Paths may name the resource type first or start relative to it
+(package SearchParameters do both). Those are compiled once into direct dictionary walks that
+also know the FHIR type of what they return: from the generated element table, or from the
+JSON key for a choice element (``value`` found as ``valueReference`` is a ``Reference``).
+
+Anything else (functions, indexes, arithmetic) falls back to ``fhirpathpy`` with the R4 model,
+which is what lets it see ``value`` as ``value[x]`` too.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,88 +26,162 @@ import profiles
 Value = tuple[Any, str]  # (JSON value, FHIR type name or "" when unknown)
 Extractor = Callable[[dict[str, Any]], list[Value]]
 
-_STEP = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
-_WHERE_EQ = re.compile(r"^where\((\w+)\s*=\s*'([^']*)'\)$")
-_WHERE_RESOLVE = re.compile(r"^where\(resolve\(\)\s+is\s+(\w+)\)$")
-_AS = re.compile(r"^\((\w+(?:\.\w+)*)\s+as\s+(\w+)\)$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_LITERAL = r"'([^'\\]*)'"
+_WHERE_EQ = re.compile(rf"^where\(\s*(\w+)\s*=\s*{_LITERAL}\s*\)$")
+_WHERE_RESOLVE = re.compile(r"^where\(\s*resolve\(\)\s+is\s+(\w+)\s*\)$")
+_EXTENSION = re.compile(rf"^extension\(\s*{_LITERAL}\s*\)$")
+_CAST_CALL = re.compile(r"^(?:as|ofType)\(\s*(\w+)\s*\)$")
+_CAST_WRAP = re.compile(r"^\((.+)\s+as\s+(\w+)\)$", re.DOTALL)
+_ROOTS = ("Resource", "DomainResource")
 
 
 @dataclass(frozen=True)
-class _Path:
-    steps: tuple[str, ...]  # after the resource type
-    where_eq: tuple[str, str] | None = None
-    resolve_is: str | None = None
-    cast: str | None = None
+class _Child:
+    name: str
+    choice: bool  # a ``name[x]`` element (or one the element table does not know)
 
 
-def _element_type(root: str, steps: tuple[str, ...], cast: str | None) -> str:
-    if cast:
-        return cast
-    types: dict[str, dict[str, Any]] = profiles.r4_elements()["types"]
-    current, prefix = root, ""
-    ftype = ""
-    for step in steps:
-        table = types.get(current, {})
-        key = f"{prefix}.{step}" if prefix else step
-        info = table.get(key) or table.get(f"{key}[x]")
-        if info is None:
-            return ""
-        if "ref" in info:
-            prefix = info["ref"]
-            ftype = "BackboneElement"
+@dataclass(frozen=True)
+class _WhereEq:
+    key: str
+    literal: str
+
+
+@dataclass(frozen=True)
+class _ResolveIs:
+    res_type: str
+
+
+@dataclass(frozen=True)
+class _Cast:
+    type_name: str
+
+
+_Step = _Child | _WhereEq | _ResolveIs | _Cast
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split at ``sep`` outside quotes and parentheses (URLs in literals hold dots)."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, char in enumerate(text):
+        if char == "'":
+            quoted = not quoted
+        elif quoted:
             continue
-        ftype = info["types"][0] if len(info["types"]) == 1 else ""
-        if ftype in ("BackboneElement", "Element"):
-            prefix = key
-        else:
-            current, prefix = ftype, ""
-    return ftype
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
 
 
-def _split_union(expression: str) -> list[str]:
-    return [p.strip() for p in expression.split("|") if p.strip()]
+def split_union(expression: str) -> list[str]:
+    return [p for p in _split_top(expression, "|") if p]
 
 
-def _parse_path(part: str, res_type: str) -> _Path | None:
+def _parse_steps(branch: str, res_type: str) -> list[_Step | str] | None:
+    """The steps of one union branch; child names stay plain strings until typed."""
     cast = None
-    m = _AS.match(part)
-    if m:
-        part, cast = m.group(1), m.group(2)
-    where_eq = resolve_is = None
-    if ".where(" in part:
-        part, _, tail = part.partition(".where(")
-        tail = "where(" + tail
-        if (w := _WHERE_EQ.match(tail)) is not None:
-            where_eq = (w.group(1), w.group(2))
-        elif (r := _WHERE_RESOLVE.match(tail)) is not None:
-            resolve_is = r.group(1)
+    if (wrap := _CAST_WRAP.match(branch)) is not None:
+        branch, cast = wrap.group(1).strip(), wrap.group(2)
+    tokens = _split_top(branch, ".")
+    if not tokens or not all(tokens):
+        return None
+    if tokens[0] in (res_type, *_ROOTS):
+        tokens = tokens[1:]
+    elif tokens[0][:1].isupper():
+        return None  # another type's path: leave it to fhirpathpy
+    steps: list[_Step | str] = []
+    for token in tokens:
+        if _NAME.match(token):
+            steps.append(token)
+        elif (m := _WHERE_EQ.match(token)) is not None:
+            steps.append(_WhereEq(m.group(1), m.group(2)))
+        elif (m := _WHERE_RESOLVE.match(token)) is not None:
+            steps.append(_ResolveIs(m.group(1)))
+        elif (m := _EXTENSION.match(token)) is not None:
+            steps.extend(["extension", _WhereEq("url", m.group(1))])
+        elif (m := _CAST_CALL.match(token)) is not None:
+            steps.append(_Cast(m.group(1)))
         else:
             return None
-    steps = part.split(".")
-    if steps[0] not in (res_type, "Resource") or not all(_STEP.match(s) for s in steps[1:]):
-        return None
-    return _Path(tuple(steps[1:]), where_eq, resolve_is, cast)
+    if cast is not None:
+        steps.append(_Cast(cast))
+    return steps
 
 
-def _walk(node: Any, steps: tuple[str, ...]) -> Iterator[Any]:
-    if not steps:
-        if isinstance(node, list):
-            yield from node
-        else:
-            yield node
-        return
-    items = node if isinstance(node, list) else [node]
-    step, rest = steps[0], steps[1:]
-    for item in items:
-        if not isinstance(item, dict):
+def _typed(res_type: str, raw: list[_Step | str]) -> tuple[tuple[_Step, ...], str]:
+    """Mark choice elements and find the static FHIR type of the result (element table)."""
+    types: dict[str, dict[str, Any]] = profiles.r4_elements()["types"]
+    current: str | None = res_type  # None once the table has lost track
+    prefix, ftype = "", res_type
+    steps: list[_Step] = []
+    for step in raw:
+        if isinstance(step, _Cast):
+            steps.append(step)
+            ftype = step.type_name
+            current, prefix = (step.type_name if step.type_name in types else None), ""
             continue
-        if step in item:
-            yield from _walk(item[step], rest)
-        elif not rest:
-            # choice element named without its type (e.g. Observation.value -> valueQuantity)
-            for key, value in item.items():
-                if key.startswith(step) and key[len(step) : len(step) + 1].isupper():
-                    yield from _walk(value, rest)
+        if not isinstance(step, str):
+            steps.append(step)
+            continue
+        key = f"{prefix}.{step}" if prefix else step
+        table = types.get(current, {}) if current is not None else {}
+        info, choice = table.get(key), False
+        if info is None:
+            info = table.get(f"{key}[x]")
+            choice = True  # value[x], or unknown to the table: match valueXxx keys too
+        steps.append(_Child(step, choice))
+        if info is None:
+            current, ftype = None, ""
+        elif "ref" in info:  # contentReference: a backbone element defined elsewhere
+            prefix, ftype = info["ref"], "BackboneElement"
+        else:
+            ftype = info["types"][0] if len(info["types"]) == 1 else ""
+            if ftype in ("BackboneElement", "Element"):
+                prefix = key
+            elif ftype:
+                current, prefix = ftype, ""
+            else:
+                current = None
+    return tuple(steps), ftype
+
+
+@cache
+def _primitives() -> frozenset[str]:
+    return frozenset(profiles.r4_elements()["primitives"])
+
+
+def _choice_type(suffix: str) -> str:
+    lowered = suffix[:1].lower() + suffix[1:]
+    return lowered if lowered in _primitives() else suffix
+
+
+def _flatten(value: Any, ftype: str, out: list[Value]) -> None:
+    if isinstance(value, list):
+        out.extend((v, ftype) for v in value)
+    else:
+        out.append((value, ftype))
+
+
+def _child(items: list[Value], step: _Child) -> list[Value]:
+    out: list[Value] = []
+    for node, _ftype in items:
+        if not isinstance(node, dict):
+            continue
+        if step.name in node:
+            _flatten(node[step.name], "", out)
+        elif step.choice:
+            size = len(step.name)
+            for key, value in node.items():
+                if key.startswith(step.name) and key[size : size + 1].isupper():
+                    _flatten(value, _choice_type(key[size:]), out)
+    return out
 
 
 def _reference_type(value: Any) -> str | None:
@@ -116,26 +196,42 @@ def _reference_type(value: Any) -> str | None:
     return None
 
 
-def _compiled_path(path: _Path, ftype: str) -> Extractor:
+def _run(steps: tuple[_Step, ...], static_type: str, resource: dict[str, Any]) -> list[Value]:
+    items: list[Value] = [(resource, "")]
+    for step in steps:
+        if isinstance(step, _Child):
+            items = _child(items, step)
+        elif isinstance(step, _WhereEq):
+            key, literal = step.key, step.literal
+            items = [i for i in items if isinstance(i[0], dict) and i[0].get(key) == literal]
+        elif isinstance(step, _ResolveIs):
+            items = [i for i in items if _reference_type(i[0]) == step.res_type]
+        else:  # a cast keeps what is known to be of that type (or cannot be told apart)
+            items = [i for i in items if not i[1] or i[1] == step.type_name]
+        if not items:
+            return []
+    return [(value, ftype or static_type) for value, ftype in items]
+
+
+def _compiled_path(steps: tuple[_Step, ...], static_type: str) -> Extractor:
     def run(resource: dict[str, Any]) -> list[Value]:
-        out: list[Value] = []
-        for value in _walk(resource, path.steps):
-            if path.where_eq is not None:
-                key, expected = path.where_eq
-                if not isinstance(value, dict) or value.get(key) != expected:
-                    continue
-            if path.resolve_is is not None and _reference_type(value) != path.resolve_is:
-                continue
-            out.append((value, ftype))
-        return out
+        return _run(steps, static_type, resource)
 
     return run
+
+
+@cache
+def _r4_model() -> dict[str, Any]:
+    from fhirpathpy.models import models
+
+    model: dict[str, Any] = models["r4"]
+    return model
 
 
 def _fhirpath(expression: str) -> Extractor:
     import fhirpathpy
 
-    compiled = fhirpathpy.compile(expression)
+    compiled = fhirpathpy.compile(expression, _r4_model())
 
     def run(resource: dict[str, Any]) -> list[Value]:
         try:
@@ -146,17 +242,28 @@ def _fhirpath(expression: str) -> Extractor:
     return run
 
 
+def _compile_branch(res_type: str, branch: str) -> Extractor | None:
+    raw = _parse_steps(branch, res_type)
+    if raw is None:
+        return None
+    steps, static_type = _typed(res_type, raw)
+    return _compiled_path(steps, static_type)
+
+
 @cache
 def compile_expression(res_type: str, expression: str) -> Extractor:
-    """An extractor for ``expression`` evaluated on resources of ``res_type``."""
+    """An extractor for ``expression`` evaluated on resources of ``res_type``.
+
+    Raises whatever ``fhirpathpy`` raises for an expression it cannot parse.
+    """
     if not expression:
         return lambda _resource: []
     parts = []
-    for part in _split_union(expression):
-        path = _parse_path(part, res_type)
-        if path is None:
+    for branch in split_union(expression):
+        compiled = _compile_branch(res_type, branch)
+        if compiled is None:
             return _fhirpath(expression)
-        parts.append(_compiled_path(path, _element_type(res_type, path.steps, path.cast)))
+        parts.append(compiled)
     if len(parts) == 1:
         return parts[0]
 
@@ -166,6 +273,22 @@ def compile_expression(res_type: str, expression: str) -> Extractor:
     return union
 
 
+def check_expression(res_type: str, expression: str) -> None:
+    """Raise ``ValueError`` when ``expression`` cannot be evaluated on ``res_type``.
+
+    ``fhirpathpy`` recovers from many syntax errors at compile time and only fails when
+    evaluating, so a fallback expression is also tried once on an empty resource.
+    """
+    if not expression or is_compiled(res_type, expression):
+        return
+    import fhirpathpy
+
+    try:
+        fhirpathpy.compile(expression, _r4_model())({"resourceType": res_type}, {})
+    except Exception as exc:  # fhirpathpy raises plain exceptions
+        raise ValueError(f"{expression!r}: {type(exc).__name__} {exc}") from exc
+
+
 def is_compiled(res_type: str, expression: str) -> bool:
     """True when the expression runs as a direct walk (for the query plan explanation)."""
-    return all(_parse_path(p, res_type) is not None for p in _split_union(expression))
+    return all(_parse_steps(b, res_type) is not None for b in split_union(expression))

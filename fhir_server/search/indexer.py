@@ -3,6 +3,16 @@
 Each parameter type decides what it stores: tokens as (system, code, text), strings both
 as given and normalised (lower case, accents removed), dates as UTC ranges, references as
 (type, id) or an absolute URL, and ``Location.position`` as latitude/longitude.
+
+Contained resources are not indexed, and a reference to one (``#id``) gives no row. So the
+Location that a SAS ``PractitionerRole`` carries inside itself (``location: #ExampleLocation``)
+does not make ``PractitionerRole?location=...`` or ``location.address-city=...`` match. That is
+the default of FHIR search: results never include contained resources, and no SAS query
+searches PractitionerRoles by place (the contained Location reaches the SAS platform inside
+the PractitionerRole that ``_include:iterate=Schedule:actor`` returns). R4 does say chained
+parameters SHOULD be evaluated inside contained resources. If a client ever needs that, index
+each contained resource under its container's ``res_pk`` with a marker; don't resolve ``#id``
+at search time.
 """
 
 from __future__ import annotations

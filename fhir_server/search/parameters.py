@@ -2,17 +2,22 @@
 
 The R4 table is generated from ``hl7.fhir.r4.core#4.0.1`` by ``profiles/generate.py`` and
 ships with the code, so the server starts offline. Each parameter knows its type, FHIRPath
-expression and, for references, its target types.
+expression and, for references, its target types. FHIR packages from the package cache add
+or replace parameters on top (``packages.py``: the SAS ``Slot`` ``start`` and
+``service-type-reference``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import profiles
 from fhir_server.core.types import SERVED_TYPES
+
+if TYPE_CHECKING:
+    from fhir_server.search.packages import MissingPackage, Package
 
 # Result parameters and controls: never search criteria.
 CONTROL_PARAMETERS = frozenset(
@@ -47,9 +52,15 @@ class SearchParameter:
 
 
 class Registry:
-    """Search parameters by resource type (``Resource`` ones apply to every type)."""
+    """Search parameters by resource type (``Resource`` ones apply to every type).
+
+    ``packages`` and ``missing_packages`` say which FHIR packages added definitions (set by
+    ``packages.load_registry``; the CapabilityStatement can list them as implementation guides).
+    """
 
     def __init__(self, table: dict[str, dict[str, dict[str, Any]]]) -> None:
+        self.packages: tuple[Package, ...] = ()
+        self.missing_packages: tuple[MissingPackage, ...] = ()
         self._by_type: dict[str, dict[str, SearchParameter]] = {}
         common = {code: _make(code, e) for code, e in table.get("Resource", {}).items()}
         for rtype in SERVED_TYPES:

@@ -1,0 +1,301 @@
+"""FHIR packages from the package cache, and the search parameters they add.
+
+Which packages: the manifest ``profiles/packages.toml`` (name, version, and what each one
+provides). Where: a FHIR package cache in the standard layout,
+``<FHIR_PACKAGE_PATH>/<name>#<version>/package/*.json`` (what the FHIR npm tooling writes under
+``~/.fhir/packages``; see https://confluence.hl7.org/display/FHIR/FHIR+Package+Cache).
+
+Every ``SearchParameter-*.json`` of a package whose base is a served type is added to the
+registry, replacing the R4 parameter with the same code. A reference parameter that declares
+no target, like SAS ``service-type-reference`` on an extension, gets the targets of the
+extension's ``value[x]`` from the extension definition found in the loaded packages.
+
+A missing package never stops the server: a warning names the package, the search
+parameters that are therefore unavailable (from the manifest) and how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+import profiles
+from fhir_server.core.types import SERVED_TYPES
+from fhir_server.search.extract import check_expression, split_union
+from fhir_server.search.parameters import Registry, SearchParameter
+
+
+def _log() -> Any:
+    # Looked up per call: startup-only logging, and tests can capture it after the app
+    # configured structlog with cached loggers.
+    return structlog.get_logger(__name__)
+
+
+MANIFEST = profiles.HERE / "packages.toml"
+_ALL_TYPES = ("Resource", "DomainResource")
+_CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
+_EXTENSION_URL = re.compile(r"extension(?:\.where\(url\s*=\s*|\()'([^']+)'\)")
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """One manifest entry."""
+
+    name: str
+    version: str
+    search_parameters: tuple[str, ...] = ()  # "Type.code" the package provides
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}#{self.version}"
+
+
+@dataclass(frozen=True)
+class Package:
+    """A package found in the cache, and what the registry took from it."""
+
+    name: str
+    version: str
+    directory: Path
+    canonical: str = ""
+    title: str = ""
+    implementation_guides: tuple[str, ...] = ()  # ImplementationGuide canonical URLs
+    search_parameters: tuple[str, ...] = ()  # "Type.code" added to the registry
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}#{self.version}"
+
+
+@dataclass(frozen=True)
+class MissingPackage:
+    spec: PackageSpec
+    looked_in: Path
+    other_versions: tuple[str, ...] = ()
+
+
+def read_manifest(path: Path = MANIFEST) -> list[PackageSpec]:
+    """The packages named in the manifest, in order (a later one wins on the same code)."""
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    specs = []
+    for name, entry in data.get("packages", {}).items():
+        if isinstance(entry, str):
+            specs.append(PackageSpec(name, entry))
+        else:
+            provides = tuple(str(p) for p in entry.get("search-parameters", ()))
+            specs.append(PackageSpec(name, str(entry["version"]), provides))
+    return specs
+
+
+def package_directory(cache_path: Path, name: str, version: str) -> Path | None:
+    directory = cache_path.expanduser() / f"{name}#{version}" / "package"
+    return directory if directory.is_dir() else None
+
+
+def _other_versions(cache_path: Path, name: str) -> tuple[str, ...]:
+    root = cache_path.expanduser()
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(p.name.split("#", 1)[1] for p in root.glob(f"{name}#*") if p.is_dir()))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        _log().warning("unreadable file in fhir package", file=str(path), error=str(exc))
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _resources(directory: Path, resource_type: str) -> Iterator[dict[str, Any]]:
+    for path in sorted(directory.glob(f"{resource_type}-*.json")):
+        data = _read_json(path)
+        if data is not None and data.get("resourceType") == resource_type:
+            yield data
+
+
+def _branches_for(expression: str, res_type: str) -> str:
+    """Keep the ``|`` branches that apply to ``res_type`` (relative ones apply to all)."""
+    mine = []
+    for branch in split_union(expression):
+        head = branch.lstrip("(").split(".", 1)[0].split("(", 1)[0]
+        if head in (res_type, *_ALL_TYPES) or not head[:1].isupper():
+            mine.append(branch)
+    return " | ".join(mine)
+
+
+class _Extensions:
+    """Extension definitions of the loaded packages, read once and only when needed."""
+
+    def __init__(self) -> None:
+        self.directories: list[Path] = []
+        self._by_url: dict[str, dict[str, Any]] | None = None
+
+    def value_targets(self, url: str) -> tuple[str, ...]:
+        if self._by_url is None:
+            self._by_url = {}
+            for directory in self.directories:
+                for sd in _resources(directory, "StructureDefinition"):
+                    if sd.get("type") == "Extension" and isinstance(sd.get("url"), str):
+                        self._by_url[sd["url"]] = sd
+        definition = self._by_url.get(url)
+        if definition is None:
+            return ()
+        targets: list[str] = []
+        for element in definition.get("snapshot", definition.get("differential", {})).get(
+            "element", []
+        ):
+            if element.get("path") != "Extension.value[x]":
+                continue
+            for type_ in element.get("type", []):
+                for profile in type_.get("targetProfile", []):
+                    name = str(profile).removeprefix(_CORE_PREFIX)
+                    if "/" not in name and name not in targets:
+                        targets.append(name)
+        return tuple(targets)
+
+
+def _extension_url(expression: str) -> str | None:
+    found = _EXTENSION_URL.search(expression)
+    return found.group(1) if found else None
+
+
+def _parameters(
+    sp: dict[str, Any], extensions: _Extensions
+) -> Iterator[tuple[str, SearchParameter]]:
+    """(type, parameter) for each served type the SearchParameter applies to."""
+    bases: list[str] = []
+    for base in sp.get("base", []):
+        if base in _ALL_TYPES:
+            bases.extend(SERVED_TYPES)
+        elif base in SERVED_TYPES:
+            bases.append(base)
+    target = tuple(sp.get("target", ()))
+    if sp.get("type") == "reference" and not target:
+        url = _extension_url(sp.get("expression", ""))
+        target = extensions.value_targets(url) if url else ()
+    for res_type in dict.fromkeys(bases):
+        expression = _branches_for(sp.get("expression", ""), res_type)
+        if not expression:
+            continue
+        yield (
+            res_type,
+            SearchParameter(
+                code=sp["code"],
+                type=sp["type"],
+                expression=expression,
+                url=sp.get("url", ""),
+                target=target,
+                comparator=tuple(sp.get("comparator", ())),
+                modifier=tuple(sp.get("modifier", ())),
+            ),
+        )
+
+
+def _load(registry: Registry, spec: PackageSpec, directory: Path, ext: _Extensions) -> Package:
+    manifest = _read_json(directory / "package.json") or {}
+    guides = tuple(
+        str(ig["url"]) for ig in _resources(directory, "ImplementationGuide") if "url" in ig
+    )
+    added: list[str] = []
+    for sp in _resources(directory, "SearchParameter"):
+        if sp.get("status") == "retired" or not sp.get("code") or not sp.get("type"):
+            continue
+        for res_type, param in _parameters(sp, ext):
+            try:
+                check_expression(res_type, param.expression)
+            except ValueError as exc:
+                _log().warning(
+                    "search parameter skipped: expression not understood",
+                    package=spec.key,
+                    parameter=f"{res_type}.{param.code}",
+                    expression=param.expression,
+                    error=str(exc),
+                )
+                continue
+            replaced = registry.get(res_type, param.code)
+            registry.add(res_type, param)
+            added.append(f"{res_type}.{param.code}")
+            _log().debug(
+                "search parameter from package",
+                package=spec.key,
+                parameter=f"{res_type}.{param.code}",
+                replaces=replaced.url if replaced else None,
+                target=list(param.target) or None,
+                comparator=list(param.comparator) or None,
+            )
+    return Package(
+        name=spec.name,
+        version=spec.version,
+        directory=directory,
+        canonical=str(manifest.get("canonical", "")),
+        title=str(manifest.get("title", "")),
+        implementation_guides=guides,
+        search_parameters=tuple(added),
+    )
+
+
+def _warn_missing(registry: Registry, missing: MissingPackage) -> None:
+    spec = missing.spec
+    unavailable = []
+    for name in spec.search_parameters:
+        res_type, _, code = name.partition(".")
+        kept = registry.get(res_type, code)
+        unavailable.append(f"{name} (R4 definition used instead)" if kept else name)
+    _log().warning(
+        "fhir package missing: its search parameters are unavailable",
+        package=spec.key,
+        looked_in=str(missing.looked_in),
+        other_versions=list(missing.other_versions) or None,
+        unavailable=unavailable or "unknown (not listed in profiles/packages.toml)",
+        fix=(
+            f"put {spec.key} in a FHIR package cache (folder {spec.key}/package/) and point "
+            "FHIR_PACKAGE_PATH at that cache, then run `fhir-server reindex`"
+        ),
+    )
+
+
+def load_registry(cache_path: Path, manifest: Path = MANIFEST) -> Registry:
+    """The R4 parameters plus those of every manifest package found in ``cache_path``."""
+    registry = Registry(profiles.r4_search_parameters())
+    specs = read_manifest(manifest)
+    found = [(s, package_directory(cache_path, s.name, s.version)) for s in specs]
+    extensions = _Extensions()
+    extensions.directories = [d for _s, d in found if d is not None]
+    loaded: list[Package] = []
+    missing: list[MissingPackage] = []
+    for spec, directory in found:
+        if directory is None:
+            gone = MissingPackage(
+                spec,
+                cache_path.expanduser() / spec.key / "package",
+                _other_versions(cache_path, spec.name),
+            )
+            _warn_missing(registry, gone)
+            missing.append(gone)
+            continue
+        package = _load(registry, spec, directory, extensions)
+        _log().info(
+            "fhir package loaded",
+            package=package.key,
+            search_parameters=list(package.search_parameters),
+        )
+        loaded.append(package)
+    registry.packages, registry.missing_packages = tuple(loaded), tuple(missing)
+    return registry
+
+
+@cache
+def registry_for(cache_path: Path, manifest: Path = MANIFEST) -> Registry:
+    """``load_registry`` once per (cache, manifest): the registry is read-only once built."""
+    return load_registry(cache_path, manifest)
