@@ -1,4 +1,4 @@
-"""The ``fhir-server`` command: serve, migrate, load."""
+"""The ``fhir-server`` command: serve, migrate, load, reindex."""
 
 from __future__ import annotations
 
@@ -139,6 +139,56 @@ def load(
     if failed:
         console.print(f"[yellow]{failed} file(s) skipped[/yellow]")
         raise typer.Exit(1)
+
+
+@app.command()
+def reindex(
+    res_type: Annotated[
+        str | None, typer.Option("--type", help="Only this resource type (e.g. Slot)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Resources per write transaction")] = 500,
+) -> None:
+    """Recompute the search index of stored resources, after the search parameter definitions
+    changed (e.g. a FHIR package was installed in FHIR_PACKAGE_PATH)."""
+    from fhir_server.app import make_context, make_store
+    from fhir_server.core.types import SERVED_TYPES
+    from fhir_server.search.reindex import ReindexReport, count_current
+    from fhir_server.search.reindex import reindex as run_reindex
+
+    if res_type is not None and res_type not in SERVED_TYPES:
+        console.print(f"[red]{res_type} is not served[/red] (one of {', '.join(SERVED_TYPES)})")
+        raise typer.Exit(2)
+
+    async def run() -> ReindexReport:
+        settings = Settings()
+        store = make_store(settings)
+        try:
+            await store.migrate()
+            ctx = make_context(settings, store)
+            total = await count_current(store, res_type)
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task(f"reindexing {res_type or 'all types'}", total=total)
+                return await run_reindex(
+                    store,
+                    ctx.registry,
+                    res_type=res_type,
+                    batch_size=batch_size,
+                    progress=lambda n: progress.advance(task, n),
+                )
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
+    console.print(
+        f"[green]reindexed {report.resources} resource(s)[/green]: "
+        f"{report.rows} index row(s) in {report.batches} transaction(s)"
+    )
 
 
 def main() -> None:

@@ -130,6 +130,26 @@ class SqlWriteSession(SqlReadSession):
         )
         self._index[pk] = (stored.res_type, index)  # a later version in this session wins
 
+    async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
+        await self.flush()
+        stmt = (
+            select(_RES)
+            .where(and_(_RES.c.pk > after_pk, _RES.c.deleted.is_(False)))
+            .order_by(_RES.c.pk)
+            .limit(limit)
+        )
+        if res_type is not None:
+            stmt = stmt.where(_RES.c.res_type == res_type)
+        if self.lock_rows:
+            stmt = stmt.with_for_update()
+        return [_stored(row) for row in (await self.conn.execute(stmt)).fetchall()]
+
+    async def replace_index(self, pk: int, res_type: str, index: IndexRows) -> None:
+        # Same buffers as ``put``: one DELETE per index table and one multi-row INSERT per
+        # kind for the whole batch, at the next flush.
+        self._clear.add(pk)
+        self._index[pk] = (res_type, index)
+
     async def flush(self) -> None:
         if self._clear:
             pks = sorted(self._clear)

@@ -61,6 +61,16 @@ class WriteSession(ReadSession, Protocol):
         """Write a new version (create, update or delete) and replace its index rows."""
         ...
 
+    async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
+        """Current, non-deleted resources with ``pk > after_pk``, in ``pk`` order, at most
+        ``limit``; locked until the end of the transaction where supported (reindexing reads
+        a batch and rewrites its index without racing an update of the same resources)."""
+        ...
+
+    async def replace_index(self, pk: int, res_type: str, index: IndexRows) -> None:
+        """Replace the index rows of a stored resource; the resource itself is unchanged."""
+        ...
+
 
 class Store(Protocol):
     dialect: str
