@@ -30,8 +30,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["127.0.0.1", "::1"],
         description="Addresses whose X-Forwarded-Proto/Host/Prefix headers are honoured",
     )
-    default_count: int = Field(50, description="Page size when _count is not given")
-    max_count: int = Field(1000, description="Largest _count honoured")
+    default_count: int = Field(
+        1000,
+        description="Page size when _count is not given (large: SAS searches come in one page)",
+    )
+    max_count: int = Field(5000, description="Largest _count honoured")
     db_pool_size: int = Field(10, description="PostgreSQL connections per process")
     auth: Literal["none"] = Field(
         "none",

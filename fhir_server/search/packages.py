@@ -16,6 +16,8 @@ parameters that are therefore unavailable (from the manifest) and how to install
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import tomllib
@@ -224,6 +226,11 @@ def _load(registry: Registry, spec: PackageSpec, directory: Path, ext: _Extensio
                 )
                 continue
             replaced = registry.get(res_type, param.code)
+            if replaced is not None and replaced.type == param.type and param.comparator:
+                # A profile's narrower comparator list (SAS Slot.start: ge, le) describes
+                # what its clients send; other clients keep the R4 comparators.
+                merged = tuple(dict.fromkeys((*param.comparator, *replaced.comparator)))
+                param = dataclasses.replace(param, comparator=merged)
             registry.add(res_type, param)
             added.append(f"{res_type}.{param.code}")
             _log().debug(

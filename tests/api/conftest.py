@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,9 +17,13 @@ FHIR = "application/fhir+json"
 BASE = "http://testserver"
 
 
+PACKAGES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fhir-packages"
+
+
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(max_body_bytes=1024 * 1024)
+    # The SAS package lives in the shared reference cache (no package registry here).
+    return Settings(max_body_bytes=1024 * 1024, package_path=PACKAGES)
 
 
 @pytest.fixture
