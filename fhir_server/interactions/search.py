@@ -9,6 +9,7 @@ OperationOutcome entry (``search.mode=outcome``); with ``Prefer: handling=strict
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -96,7 +97,11 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
         else:
             count_rows = await session.fetch(plan.count_statement(query))
             total = int(count_rows[0][0])
-        included = await include.resolve(session, specs, matches) if not counting_only else []
+        included = (
+            await include.resolve(session, specs, matches, _has_filters(query))
+            if not counting_only
+            else []
+        )
     entries: list[dict[str, Any]] = []
     for mode, group in (("match", matches), ("include", included)):
         for stored in group:
@@ -109,6 +114,26 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     if offset > 0 and not counting_only:
         links.append(("previous", _link(req, size, max(0, offset - size))))
     return SearchResult(bundle("searchset", entries, total=total, links=links))
+
+
+def _has_filters(query: p.Query) -> include.Filters:
+    """``_has:Slot:schedule:x`` criteria also narrow ``_revinclude=Slot:schedule``.
+
+    The SAS SOS search asks for Schedules having a free Slot in a window and revincludes
+    their Slots: plain FHIR would include every Slot of those Schedules (busy ones, past
+    ones), which is exactly the "shown but not available" problem SAS exists to avoid. So
+    the revincluded resources must satisfy the same one-hop ``_has`` criteria.
+    """
+    grouped: dict[tuple[str, str], list[p.Criterion]] = {}
+    for c in query.criteria:
+        if len(c.path) == 1 and c.path[0].reverse and len(c.path[0].sources) == 1:
+            link = c.path[0]
+            plain = dataclasses.replace(c, name=c.param.code, path=(), res_types=())
+            grouped.setdefault((link.sources[0], link.code), []).append(plain)
+    return {
+        key: plan.conditions(p.Query(res_type=key[0], criteria=criteria))
+        for key, criteria in grouped.items()
+    }
 
 
 def _entry(req: SearchRequest, stored: Stored, mode: str, query: p.Query) -> dict[str, Any]:

@@ -133,17 +133,30 @@ async def _load_refs(session: ReadSession, refs: Sequence[tuple[str, str]]) -> l
     return found
 
 
-async def _load_pks(session: ReadSession, pks: Sequence[int]) -> list[Stored]:
+async def _load_pks(
+    session: ReadSession, pks: Sequence[int], extra: Sequence[ColumnElement[bool]] = ()
+) -> list[Stored]:
     if not pks:
         return []
-    stmt = select(*COLUMNS).where(R.c.pk.in_(sorted(set(pks))), R.c.deleted == false())
+    stmt = select(*COLUMNS).where(R.c.pk.in_(sorted(set(pks))), R.c.deleted == false(), *extra)
     return [stored_from_row(r) for r in await session.fetch(stmt)]
 
 
+Filters = dict[tuple[str, str], list[ColumnElement[bool]]]
+
+
 async def resolve(
-    session: ReadSession, specs: list[IncludeSpec], matches: list[Stored]
+    session: ReadSession,
+    specs: list[IncludeSpec],
+    matches: list[Stored],
+    filters: Filters | None = None,
 ) -> list[Stored]:
-    """Resources included by ``specs`` (none of the matches), in a stable order."""
+    """Resources included by ``specs`` (none of the matches), in a stable order.
+
+    ``filters`` narrow a ``_revinclude`` of ``(source type, parameter)`` to the resources
+    satisfying extra conditions (see ``has_filters`` in the search interaction).
+    """
+    filters = filters or {}
     if not specs or not matches:
         return []
     seen = {(m.res_type, m.res_id) for m in matches}
@@ -158,7 +171,8 @@ async def resolve(
         for spec in active:
             pool = frontier if round_ > 0 else matches
             if spec.reverse:
-                found = await _load_pks(session, await _reverse(session, spec, pool))
+                extra = filters.get((spec.source, spec.param or ""), [])
+                found = await _load_pks(session, await _reverse(session, spec, pool), extra)
             else:
                 refs = [r for r in await _forward(session, spec, pool) if r not in seen]
                 found = await _load_refs(session, refs)
