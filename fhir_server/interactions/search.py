@@ -18,6 +18,7 @@ import orjson
 
 from fhir_server.core import errors
 from fhir_server.core.errors import Issue
+from fhir_server.interactions import instants
 from fhir_server.interactions._resource import check_type
 from fhir_server.interactions.bundles import bundle, resource_fragment
 from fhir_server.interactions.context import Context
@@ -105,7 +106,7 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     entries: list[dict[str, Any]] = []
     for mode, group in (("match", matches), ("include", included)):
         for stored in group:
-            entries.append(_entry(req, stored, mode, query))
+            entries.append(_entry(req, stored, mode, query, ctx))
     if query.unknown:
         entries.append(_unknown_entry(query.unknown))
     links = [("self", _self_link(req))]
@@ -136,10 +137,15 @@ def _has_filters(query: p.Query) -> include.Filters:
     }
 
 
-def _entry(req: SearchRequest, stored: Stored, mode: str, query: p.Query) -> dict[str, Any]:
+def _entry(
+    req: SearchRequest, stored: Stored, mode: str, query: p.Query, ctx: Context
+) -> dict[str, Any]:
     resource: Any = resource_fragment(stored)
+    retimed = instants.normalised(stored.content, stored.res_type, ctx.timezone)
+    if retimed is not None:
+        resource = retimed
     if query.summary not in (None, "false") or query.elements:
-        resource = subset(orjson.loads(stored.content), query.summary, query.elements)
+        resource = subset(retimed or orjson.loads(stored.content), query.summary, query.elements)
     return {
         "fullUrl": f"{req.base_url}/{stored.res_type}/{stored.res_id}",
         "resource": resource,

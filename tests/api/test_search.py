@@ -165,3 +165,20 @@ async def test_post_search_and_explain(client: AsyncClient) -> None:
     assert explained["resourceType"] == "OperationOutcome"
     text = " ".join(i["diagnostics"] for i in explained["issue"])
     assert "status" in text and "_include=Slot:schedule" in text
+
+
+async def test_slot_times_rendered_in_paris_form_in_search(client: AsyncClient) -> None:
+    await put(client, slot(id="z", start="2026-01-12T09:00:00Z", end="2026-01-12T09:15:00.5+00:00"))
+    await put(
+        client,
+        slot(
+            id="summer", start="2026-07-01T08:00:00.000+02:00", end="2026-07-01T08:15:00.000+02:00"
+        ),
+    )
+    b = (await client.get("/Slot?_id=z,summer&_sort=start")).json()
+    found = {e["resource"]["id"]: e["resource"] for e in b["entry"]}
+    assert found["z"]["start"] == "2026-01-12T10:00:00.000+01:00"
+    assert found["z"]["end"] == "2026-01-12T10:15:00.500+01:00"
+    assert found["summer"]["start"] == "2026-07-01T08:00:00.000+02:00"
+    # a read serves the stored form untouched
+    assert (await client.get("/Slot/z")).json()["start"] == "2026-01-12T09:00:00Z"

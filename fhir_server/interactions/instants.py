@@ -1,0 +1,52 @@
+"""Slot and Appointment times in the form the SAS test kit requires of search answers.
+
+The kit wants ``YYYY-MM-DDTHH:MM:SS.mmm+HH:MM``. Stored resources keep the instant as the
+client sent it (``2024-06-12T14:20:00Z`` is a valid instant); when a Slot or Appointment in a
+search answer has another form, its ``start``/``end`` are rewritten as the same instant in the
+server's zone (Europe/Paris). Resources already in that form are served as stored bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from fhir_server.core import fhirtime
+
+TIMED_TYPES = frozenset({"Slot", "Appointment"})
+_FIELD = re.compile(rb'"(start|end)":"([^"]*)"')
+_CANONICAL = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}$")
+
+
+def needs_rewrite(content: bytes, tz: ZoneInfo) -> bool:
+    for match in _FIELD.finditer(content):
+        value = match.group(2)
+        if not _CANONICAL.match(value):
+            return True
+        text = value.decode()
+        moment = fhirtime.parse_instant(text)
+        if fhirtime.format_instant(moment, tz)[-6:] != text[-6:]:
+            return True  # right form, but not the zone's offset at that moment
+    return False
+
+
+def rewrite(resource: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    out = dict(resource)
+    for key in ("start", "end"):
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                out[key] = fhirtime.format_instant(fhirtime.parse_instant(value), tz)
+            except fhirtime.DateValueError:
+                continue
+    return out
+
+
+def normalised(content: bytes, res_type: str, tz: ZoneInfo) -> dict[str, Any] | None:
+    """The resource with rewritten times, or None when the stored bytes are already right."""
+    if res_type not in TIMED_TYPES or not needs_rewrite(content, tz):
+        return None
+    return rewrite(orjson.loads(content), tz)
