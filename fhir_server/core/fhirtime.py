@@ -125,24 +125,23 @@ def parse_instant(value: str) -> datetime:
     return parse_range(value)[0]
 
 
-def is_date(value: str) -> bool:
-    if not DATE_RE.match(value):
+def _valid(pattern: re.Pattern[str], value: str) -> bool:
+    """Matches the R4 regex and names a real calendar date (no 2024-02-30)."""
+    if not pattern.match(value):
         return False
     try:
         parse_range(value)
     except DateValueError:
         return False
     return True
+
+
+def is_date(value: str) -> bool:
+    return _valid(DATE_RE, value)
 
 
 def is_datetime(value: str) -> bool:
-    if not DATETIME_RE.match(value):
-        return False
-    try:
-        parse_range(value)
-    except DateValueError:
-        return False
-    return True
+    return _valid(DATETIME_RE, value)
 
 
 def is_instant(value: str) -> bool:

@@ -48,33 +48,26 @@ async def update_in(
         )
     previous = await session.current(res_type, res_id)
     check_if_match(if_match, previous, f"{res_type}/{res_id}")
-    try:
-        stored = await write_version(
-            ctx,
-            session,
-            resource,
-            res_type=res_type,
-            res_id=res_id,
-            previous=previous,
-            method="PUT",
-        )
-    except errors.Conflict:
-        if previous is not None:
-            raise
-        # Another request created this id meanwhile (it has committed): update its version.
-        previous = await session.current(res_type, res_id)
-        if previous is None:
-            raise
-        check_if_match(if_match, previous, f"{res_type}/{res_id}")
-        stored = await write_version(
-            ctx,
-            session,
-            resource,
-            res_type=res_type,
-            res_id=res_id,
-            previous=previous,
-            method="PUT",
-        )
+    for attempt in range(2):
+        try:
+            stored = await write_version(
+                ctx,
+                session,
+                resource,
+                res_type=res_type,
+                res_id=res_id,
+                previous=previous,
+                method="PUT",
+            )
+            break
+        except errors.Conflict:
+            if previous is not None or attempt == 1:
+                raise
+            # Another request created this id meanwhile (it has committed): update its version.
+            previous = await session.current(res_type, res_id)
+            if previous is None:
+                raise
+            check_if_match(if_match, previous, f"{res_type}/{res_id}")
     return WriteResult(stored, created=previous is None or previous.deleted)
 
 
