@@ -440,7 +440,7 @@ class Bench:
             if workers > 1
             else (lambda: procs.cpu_seconds(pid))
         )
-        return {"server": server, "db": db, "client": time.process_time}
+        return {"server": server, "db": db, "client": time.process_time, "machine": machine_busy}
 
     async def _probe(self, base: str, make: Callable[[int], loadgen.Request]) -> str | None:
         """None when the query answers 200 with a Bundle, else why not."""
@@ -539,6 +539,16 @@ def _shorten(sql: str) -> str:
     return _LONG_ARRAY.sub(r"'{\1,…,\2}'", sql)
 
 
+def machine_busy() -> float:
+    """CPU seconds used on the whole machine (every process), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / procs.CLOCK_TICKS
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
@@ -576,11 +586,21 @@ ROW_HEADERS = (
     "server CPU",
     "DB CPU",
     "client CPU",
+    "other CPU",
 )
 
 
 def _cpu(result: loadgen.Result, name: str) -> str:
     return f"{result.cpu[name] * 100:.0f}%" if name in result.cpu else "-"
+
+
+def _other_cpu(result: loadgen.Result) -> str:
+    """Machine CPU not used by the server, the database or the load generator: other
+    processes on a shared machine (a disturbed measurement shows here)."""
+    if "machine" not in result.cpu:
+        return "-"
+    ours = sum(result.cpu.get(k, 0.0) for k in ("server", "db", "client"))
+    return f"{max(0.0, result.cpu['machine'] - ours) * 100:.0f}%"
 
 
 def measure_rows(reports: list[SizeReport]) -> list[tuple[str, ...]]:
@@ -613,6 +633,7 @@ def measure_rows(reports: list[SizeReport]) -> list[tuple[str, ...]]:
                     _cpu(r, "server"),
                     _cpu(r, "db"),
                     _cpu(r, "client"),
+                    _other_cpu(r),
                 )
             )
     return out
@@ -679,6 +700,11 @@ def doc_section(
         " 72 h window per request; `ps-refs` asks the same slots with"
         " `schedule=Schedule/…` instead of the chain; `constant` answers a `ps` answer of"
         " mean size from memory through the same app (`bench/constant_app.py`)"
+    )
+    lines.append(
+        "- CPU columns: shares of one core over the measured seconds (server processes,"
+        " PostgreSQL backends, the load generator); `other CPU` is the rest of the machine's"
+        " busy time, other processes on a shared machine: a disturbed row shows it"
     )
     lines += [
         "",
