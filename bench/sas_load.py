@@ -272,13 +272,13 @@ async def load(
     report = LoadReport(method, engine, spec, batch, jobs, validate)
     total = sas_data.count_slots(spec, first)
     chunks = batches(sas_data.resources(spec, first), batch)
-    first = True
+    checked = False
 
     async def worker(advance: Callable[[int, int], None]) -> None:
-        nonlocal first
+        nonlocal checked
         for chunk in chunks:  # shared iterator: each batch goes to one worker
-            check = validate or first  # always check the first batch
-            first = False
+            check = validate or not checked  # always check the first batch
+            checked = True
             await writer(ctx, chunk, check)
             slots = 0
             for r in chunk:
