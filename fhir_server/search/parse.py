@@ -7,19 +7,27 @@ with its OR-ed values typed by the parameter's type, plus the result controls (`
 caller ignores and reports them, or refuses them under ``Prefer: handling=strict``.
 Malformed values raise ``errors.incorrect`` (400) naming the parameter.
 
+Chained names (``schedule.actor:Practitioner.identifier``) and reverse chains
+(``_has:Slot:schedule:status``) are resolved by ``chain``: the criterion keeps the reference
+path and the final parameter types its values. ``near`` (Location) takes
+``latitude|longitude|distance|unit``.
+
 Escaping follows the spec: ``\\,`` ``\\|`` ``\\$`` ``\\\\`` stand for the character itself.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
 from fhir_server.core import errors, fhirtime
+from fhir_server.search import chain
+from fhir_server.search.chain import Link
 from fhir_server.search.parameters import CONTROL_PARAMETERS, Registry, SearchParameter
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -35,6 +43,7 @@ _MODIFIERS: dict[str, frozenset[str]] = {
     "number": frozenset({"missing"}),
     "quantity": frozenset({"missing"}),
     "uri": frozenset({"above", "below", "missing"}),
+    "special": frozenset({"missing"}),  # only ``near`` (Location.position) is indexed
 }
 _NOT_SUPPORTED = {
     ("token", "in"),
@@ -46,6 +55,10 @@ _NOT_SUPPORTED = {
     ("reference", "below"),
 }
 _SPECIAL_MODIFIERS = {"_id": frozenset({"not"}), "_lastUpdated": frozenset[str]()}
+_GEO_EXPRESSION = "Location.position"  # the one "special" parameter with an index: near
+DEFAULT_NEAR_KM = 10.0  # ``near=lat|lon`` without a distance
+MAX_NEAR_KM = 20_016.0  # half a great circle (pi R): a longer distance is cut to this
+_DISTANCE_UNITS = {"km": 1.0, "m": 0.001, "mi": 1.609344, "[mi_i]": 1.609344}
 SORTABLE_TYPES = frozenset({"string", "token", "date", "number", "quantity", "uri"})
 _SUMMARY = frozenset({"true", "false", "text", "data", "count"})
 _TOTAL = frozenset({"none", "estimate", "accurate"})
@@ -133,6 +146,15 @@ class MissingValue:
     missing: bool
 
 
+@dataclass(frozen=True, slots=True)
+class NearValue:
+    """``near``: within ``distance_km`` (great circle) of a WGS84 point, in degrees."""
+
+    latitude: float
+    longitude: float
+    distance_km: float
+
+
 SearchValue = (
     TokenValue
     | OfTypeValue
@@ -144,6 +166,7 @@ SearchValue = (
     | ReferenceValue
     | UriValue
     | MissingValue
+    | NearValue
 )
 
 
@@ -153,6 +176,8 @@ class Criterion:
 
     ``modifier`` is the text after ``:`` (``exact``, ``missing``, ``not``, ``of-type``,
     or a resource type for references); ``raw`` is the value as received, for messages.
+    A chained name has a ``path``: the criterion is about the resources (of ``res_types``)
+    that the path leads to, not about the searched resources themselves.
     """
 
     name: str
@@ -160,6 +185,8 @@ class Criterion:
     modifier: str | None
     values: tuple[SearchValue, ...]
     raw: str
+    path: tuple[Link, ...] = ()
+    res_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +232,12 @@ def parse(
     """The typed query for a search on ``res_type``. Raises ``errors.incorrect`` on bad input."""
     query = Query(res_type)
     for name, value in pairs:
-        if name.startswith("_has") or "." in name:
-            raise errors.incorrect(
-                "chained search is not supported yet", code="not-supported", expression=[name]
-            )
+        if chain.is_chained(name):
+            path = chain.resolve(registry, res_type, name)
+            found = _criterion(name, path.param, path.modifier, value, default_tz)
+            if found is not None:
+                query.criteria.append(replace(found, path=path.links, res_types=path.res_types))
+            continue
         base, _, modifier = name.partition(":")
         if base in CONTROL_PARAMETERS:
             _control(registry, query, base, modifier, value)
@@ -219,7 +248,7 @@ def parse(
             continue
         criterion = _criterion(name, param, modifier or None, value, default_tz)
         if criterion is not None:
-            query.criteria.append(criterion)
+            query.criteria.append(replace(criterion, res_types=(res_type,)))
     return query
 
 
@@ -250,7 +279,10 @@ def _check_modifier(name: str, param: SearchParameter, modifier: str | None) -> 
         if modifier is not None and modifier not in _SPECIAL_MODIFIERS[param.code]:
             raise _bad(name, f"modifier :{modifier} is not allowed on {param.code}")
         return
-    if not param.expression or param.type not in _MODIFIERS:
+    supported = param.type in _MODIFIERS and (
+        param.type != "special" or param.expression == _GEO_EXPRESSION
+    )
+    if not param.expression or not supported:
         raise _bad(name, f"{param.type} parameter not supported", code="not-supported")
     if modifier is None:
         return
@@ -294,6 +326,8 @@ def _value(
         return QuantityValue(number, system, code)
     if kind == "reference":
         return parse_reference(name, modifier, unescape(piece))
+    if kind == "special":
+        return parse_near(name, piece)
     return UriValue(unescape(piece))
 
 
@@ -394,6 +428,31 @@ def parse_reference(name: str, modifier: str | None, text: str) -> ReferenceValu
     if modifier is not None and modifier != res_type:
         raise _bad(name, f"{text!r} is not a {modifier}")
     return ReferenceValue(res_type=res_type, res_id=res_id)
+
+
+def _float(name: str, text: str, what: str, low: float, high: float) -> float:
+    number = float(text) if _NUMBER.match(text.strip(" ")) else math.nan
+    if not low <= number <= high:  # NaN fails too
+        limits = f"from {low:g} to {high:g}" if high < math.inf else f"of at least {low:g}"
+        raise _bad(name, f"{what} must be a number {limits}, not {text!r}")
+    return number
+
+
+def parse_near(name: str, piece: str) -> NearValue:
+    """``latitude|longitude[|distance[|unit]]``; unit km (default), m or mi."""
+    parts = [unescape(p) for p in split_escaped(piece, "|")]
+    if not 2 <= len(parts) <= 4:
+        raise _bad(name, "near takes latitude|longitude|distance|unit")
+    latitude = _float(name, parts[0], "latitude", -90, 90)
+    longitude = _float(name, parts[1], "longitude", -180, 180)
+    unit = parts[3].strip(" ") if len(parts) == 4 else ""
+    if unit and unit not in _DISTANCE_UNITS:
+        raise _bad(name, f"unknown distance unit {unit!r} (use {', '.join(_DISTANCE_UNITS)})")
+    if len(parts) < 3 or not parts[2].strip(" "):
+        return NearValue(latitude, longitude, DEFAULT_NEAR_KM)
+    factor = _DISTANCE_UNITS[unit or "km"]
+    distance = _float(name, parts[2], "the distance", 0, math.inf) * factor
+    return NearValue(latitude, longitude, min(distance, MAX_NEAR_KM))
 
 
 # -- result controls ----------------------------------------------------------------------

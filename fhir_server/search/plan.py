@@ -2,307 +2,296 @@
 
 https://hl7.org/fhir/R4/search.html. The statement selects the current, non-deleted
 resources of the type; each criterion is ``resources.pk IN (SELECT res_pk FROM idx_<kind>
-WHERE res_type = ? AND param = ? AND (<value 1> OR <value 2> ...))`` (``NOT IN`` for
-``:not`` and ``:missing=true``), so criteria compose by AND and later steps (chains,
-``_has``) can plug their own subqueries in. Each parameter type has one matcher below that
-returns both the SQL and a readable text, so ``explain`` cannot drift from what runs.
+WHERE res_type = ? AND param = ? AND (<value 1> OR <value 2> ...))`` (``NOT EXISTS`` for
+``:not`` and ``:missing=true``), so criteria compose by AND. The per-type value SQL is in
+``matchers``; each returns the SQL and a readable text, so ``explain`` cannot drift.
 
-Dates are ranges ``[low, high)`` in UTC, NULL meaning open; the prefixes follow the R4
-definitions (``eq``: the search range contains the target range, ``gt``: the range above
-the search value overlaps the target...). ``_lastUpdated`` compares the instant column
-``resources.last_updated`` as a point.
+Chains nest the same shape through ``idx_reference`` (uncorrelated ``IN`` subqueries, which
+both engines turn into semi-joins and may drive from the most selective side):
+
+- forward ``schedule.actor:Practitioner.identifier=X`` on Slot::
+
+    pk IN (SELECT res_pk FROM idx_reference WHERE res_type='Slot' AND param='schedule'
+           AND url IS NULL AND target_type='Schedule' AND target_id IN (
+             SELECT res_id FROM resources WHERE res_type='Schedule' AND NOT deleted
+             AND pk IN (SELECT res_pk FROM idx_reference WHERE ... param='actor'
+               AND target_type='Practitioner' AND target_id IN (
+                 SELECT res_id FROM resources WHERE res_type='Practitioner' ...
+                 AND pk IN (SELECT res_pk FROM idx_token WHERE ... X)))))
+
+- reverse ``_has:Slot:schedule:status=free`` on Schedule::
+
+    res_id IN (SELECT target_id FROM idx_reference WHERE res_type='Slot'
+               AND param='schedule' AND target_type='Schedule' AND url IS NULL
+               AND res_pk IN (SELECT res_pk FROM idx_token WHERE ... 'free'))
+
+Chains follow relative references only (``url IS NULL``): an absolute URL names a resource
+on another server even when its tail looks like one of ours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, String, Table, and_, false, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    FromClause,
+    Numeric,
+    and_,
+    exists,
+    false,
+    func,
+    select,
+    tuple_,
+    type_coerce,
+)
 from sqlalchemy.sql import Select
 
 from fhir_server.core import fhirtime
 from fhir_server.search import parse as p
-from fhir_server.search.indexer import normalize
+from fhir_server.search.chain import Link
+from fhir_server.search.matchers import Match, Span, any_of, any_value, date_match
+from fhir_server.search.matchers import approximate_range as approximate_range
 from fhir_server.search.parameters import Registry
 from fhir_server.storage import schema
 from fhir_server.storage.port import ReadSession
 
 AnySelect = Select[*tuple[Any, ...]]
 R = schema.resources
+REF = schema.idx_reference
+_ROW_CODES = frozenset({"_id", "_lastUpdated"})  # columns of resources, not index rows
 
 
 @dataclass(frozen=True)
-class _Match:
-    """A condition and how to say it."""
+class _Scope:
+    """What a group of criteria is about: resources of ``types`` identified by ``pk``.
 
-    sql: ColumnElement[bool]
-    text: str
+    ``row`` is the ``resources`` table (or an alias) when it is joined; a reverse hop's
+    source side can do without it (``pk`` is then ``idx_reference.res_pk``): index rows
+    only exist for current, non-deleted versions.
+    """
 
-    def __and__(self, other: _Match) -> _Match:
-        return _Match(and_(self.sql, other.sql), f"{self.text} AND {other.text}")
-
-    def __or__(self, other: _Match) -> _Match:
-        return _Match(or_(self.sql, other.sql), f"({self.text} OR {other.text})")
-
-
-def _any(matches: list[_Match]) -> _Match:
-    if len(matches) == 1:
-        return matches[0]
-    return _Match(or_(*(m.sql for m in matches)), " OR ".join(f"[{m.text}]" for m in matches))
+    pk: Any
+    types: tuple[str, ...]
+    row: FromClause | None
 
 
-def _eq(column: Any, name: str, value: Any) -> _Match:
-    if value is None:
-        return _Match(column.is_(None), f"{name} IS NULL")
-    return _Match(column == value, f"{name} = {_show(value)}")
+def _in(column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+    result: ColumnElement[bool] = column == values[0] if len(values) == 1 else column.in_(values)
+    return result
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, datetime):
-        utc = value.astimezone(UTC)
-        spec = "seconds" if not utc.microsecond else "milliseconds"
-        spec = "microseconds" if utc.microsecond % 1000 else spec
-        return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
-    return repr(value) if isinstance(value, str) else str(value)
+# -- one criterion ------------------------------------------------------------------------
 
 
-# -- token, string, uri, reference --------------------------------------------------------
-
-
-def _token(t: Table, value: p.SearchValue, _modifier: str | None, _now: datetime) -> _Match:
-    if isinstance(value, p.TextValue):
-        sql = t.c.text.istartswith(value.text, autoescape=True)
-        return _Match(sql, f"text starts with {value.text!r} (any case)")
-    if isinstance(value, p.OfTypeValue):
-        system = f"of-type:{value.type_system}|{value.type_code}"
-        return _eq(t.c.system, "system", system) & _eq(t.c.code, "code", value.value)
-    assert isinstance(value, p.TokenValue)
-    parts = []
-    if value.system is not None:
-        parts.append(_eq(t.c.system, "system", value.system or None))
-    if value.code is not None:
-        parts.append(_eq(t.c.code, "code", value.code))
-    return parts[0] if len(parts) == 1 else parts[0] & parts[1]
-
-
-def _string(t: Table, value: p.SearchValue, modifier: str | None, _now: datetime) -> _Match:
-    assert isinstance(value, p.StringValue)
-    if modifier == "exact":
-        return _eq(t.c.value, "value", value.text)
-    norm = normalize(value.text)
-    if modifier == "contains":
-        return _Match(t.c.norm.contains(norm, autoescape=True), f"norm contains {norm!r}")
-    return _Match(t.c.norm.startswith(norm, autoescape=True), f"norm starts with {norm!r}")
-
-
-def _uri(t: Table, value: p.SearchValue, modifier: str | None, _now: datetime) -> _Match:
-    # substr, not LIKE: SQLite's LIKE ignores case, URIs do not.
-    assert isinstance(value, p.UriValue)
-    uri = value.uri
-    if modifier == "below":
-        sql = func.substr(t.c.value, 1, len(uri)) == uri
-        return _Match(sql, f"value starts with {uri!r}")
-    if modifier == "above":
-        sql = func.substr(literal(uri, String), 1, func.length(t.c.value)) == t.c.value
-        return _Match(sql, f"value is a prefix of {uri!r}")
-    return _eq(t.c.value, "value", uri)
-
-
-def _reference(t: Table, value: p.SearchValue, _modifier: str | None, _now: datetime) -> _Match:
-    assert isinstance(value, p.ReferenceValue)
-    if value.url is not None:
-        return _eq(t.c.url, "url", value.url)
-    # A relative query names a resource of this server: absolute references (which point
-    # elsewhere) are not matched by it.
-    match = _eq(t.c.target_id, "target_id", value.res_id) & _eq(t.c.url, "url", None)
-    if value.res_type is not None:
-        match = _eq(t.c.target_type, "target_type", value.res_type) & match
-    return match
-
-
-# -- dates --------------------------------------------------------------------------------
-
-
-class _Span:
-    """The target side of a date comparison: an index range or a point column."""
-
-    def __init__(self, low: Any, high: Any, point: bool) -> None:
-        self.low, self.high, self.point = low, high, point
-
-    def starts_before(self, x: datetime) -> _Match:
-        if self.point:
-            return _Match(self.low < x, f"at < {_show(x)}")
-        return _Match(or_(self.low.is_(None), self.low < x), f"(low < {_show(x)} or open)")
-
-    def starts_at_or_after(self, x: datetime) -> _Match:
-        return _Match(self.low >= x, f"{'at' if self.point else 'low'} >= {_show(x)}")
-
-    def ends_after(self, x: datetime) -> _Match:
-        # a point t stands for [t, t+ε): it ends after x when t >= x
-        if self.point:
-            return _Match(self.high >= x, f"at >= {_show(x)}")
-        return _Match(or_(self.high.is_(None), self.high > x), f"(high > {_show(x)} or open)")
-
-    def ends_at_or_before(self, x: datetime) -> _Match:
-        if self.point:
-            return _Match(self.high < x, f"at < {_show(x)}")
-        return _Match(self.high <= x, f"high <= {_show(x)}")
-
-
-def approximate_range(low: datetime, high: datetime, now: datetime) -> tuple[datetime, datetime]:
-    """``ap``: the value widened by 10% of its distance from now, at least one day."""
-    margin = max(abs(now - low) / 10, timedelta(days=1))
-    lowest, highest = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
-    wide_low = low - margin if low - lowest > margin else lowest
-    wide_high = high + margin if highest - high > margin else highest
-    return wide_low, wide_high
-
-
-def _date_match(span: _Span, value: p.SearchValue, now: datetime) -> _Match:
-    assert isinstance(value, p.DateValue)
-    low, high = value.low, value.high
-
-    def within() -> _Match:
-        return span.starts_at_or_after(low) & span.ends_at_or_before(high)
-
-    prefix = value.prefix
-    if prefix == "ne":
-        return span.starts_before(low) | span.ends_after(high)
-    if prefix == "gt":
-        return span.ends_after(high)
-    if prefix == "lt":
-        return span.starts_before(low)
-    if prefix == "ge":
-        return span.ends_after(high) | within()
-    if prefix == "le":
-        return span.starts_before(low) | within()
-    if prefix == "sa":
-        return span.starts_at_or_after(high)
-    if prefix == "eb":
-        return span.ends_at_or_before(low)
-    if prefix == "ap":
-        wide_low, wide_high = approximate_range(low, high, now)
-        return span.starts_before(wide_high) & span.ends_after(wide_low)
-    return within()
-
-
-def _date(t: Table, value: p.SearchValue, _modifier: str | None, now: datetime) -> _Match:
-    return _date_match(_Span(t.c.low, t.c.high, point=False), value, now)
-
-
-# -- numbers and quantities ---------------------------------------------------------------
-
-
-def _number_match(column: Any, value: p.NumberValue) -> _Match:
-    v, low, high = value.value, value.low, value.high
-    prefix = value.prefix
-    if prefix == "ap":
-        margin = abs(v) / 10
-        low, high = v - margin, v + margin
-        return _Match(column.between(low, high), f"value between {low} and {high}")
-    compare: dict[str, Callable[[Any], ColumnElement[bool]]] = {
-        "gt": lambda c: c > v,
-        "sa": lambda c: c > v,
-        "lt": lambda c: c < v,
-        "eb": lambda c: c < v,
-        "ge": lambda c: c >= v,
-        "le": lambda c: c <= v,
-    }
-    signs = {"gt": ">", "sa": ">", "lt": "<", "eb": "<", "ge": ">=", "le": "<="}
-    if prefix in compare:
-        return _Match(compare[prefix](column), f"value {signs[prefix]} {v}")
-    if prefix == "ne":
-        return _Match(or_(column < low, column >= high), f"value outside [{low}, {high})")
-    return _Match(and_(column >= low, column < high), f"value in [{low}, {high})")
-
-
-def _number(t: Table, value: p.SearchValue, _modifier: str | None, _now: datetime) -> _Match:
-    assert isinstance(value, p.NumberValue)
-    return _number_match(t.c.value, value)
-
-
-def _quantity(t: Table, value: p.SearchValue, _modifier: str | None, _now: datetime) -> _Match:
-    assert isinstance(value, p.QuantityValue)
-    match = _number_match(t.c.value, value.number)
-    if value.system is not None:
-        match = match & _eq(t.c.system, "system", value.system)
-    if value.code is not None:
-        match = match & _eq(t.c.code, "code", value.code)
-    return match
-
-
-_Matcher = Callable[[Table, p.SearchValue, str | None, datetime], _Match]
-_MATCHERS: dict[str, _Matcher] = {
-    "token": _token,
-    "string": _string,
-    "uri": _uri,
-    "reference": _reference,
-    "date": _date,
-    "number": _number,
-    "quantity": _quantity,
-}
-
-
-# -- criteria -----------------------------------------------------------------------------
-
-
-def _criterion(res_type: str, c: p.Criterion, now: datetime) -> _Match:
-    label = f"{res_type}.{c.name}={c.raw}"
+def _term(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
+    """A criterion without (or at the end of) a chain, on the scope's resources."""
     code = c.param.code
-    if code == "_id":
-        ids = [v.code for v in c.values if isinstance(v, p.TokenValue)]
+    if code in _ROW_CODES:
+        assert scope.row is not None
+        if code == "_id":
+            ids = [v.code for v in c.values if isinstance(v, p.TokenValue)]
+            if c.modifier == "not":
+                return Match(scope.row.c.res_id.not_in(ids), f"res_id NOT IN {ids}")
+            return Match(scope.row.c.res_id.in_(ids), f"res_id IN {ids}")
+        column = scope.row.c.last_updated
+        match = any_of([date_match(Span(column, column, point=True), v, now) for v in c.values])
+        return Match(match.sql, f"last_updated: {match.text}")
+    base = schema.INDEX_TABLES[c.param.type]
+    table = base.alias()
+    types = c.res_types or scope.types
+    where = f"{base.name}(param={code}"
+    if c.modifier in ("missing", "not"):
+        # Correlated on the resource: NOT EXISTS is an anti-join on both engines, where
+        # PostgreSQL runs NOT IN (subquery) as a subplan.
+        rows = select(table.c.res_pk).where(table.c.res_pk == scope.pk, table.c.param == code)
         if c.modifier == "not":
-            return _Match(R.c.res_id.not_in(ids), f"{label} -> res_id NOT IN {ids}")
-        return _Match(R.c.res_id.in_(ids), f"{label} -> res_id IN {ids}")
-    if code == "_lastUpdated":
-        span = _Span(R.c.last_updated, R.c.last_updated, point=True)
-        match = _any([_date_match(span, v, now) for v in c.values])
-        return _Match(match.sql, f"{label} -> last_updated: {match.text}")
-    table = schema.INDEX_TABLES[c.param.type]
-    rows = select(table.c.res_pk).where(table.c.res_type == res_type, table.c.param == code)
-    where = f"{table.name}(param={code}"
-    if c.modifier == "missing":
-        missing = isinstance(c.values[0], p.MissingValue) and c.values[0].missing
-        if missing:
-            return _Match(R.c.pk.not_in(rows), f"{label} -> no {where})")
-        return _Match(R.c.pk.in_(rows), f"{label} -> some {where})")
-    match = _any([_MATCHERS[c.param.type](table, v, c.modifier, now) for v in c.values])
-    rows = rows.where(match.sql)
-    if c.modifier == "not":
-        return _Match(R.c.pk.not_in(rows), f"{label} -> none of {where}, {match.text})")
-    return _Match(R.c.pk.in_(rows), f"{label} -> {where}, {match.text})")
+            match = any_value(c.param.type, table, c.values, None, now)
+            return Match(~exists(rows.where(match.sql)), f"none of {where}, {match.text})")
+        if isinstance(c.values[0], p.MissingValue) and c.values[0].missing:
+            return Match(~exists(rows), f"no {where})")
+        return Match(exists(rows), f"some {where})")
+    match = any_value(c.param.type, table, c.values, c.modifier, now)
+    rows = select(table.c.res_pk).where(
+        _in(table.c.res_type, types), table.c.param == code, match.sql
+    )
+    return Match(scope.pk.in_(rows), f"{where}, {match.text})")
 
 
-def _order(query: p.Query) -> tuple[list[Any], str]:
-    order: list[Any] = []
-    names = []
+def _forward(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
+    """``code[:Type].rest``: the scope's ``code`` reference points at a match of ``rest``."""
+    link, rest = c.path[0], replace(c, path=c.path[1:])
+    ref, target = REF.alias(), R.alias()
+    (inner,) = _group([rest], _Scope(target.c.pk, link.targets, target), now)
+    where = [_in(target.c.res_type, link.targets), target.c.deleted == false(), inner.sql]
+    points: ColumnElement[bool]
+    if len(link.targets) == 1:
+        ids = select(target.c.res_id).where(*where)
+        points = (ref.c.target_type == link.targets[0]) & ref.c.target_id.in_(ids)
+    else:
+        pairs = select(target.c.res_type, target.c.res_id).where(*where)
+        points = tuple_(ref.c.target_type, ref.c.target_id).in_(pairs)
+    rows = select(ref.c.res_pk).where(
+        _in(ref.c.res_type, link.sources), ref.c.param == link.code, ref.c.url.is_(None), points
+    )
+    return Match(
+        scope.pk.in_(rows), f"{link.code} -> {'|'.join(link.targets)} where ({inner.text})"
+    )
+
+
+def _needs_row(criteria: Sequence[p.Criterion]) -> bool:
+    return any(
+        (c.path and c.path[0].reverse) or (not c.path and c.param.code in _ROW_CODES)
+        for c in criteria
+    )
+
+
+def _reverse(scope: _Scope, link: Link, members: list[p.Criterion], now: datetime) -> Match:
+    """``_has:Type:code:...``: some resource of ``Type`` whose ``code`` points at the scope's
+    resource matches every one of ``members`` (see ``_group`` on why all at once)."""
+    assert scope.row is not None
+    source = link.sources[0]
+    ref = REF.alias()
+    condition: ColumnElement[bool]
+    if _needs_row(members):
+        row = R.alias()
+        inner = _group(members, _Scope(row.c.pk, link.sources, row), now)
+        pks = select(row.c.pk).where(row.c.res_type == source, row.c.deleted == false())
+        condition = ref.c.res_pk.in_(pks.where(*(m.sql for m in inner)))
+    else:
+        inner = _group(members, _Scope(ref.c.res_pk, link.sources, None), now)
+        condition = and_(*(m.sql for m in inner))
+    where = [
+        ref.c.res_type == source,
+        ref.c.param == link.code,
+        ref.c.url.is_(None),
+        _in(ref.c.target_type, link.targets),
+        condition,
+    ]
+    if len(scope.types) == 1:
+        sql = scope.row.c.res_id.in_(select(ref.c.target_id).where(*where))
+    else:
+        found = select(ref.c.target_type, ref.c.target_id).where(*where)
+        sql = tuple_(scope.row.c.res_type, scope.row.c.res_id).in_(found)
+    text = " AND ".join(m.text for m in inner)
+    return Match(sql, f"some {source} with {link.code} -> here and ({text})")
+
+
+def _group(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> list[Match]:
+    """The ANDed matches of ``criteria`` on one scope, in the order given.
+
+    Reverse chains that start with the same ``_has:Type:code`` become ONE subquery: the
+    same Slot must satisfy all of them. The SAS SOS query needs exactly this:
+    ``_has:Slot:schedule:start=ge…&_has:Slot:schedule:start=le…&_has:Slot:schedule:status=free``
+    asks for Schedules with a free Slot in the window; read as independent ``_has`` terms it
+    would also return a Schedule whose only free Slot is last month and whose only Slot in
+    the window is booked. Forward chains stay independent, as R4 defines chaining
+    (``subject.name=A&subject.birthdate=B`` may be satisfied by two different subjects).
+    """
+    items: list[Match | Link] = []
+    shared: dict[Link, list[p.Criterion]] = {}
+    for c in criteria:
+        if c.path and c.path[0].reverse:
+            link = c.path[0]
+            if link not in shared:
+                shared[link] = []
+                items.append(link)
+            shared[link].append(replace(c, path=c.path[1:]))
+        elif c.path:
+            items.append(_forward(scope, c, now))
+        else:
+            items.append(_term(scope, c, now))
+    return [
+        _reverse(scope, item, shared[item], now) if isinstance(item, Link) else item
+        for item in items
+    ]
+
+
+def _labelled(query: p.Query, now: datetime) -> list[tuple[str, Match]]:
+    """Top-level matches with the criteria they come from, as received."""
+    scope = _Scope(R.c.pk, (query.res_type,), R)
+    matches = _group(query.criteria, scope, now)
+    labels: list[str] = []
+    seen: dict[Link, int] = {}
+    for c in query.criteria:
+        text = f"{c.name}={c.raw}"
+        if c.path and c.path[0].reverse:
+            if c.path[0] in seen:
+                labels[seen[c.path[0]]] += f" & {text}"
+                continue
+            seen[c.path[0]] = len(labels)
+        labels.append(text)
+    return [(f"{query.res_type}.{label}", m) for label, m in zip(labels, matches, strict=True)]
+
+
+# -- order ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SortColumn:
+    """One result-order key: its value per resource, direction and cursor type tag
+    (``s`` text, ``d`` instant, ``n`` number, ``i`` integer)."""
+
+    name: str
+    value: Any
+    descending: bool
+    kind: str
+    nullable: bool
+
+
+_KIND = {"string": "s", "token": "s", "uri": "s", "date": "d", "number": "n", "quantity": "n"}
+# SQLite returns NUMERIC as a float that SQLAlchemy rounds into a Decimal; keep the float so
+# a cursor holding it compares equal to the row it came from.
+_NUMBER = Numeric().with_variant(Float(), "sqlite")
+
+
+def sort_columns(query: p.Query) -> list[SortColumn]:
+    """The ``_sort`` keys, then ``resources.pk`` (unique, unchanged by updates) last."""
+    out: list[SortColumn] = []
     for key in query.sort:
-        param = key.param
-        names.append(f"{'-' if key.descending else ''}{param.code}")
-        if param.code in ("_id", "_lastUpdated"):
+        param, desc = key.param, key.descending
+        name = f"{'-' if desc else ''}{param.code}"
+        if param.code in _ROW_CODES:
             column = R.c.res_id if param.code == "_id" else R.c.last_updated
-            order.append(column.desc() if key.descending else column.asc())
+            kind = "s" if param.code == "_id" else "d"
+            out.append(SortColumn(name, column, desc, kind, nullable=False))
             continue
         # Several values: ascending sorts by the smallest, descending by the largest.
-        table = schema.INDEX_TABLES[param.type]
-        name = {"string": "norm", "token": "code", "date": "low"}.get(param.type, "value")
-        column = table.c.high if param.type == "date" and key.descending else table.c[name]
-        pick = func.max(column) if key.descending else func.min(column)
-        value = (
+        table = schema.INDEX_TABLES[param.type].alias()
+        column_name = {"string": "norm", "token": "code", "date": "low"}.get(param.type, "value")
+        column = table.c.high if param.type == "date" and desc else table.c[column_name]
+        pick = func.max(column) if desc else func.min(column)
+        value: Any = (
             select(pick)
             .where(table.c.res_pk == R.c.pk, table.c.param == param.code)
             .scalar_subquery()
         )
-        order.append((value.desc() if key.descending else value.asc()).nulls_last())
-    if not query.sort:
-        order.append(R.c.last_updated.asc())
-        names.append("_lastUpdated")
-    order.append(R.c.res_id.asc())
-    return order, ", ".join([*names, "_id"])
+        if _KIND[param.type] == "n":
+            value = type_coerce(value, _NUMBER)
+        out.append(SortColumn(name, value, desc, _KIND[param.type], nullable=True))
+    out.append(SortColumn("pk", R.c.pk, False, "i", nullable=False))
+    return out
+
+
+def order_by(columns: Sequence[SortColumn], values: Sequence[Any] | None = None) -> list[Any]:
+    """ORDER BY terms, missing values last (``values``: the columns to order, if not the
+    sort columns' own expressions)."""
+    out = []
+    for i, s in enumerate(columns):
+        value = values[i] if values is not None else s.value
+        term = value.desc() if s.descending else value.asc()
+        out.append(term.nulls_last() if s.nullable else term)
+    return out
+
+
+def _order_text(query: p.Query) -> str:
+    text = ", ".join(s.name for s in sort_columns(query))
+    return text if query.sort else f"{text} (creation order)"
 
 
 # -- statements ---------------------------------------------------------------------------
@@ -312,16 +301,16 @@ def conditions(query: p.Query, *, now: datetime | None = None) -> list[ColumnEle
     """The WHERE conditions (ANDed) selecting the query's matches in ``resources``."""
     moment = now or fhirtime.utcnow()
     base = [R.c.res_type == query.res_type, R.c.deleted == false()]
-    return base + [_criterion(query.res_type, c, moment).sql for c in query.criteria]
+    return base + [m.sql for _, m in _labelled(query, moment)]
 
 
 def statement(
     query: p.Query, *, now: datetime | None = None, columns: Sequence[Any] | None = None
 ) -> AnySelect:
     """Matches in result order, ``_offset`` and ``_count`` applied (default columns: pk,
-    res_id, last_updated)."""
+    res_id, last_updated). Without ``_sort`` the order is creation order (``pk``)."""
     cols = list(columns) if columns is not None else [R.c.pk, R.c.res_id, R.c.last_updated]
-    stmt = select(*cols).where(*conditions(query, now=now)).order_by(*_order(query)[0])
+    stmt = select(*cols).where(*conditions(query, now=now)).order_by(*order_by(sort_columns(query)))
     if query.offset:
         stmt = stmt.offset(query.offset)
     if query.count is not None:
@@ -335,12 +324,13 @@ def count_statement(query: p.Query, *, now: datetime | None = None) -> AnySelect
 
 
 def explain(query: p.Query, *, now: datetime | None = None) -> str:
-    """The plan in words: one line per criterion, then the order and window."""
+    """The plan in words: one line per criterion (a ``_has`` group on one line), then
+    the order and window."""
     moment = now or fhirtime.utcnow()
-    lines = [_criterion(query.res_type, c, moment).text for c in query.criteria]
+    lines = [f"{label} -> {m.text}" for label, m in _labelled(query, moment)]
     window = f", offset {query.offset}" if query.offset else ""
     window += f", limit {query.count}" if query.count is not None else ""
-    lines.append(f"{query.res_type}: not deleted, order by {_order(query)[1]}{window}")
+    lines.append(f"{query.res_type}: not deleted, order by {_order_text(query)}{window}")
     return "\n".join(lines)
 
 

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from fhir_server.core.errors import FhirError, Incorrect
 from fhir_server.core.fhirtime import PARIS, parse_range
+from fhir_server.core.types import SERVED_TYPES
+from fhir_server.search import chain
 from fhir_server.search import parse as p
 from fhir_server.search.parameters import default_registry
 
@@ -189,12 +191,9 @@ def test_bad_input_names_the_parameter(name: str, value: str) -> None:
     assert name in error.issues[0].diagnostics
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["schedule.actor:Practitioner.identifier", "_has:Slot:schedule:status", "near", "_text"],
-)
+@pytest.mark.parametrize("name", ["_text", "_content"])
 def test_not_supported_yet(name: str) -> None:
-    error = refused("Location" if name == "near" else "Slot", name, "x")
+    error = refused("Slot", name, "x")
     assert error.issues[0].code == "not-supported"
 
 
@@ -232,3 +231,124 @@ def test_controls_and_unknown_names() -> None:
 def test_repeated_parameters_are_anded_and_empty_ones_ignored() -> None:
     query = parse("Slot", ("start", "ge2024-06-12"), ("start", "le2024-06-15"), ("status", ""))
     assert [c.name for c in query.criteria] == ["start", "start"]
+
+
+# -- chains and _has ------------------------------------------------------------------------
+
+SERVED = [t for t in SERVED_TYPES if REG.for_type(t)]
+_INDEXED = {"token", "string", "date", "reference", "uri", "number", "quantity"}
+
+
+def _terminal_codes(types: tuple[str, ...]) -> list[str]:
+    """Parameters a chain may end with on ``types``: indexed, same type wherever defined."""
+    kinds: dict[str, set[str]] = {}
+    for t in types:
+        for code, param in REG.for_type(t).items():
+            indexed = param.type in _INDEXED or param.expression == "Location.position"
+            if param.expression and indexed and code not in ("_id", "_lastUpdated"):
+                kinds.setdefault(code, set()).add(param.type)
+    return sorted(code for code, k in kinds.items() if len(k) == 1)
+
+
+def _served_targets(types: tuple[str, ...], code: str) -> tuple[str, ...]:
+    targets: list[str] = []
+    for t in types:
+        prm = REG.get(t, code)
+        if prm is not None and prm.type == "reference":
+            targets += [x for x in prm.target or SERVED if x in SERVED and x not in targets]
+    return tuple(targets)
+
+
+@st.composite
+def chained_names(draw: st.DrawFn) -> tuple[str, str]:
+    """A resource type and a valid chained name on it, built from the R4 definitions."""
+    start = draw(st.sampled_from(SERVED))
+    types: tuple[str, ...] = (start,)
+    name = ""
+    for _ in range(draw(st.integers(1, chain.MAX_LINKS))):
+        forward = {
+            code: targets
+            for code in {c for t in types for c in REG.for_type(t)}
+            if (targets := _served_targets(types, code))
+        }
+        reverse = [
+            (s, c)
+            for s in SERVED
+            for c, prm in REG.for_type(s).items()
+            if prm.type == "reference" and (not prm.target or set(prm.target) & set(types))
+        ]
+        if forward and (not reverse or draw(st.booleans())):
+            code = draw(st.sampled_from(sorted(forward)))
+            if draw(st.booleans()):
+                typed = draw(st.sampled_from(forward[code]))
+                name, types = f"{name}{code}:{typed}.", (typed,)
+            else:
+                name, types = f"{name}{code}.", forward[code]
+        elif reverse:
+            source, code = draw(st.sampled_from(reverse))
+            name, types = f"{name}_has:{source}:{code}:", (source,)
+    return start, name + draw(st.sampled_from(_terminal_codes(types)))
+
+
+@given(case=chained_names())
+@example(case=("Slot", "schedule.actor:Practitioner.identifier"))
+@example(case=("Schedule", "actor:Location.organization.identifier"))
+@example(case=("Slot", "schedule.actor.name"))
+@example(case=("Schedule", "_has:Slot:schedule:start"))
+@example(case=("Practitioner", "_has:Schedule:actor:_has:Slot:schedule:status"))
+def test_any_valid_chain_round_trips(case: tuple[str, str]) -> None:
+    res_type, name = case
+    (criterion,) = parse(res_type, (f"{name}:missing", "true")).criteria
+    assert chain.render(criterion.path, criterion.param.code, None) == name
+    assert criterion.modifier == "missing" and criterion.values == (p.MissingValue(True),)
+    types: tuple[str, ...] = (res_type,)
+    for link in criterion.path:
+        here = link.targets if link.reverse else link.sources
+        assert set(here) <= set(types) and here, (link, types)
+        for source in link.sources:
+            param = REG.get(source, link.code)
+            assert param is not None and param.type == "reference"
+        types = link.sources if link.reverse else link.targets
+    assert set(criterion.res_types) <= set(types) and criterion.res_types
+    assert all(REG.get(t, criterion.param.code) is not None for t in criterion.res_types)
+
+
+chain_words = st.sampled_from(
+    ["schedule", "actor", "_has", "Slot", "Schedule", "Practitioner", "Location", "identifier",
+     "status", "name", "organization", "near", "_id", "missing", "exact", "Nope", "x", "", " "]
+)  # fmt: skip
+
+
+@given(
+    words=st.lists(st.tuples(chain_words, st.sampled_from([".", ":"])), min_size=1, max_size=8),
+    tail=chain_words,
+    res_type=st.sampled_from(["Slot", "Schedule", "Location", "Practitioner"]),
+    value=st.text(max_size=12),
+)
+@example(words=[("schedule", ".")], tail="", res_type="Slot", value="x")
+@example(
+    words=[("_has", ":"), ("Slot", ":"), ("schedule", ":")], tail="", res_type="Schedule", value="x"
+)
+def test_chain_garbage_is_a_400_or_a_query(
+    words: list[tuple[str, str]], tail: str, res_type: str, value: str
+) -> None:
+    name = "".join(w + sep for w, sep in words) + tail
+    try:
+        query = parse(res_type, (name, value))
+    except Incorrect as error:
+        assert error.status == 400
+        assert error.issues[0].expression == (name,)
+        return
+    for criterion in query.criteria:
+        assert chain.render(criterion.path, criterion.param.code, criterion.modifier) == name
+
+
+@given(name=st.text(max_size=30), value=st.text(max_size=10))
+@example(name="_has", value="x")
+@example(name=".", value="x")
+@example(name="_has:::", value="x")
+def test_any_name_is_a_400_a_query_or_unknown(name: str, value: str) -> None:
+    try:
+        parse("Slot", (name, value))
+    except Incorrect as error:
+        assert error.status == 400

@@ -3,6 +3,7 @@ prefix matches (https://hl7.org/fhir/R4/search.html)."""
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ import pytest
 
 from fhir_server.core.errors import Incorrect
 from fhir_server.core.fhirtime import PARIS, parse_range
-from fhir_server.search import parse, plan
+from fhir_server.search import geo, parse, plan
 
 if TYPE_CHECKING:
     from conftest import Searcher
@@ -456,4 +457,122 @@ def test_explain_says_what_runs() -> None:
     assert lines[0].startswith("Slot.start=ge2024-06-12T16:20:00.000+02:00 -> idx_date(param=start")
     assert "high > 2024-06-12T14:20:00.001Z" in lines[0]
     assert lines[1] == "Slot.status=free -> idx_token(param=status, code = 'free')"
-    assert lines[2] == "Slot: not deleted, order by _lastUpdated, _id, limit 5"
+    assert lines[2] == "Slot: not deleted, order by pk (creation order), limit 5"
+
+
+def place(lid: str, lat: float | None, lon: float | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"resourceType": "Location", "id": lid, "name": lid}
+    if lat is not None and lon is not None:
+        body["position"] = {"latitude": lat, "longitude": lon}
+    return body
+
+
+PLACES = [
+    place("paris", 48.8566, 2.3522),
+    place("north5", 48.9016, 2.3522),  # 0.045 degrees north: 5.0038 km
+    place("versailles", 48.8049, 2.1204),  # 17.8 km
+    place("lyon", 45.7640, 4.8357),  # 392 km
+    place("east", 0.0, 179.95),
+    place("west", 0.0, -179.95),  # 11.1 km from "east", across the antimeridian
+    place("pole1", 89.99, 0.0),
+    place("pole2", 89.99, 180.0),  # 2.2 km from pole1, over the pole
+    place("nowhere", None, None),
+]
+
+
+async def test_near(searcher: Searcher) -> None:
+    await searcher.put(*PLACES)
+    here = "48.8566|2.3522"
+    await searcher.check(
+        "Location",
+        [
+            (f"near={here}|10|km", {"paris", "north5"}),
+            (f"near={here}", {"paris", "north5"}),  # default: 10 km
+            (f"near={here}||km", {"paris", "north5"}),
+            (f"near={here}|20", {"paris", "north5", "versailles"}),
+            (f"near={here}|5000|m", {"paris"}),
+            (f"near={here}|5010|m", {"paris", "north5"}),
+            (f"near={here}|3.2|mi", {"paris", "north5"}),
+            (f"near={here}|3.1|[mi_i]", {"paris"}),
+            (f"near={here}|0", {"paris"}),
+            (f"near={here}|400|km", {"paris", "north5", "versailles", "lyon"}),
+            (f"near={here}|1|km,45.764|4.8357|1|km", {"paris", "lyon"}),
+            (f"near={here}|20&name=paris,lyon", {"paris"}),
+            ("near=0|179.99|10", {"east", "west"}),
+            ("near=0|-179.99|5", {"west"}),
+            ("near=89.99|0|3", {"pole1", "pole2"}),
+            ("near=90|0|2", {"pole1", "pole2"}),
+            ("near=89.99|90|1", set()),
+            ("near=0|0|25000", {p["id"] for p in PLACES} - {"nowhere"}),
+            ("near:missing=true", {"nowhere"}),
+        ],
+    )
+
+
+async def test_near_is_the_haversine_distance(searcher: Searcher) -> None:
+    rng = random.Random(48_8566)
+    places = []
+    for i in range(150):
+        if i % 3 == 0:  # clustered around Paris, the rest anywhere
+            lat, lon = 48.85 + rng.uniform(-0.3, 0.3), 2.35 + rng.uniform(-0.4, 0.4)
+        else:
+            lat, lon = rng.uniform(-90, 90), rng.uniform(-180, 180)
+        places.append(place(f"x{i}", round(lat, 6), round(lon, 6)))
+    await searcher.put(*places)
+    wrong = []
+    for _ in range(40):
+        lat, lon = rng.uniform(-89.9, 89.9), rng.uniform(-180, 180)
+        if rng.random() < 0.5:
+            lat, lon = 48.85 + rng.uniform(-0.2, 0.2), 2.35 + rng.uniform(-0.2, 0.2)
+            km = rng.choice([1.0, 5.0, 10.0, 30.0])
+        else:
+            km = rng.choice([100.0, 1000.0, 5000.0, 15000.0])
+        expected, close = set(), set()
+        for loc in places:
+            pos = loc["position"]
+            d = geo.haversine_km(lat, lon, pos["latitude"], pos["longitude"])
+            if abs(d - km) < 1e-6 * km:
+                close.add(loc["id"])  # on the circle: either answer is right
+            elif d <= km:
+                expected.add(loc["id"])
+        got = set(await searcher.ids("Location", f"near={lat}|{lon}|{km}|km"))
+        if got - close != expected:
+            wrong.append(f"near={lat}|{lon}|{km}: extra {got - expected}, missing {expected - got}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_bounding_box_contains_the_circle() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        lat, lon = rng.uniform(-90, 90), rng.uniform(-180, 180)
+        km = 10 ** rng.uniform(-1, 4.3)
+        box = geo.bounding_box(lat, lon, km)
+        bearing = rng.uniform(0, 2 * math.pi)
+        # a point on the circle (spherical destination formula)
+        d, p1, l1 = km / geo.EARTH_RADIUS_KM, math.radians(lat), math.radians(lon)
+        p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(bearing))
+        l2 = l1 + math.atan2(
+            math.sin(bearing) * math.sin(d) * math.cos(p1),
+            math.cos(d) - math.sin(p1) * math.sin(p2),
+        )
+        lat2, lon2 = math.degrees(p2), (math.degrees(l2) + 540) % 360 - 180
+        assert box.lat_low - 1e-9 <= lat2 <= box.lat_high + 1e-9
+        assert any(a - 1e-9 <= lon2 <= b + 1e-9 for a, b, _ in box.lon_ranges), (lat, lon, km)
+
+
+def test_near_values() -> None:
+    from fhir_server.search.parameters import default_registry
+
+    def near(value: str) -> Any:
+        (c,) = parse.parse(
+            default_registry(), "Location", [("near", value)], default_tz=PARIS
+        ).criteria
+        return c.values
+
+    assert near("48.8|2.3|2|km") == (parse.NearValue(48.8, 2.3, 2.0),)
+    assert near("48.8|2.3|500|m") == (parse.NearValue(48.8, 2.3, 0.5),)
+    assert near("48.8|2.3") == (parse.NearValue(48.8, 2.3, parse.DEFAULT_NEAR_KM),)
+    for bad in ("91|0", "0|181", "a|b", "1", "1|2|3|parsec", "1|2|-1", "1|2|3|km|x", "nan|0"):
+        with pytest.raises(Incorrect) as info:
+            near(bad)
+        assert info.value.issues[0].expression == ("near",)
