@@ -30,10 +30,12 @@ class Expansion:
     open_systems: set[str] = field(default_factory=set)  # membership unknown there
     folded: set[str] = field(default_factory=set)  # case-insensitive systems (codes lowercased)
 
-    def contains(self, system: str | None, code: str) -> bool | None:
+    def contains(self, system: Any, code: str) -> bool | None:
         """Is ``system|code`` in the ValueSet? ``None`` when it cannot be told."""
         if system is None:
             return self.has_code(code)
+        if not isinstance(system, str):
+            return False
         if system in self.open_systems:
             return None
         codes = self.codes.get(system)
