@@ -10,6 +10,7 @@ profile, else those of the base R4 data type, compiled on first use and cached.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,6 +70,8 @@ class Compiler:
         self.terminology = terminology or Terminology(conformance)
         self.supplements = supplements or {}
         self._profiles: dict[str, Profile | None] = {}
+        self._building: set[str] = set()
+        self._lock = threading.RLock()
         self._resource_types: frozenset[str] | None = None
         self._profile_types: dict[str, str] | None = None
 
@@ -117,11 +120,23 @@ class Compiler:
     # -- compiled profiles -------------------------------------------------------------------
 
     def profile(self, url: str) -> Profile | None:
-        if url not in self._profiles:
-            self._profiles[url] = None  # a profile that refers to itself while compiling
-            sd = self.conformance.structure_definition(url)
-            self._profiles[url] = self._compile(sd) if sd is not None else None
-        return self._profiles[url]
+        found = self._profiles.get(url, NOTHING)
+        if found is not NOTHING:
+            return found  # type: ignore[return-value]
+        with self._lock:  # validations may run in threads: one compiles, others wait
+            found = self._profiles.get(url, NOTHING)
+            if found is not NOTHING:
+                return found  # type: ignore[return-value]
+            if url in self._building:
+                return None  # a profile that needs itself while compiling
+            self._building.add(url)
+            try:
+                sd = self.conformance.structure_definition(url)
+                result = self._compile(sd) if sd is not None else None
+            finally:
+                self._building.discard(url)
+            self._profiles[url] = result
+            return result
 
     def core(self, type_name: str) -> Profile | None:
         return self.profile(CORE_SD + type_name)
@@ -313,7 +328,13 @@ class Compiler:
         cached = element.kids_cache.get(type_ref.code, NOTHING)
         if cached is not NOTHING:
             return cached  # type: ignore[return-value]
-        element.kids_cache[type_ref.code] = None  # recursion guard
+        with self._lock:
+            return self._kids(element, type_ref)
+
+    def _kids(self, element: Element, type_ref: TypeRef) -> Kids | None:
+        cached = element.kids_cache.get(type_ref.code, NOTHING)
+        if cached is not NOTHING:
+            return cached  # type: ignore[return-value]
         children = element.children
         if not children and not type_ref.primitive:
             for url in type_ref.profiles:

@@ -14,6 +14,7 @@ Expansions are cached per ValueSet URL.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,13 +136,25 @@ class Terminology:
         self.conformance = conformance
         self._expansions: dict[str, Expansion | None] = {}
         self._systems: dict[str, _System | None] = {}
+        self._building: set[str] = set()
+        self._lock = threading.RLock()
 
     def expansion(self, url: str) -> Expansion | None:
         """``None`` when the ValueSet is not available."""
-        if url not in self._expansions:
-            self._expansions[url] = None  # guards against ValueSets including themselves
-            self._expansions[url] = self._expand(url)
-        return self._expansions[url]
+        if url in self._expansions:
+            return self._expansions[url]
+        with self._lock:  # validations may run in threads: one expands, others wait
+            if url in self._expansions:
+                return self._expansions[url]
+            if url in self._building:
+                return None  # a ValueSet that includes itself
+            self._building.add(url)
+            try:
+                result = self._expand(url)
+            finally:
+                self._building.discard(url)
+            self._expansions[url] = result
+            return result
 
     def code_system(self, url: str) -> _System | None:
         if url not in self._systems:

@@ -102,8 +102,11 @@ class Validator:
         *,
         supplements: Supplements | None = None,
         terminology: Terminology | None = None,
+        best_practice: bool = True,
     ) -> None:
+        """``best_practice=False`` drops best-practice warnings (dom-6: no narrative)."""
         self.conformance = conformance
+        self.best_practice = best_practice
         self.terminology = terminology or Terminology(conformance)
         self.compiler = Compiler(conformance, self.terminology, supplements)
         self.primitives = Primitives(conformance)
@@ -154,8 +157,9 @@ class Validator:
         declared: bool = True,
     ) -> list[Issue]:
         """Issues of ``resource`` against ``profiles`` and (``declared``) the profiles it
-        claims; against its base definition when none is available."""
-        run = _Run(self, lang)
+        claims; against its base definition when none is available. ``lang``: ``fr``
+        (or ``fr-FR``...) for French diagnostics, English otherwise."""
+        run = _Run(self, "fr" if lang.lower().startswith("fr") else "en")
         try:
             self._top(run, resource, profiles, declared)
         except Exception as exc:  # the validator must answer, whatever the input
@@ -721,6 +725,8 @@ class Validator:
     def _constraint(
         self, run: _Run, c: Constraint, item: Any, at: str, frame: Frame, element: Element
     ) -> None:
+        if c.best_practice and not self.best_practice:
+            return
         ok = c.check(item, frame, element)
         if ok is True:
             return

@@ -89,3 +89,13 @@ def test_reference_cache_sas_and_core() -> None:
     missing = {m.key for m in store.missing}
     assert "hl7.fhir.fr.core#1.1.0" in missing
     assert all(m.required_by == SAS for m in store.missing)
+
+
+def test_manifest_specs_are_accepted() -> None:
+    """The server's manifest (profiles/packages.toml, read by search.packages) names the
+    packages; validation only needs their names and versions."""
+    need_reference()
+    from fhir_server.search.packages import read_manifest
+
+    store = load_conformance(CACHE, read_manifest(), [NOS])
+    assert [p.key for p in store.packages][:2] == [SAS, "hl7.fhir.r4.core#4.0.1"]

@@ -312,3 +312,25 @@ def test_contained_without_profile_gets_base_checks(v: Validator) -> None:
         comment="#l1",
     )
     assert ("error", "invariant", "Slot") in _found(v.validate(nested))  # dom-2
+
+
+def test_threads_compile_once_and_agree(store: Conformance) -> None:
+    """A fresh validator used from several threads at once (first use compiles profiles and
+    expands ValueSets) answers as it does alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.validation.conftest import example, example_names
+
+    names = example_names()
+    fresh = Validator(store)
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(lambda n: fresh.validate(example(n)), names * 3))
+    alone = Validator(store)
+    expected = [alone.validate(example(n)) for n in names * 3]
+    assert parallel == expected
+
+
+def test_best_practice_off(store: Conformance) -> None:
+    quiet = Validator(store, best_practice=False)
+    assert quiet.validate(_slot()) == []
+    assert [i.code for i in Validator(store).validate(_slot())] == ["invariant"]  # dom-6
