@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from fhir_server.validation.validator import Frame
+    from fhir_server.validation.context import Frame
 
 UNBOUNDED: Final = sys.maxsize
 

@@ -32,8 +32,8 @@ from fhir_server.validation.compiled import (
 )
 
 if TYPE_CHECKING:
+    from fhir_server.validation.context import Frame
     from fhir_server.validation.snapshot import Compiler
-    from fhir_server.validation.validator import Frame
 
 _EXTENSION_CALL = re.compile(r"^extension\('([^']*)'\)$")
 _OF_TYPE = re.compile(r"^ofType\((\w+)\)$")

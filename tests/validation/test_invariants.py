@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from fhir_server.validation.compiled import Element
-from fhir_server.validation.invariants import _NATIVE, compile_constraint, fhirpath_check
-from fhir_server.validation.validator import Frame
+from fhir_server.validation.context import Frame
+from fhir_server.validation.invariants import compile_constraint, fhirpath_check
+from fhir_server.validation.natives import NATIVE
 
 E = {"fullUrl": "http://x/Slot/1", "resource": {"resourceType": "Slot", "id": "1"}}
 SAMPLES: dict[str, tuple[str, list[Any]]] = {
@@ -170,7 +171,7 @@ EXPRESSIONS: dict[str, str] = {}
 def _keys() -> dict[str, str]:
     """key -> R4 expression of the natives, from the function names (``_bdl_1`` -> bdl-1)."""
     out = {}
-    for expression, check in _NATIVE.items():
+    for expression, check in NATIVE.items():
         key = check.__name__.strip("_").replace("_", "-")
         out.setdefault(key, expression)
     return out
@@ -182,7 +183,7 @@ def test_native_agrees_with_fhirpath(key: str) -> None:
     path, samples = SAMPLES[key]
     element = Element(path, path, path.rsplit(".", 1)[-1], False, 0, 1, False, ())
     slow = fhirpath_check(expression)
-    fast = _NATIVE[expression]
+    fast = NATIVE[expression]
     compared = 0
     for sample in samples:
         frame = Frame(sample, sample, None)  # type: ignore[arg-type]
