@@ -101,6 +101,8 @@ class Validator(Walk):
         claims; against its base definition when none is available. ``lang``: ``fr``
         (or ``fr-FR``...) for French diagnostics, English otherwise."""
         run = Run(self, "fr" if lang.lower().startswith("fr") else "en")
+        if isinstance(profiles, str):
+            profiles = [profiles]
         try:
             self._top(run, resource, profiles, declared)
         except Exception as exc:  # the validator must answer, whatever the input

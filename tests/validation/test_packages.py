@@ -99,3 +99,12 @@ def test_manifest_specs_are_accepted() -> None:
 
     store = load_conformance(CACHE, read_manifest(), [NOS])
     assert [p.key for p in store.packages][:2] == [SAS, "hl7.fhir.r4.core#4.0.1"]
+
+
+def test_validator_without_core_says_so(tmp_path: Path) -> None:
+    from fhir_server.validation.validator import Validator
+
+    store = load_conformance(tmp_path, [], core=True)
+    (issue,) = Validator(store).validate({"resourceType": "Slot"})
+    assert (issue.severity, issue.code) == ("error", "not-supported")
+    assert "R4 core" in issue.diagnostics
