@@ -336,15 +336,23 @@ class Compiler:
         if cached is not NOTHING:
             return cached  # type: ignore[return-value]
         children = element.children
-        if not children and not type_ref.primitive:
+        if not type_ref.primitive and type_ref.code not in ("BackboneElement", "Element"):
+            inherited: list[Element] = []
             for url in type_ref.profiles:
                 prof = self.profile(url)
                 if prof is not None and prof.root.children:
-                    children = prof.root.children
+                    inherited = prof.root.children
                     break
             else:
                 core = self.core(type_ref.code)
-                children = core.root.children if core is not None else []
+                inherited = core.root.children if core is not None else []
+            if not children:
+                children = inherited
+            elif inherited:
+                # A snapshot that lists only some children (hand-written, or trimmed):
+                # the others keep the rules of the type.
+                own = {c.name for c in children}
+                children = children + [c for c in inherited if c.name not in own]
         result = build_kids(children) if children else None
         element.kids_cache[type_ref.code] = result
         return result

@@ -479,6 +479,13 @@ CASES: list[tuple[str, str, list[Mutation], str, str]] = [
         "required",
     ),
     (
+        "appointment-two-operators",
+        "Appointment-1",
+        [lambda r: r["extension"].append(copy.deepcopy(r["extension"][0]))],
+        "Appointment.extension",
+        "structure",
+    ),
+    (
         "appointment-status",
         "Appointment-1",
         [_set("status", "done")],

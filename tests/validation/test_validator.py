@@ -118,9 +118,37 @@ def _profiles(store: Conformance) -> list[Json]:
         "rules": "openAtEnd",
     }
     _insert_after(at_end, "Slot.identifier", _identifier_slice("first", "urn:first", "*"))
+    exists = _derive(store, "Slot", "ExistsSlot")
+    _element(exists, "Slot.identifier")["slicing"] = {
+        "discriminator": [{"type": "exists", "path": "period"}],
+        "rules": "closed",
+    }
+    _insert_after(
+        exists,
+        "Slot.identifier",
+        [
+            {
+                "id": "Slot.identifier:dated",
+                "path": "Slot.identifier",
+                "sliceName": "dated",
+                "min": 0,
+                "max": "1",
+                "base": {"path": "Slot.identifier", "min": 0, "max": "*"},
+                "type": [{"code": "Identifier"}],
+            },
+            {
+                "id": "Slot.identifier:dated.period",
+                "path": "Slot.identifier.period",
+                "min": 1,
+                "max": "1",
+                "base": {"path": "Identifier.period", "min": 0, "max": "1"},
+                "type": [{"code": "Period"}],
+            },
+        ],
+    )
     bundled = _derive(store, "Slot", "BundledSlot")
     _element(bundled, "Slot.schedule")["type"][0]["aggregation"] = ["bundled"]
-    return [closed, at_end, bundled]
+    return [closed, at_end, exists, bundled]
 
 
 def _slot(**extra: Any) -> Json:
@@ -334,3 +362,15 @@ def test_best_practice_off(store: Conformance) -> None:
     quiet = Validator(store, best_practice=False)
     assert quiet.validate(_slot()) == []
     assert [i.code for i in Validator(store).validate(_slot())] == ["invariant"]  # dom-6
+
+
+def test_exists_discriminator(v: Validator) -> None:
+    url = EX + "ExistsSlot"
+    dated = {"system": "urn:x", "period": {"start": "2024-01-01"}}
+    assert errors(v.validate(_slot(identifier=[dated]), [url])) == []
+    # closed: an identifier without a period matches no slice
+    found = _found(v.validate(_slot(identifier=[dated, {"system": "urn:y"}]), [url]))
+    assert ("error", "structure", "Slot.identifier[1]") in found
+    assert ("error", "structure", "Slot.identifier") in _found(
+        v.validate(_slot(identifier=[dated, dated]), [url])
+    )
