@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
+from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
@@ -14,9 +16,10 @@ from fastapi import FastAPI
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
 from fhir_server.interactions.context import Context
-from fhir_server.search.packages import registry_for
+from fhir_server.search.packages import read_manifest, registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
+from fhir_server.validation.validator import Validator
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +39,32 @@ def make_store(settings: Settings) -> Store:
     )
 
 
+def make_validator(settings: Settings) -> Validator | None:
+    """Profiles of the manifest's packages, compiled once at start-up (once per process for
+    one package cache). Without the R4 core package in the cache, profile validation is off
+    (base R4 structure is still checked on every write) and the log says how to turn it on."""
+    if not settings.validate_profiles:
+        return None
+    return _validator_for(settings.package_path, tuple(settings.terminology_paths))
+
+
+@cache
+def _validator_for(package_path: Path, terminology_paths: tuple[Path, ...]) -> Validator | None:
+    validator = Validator.load(package_path, read_manifest(), terminology_paths)
+    for missing in validator.conformance.missing:
+        log.warning("profile validation incomplete", package=missing.message())
+    if not validator.conformance.has_core:
+        log.warning(
+            "profile validation is off: hl7.fhir.r4.core#4.0.1 is not in the package cache",
+            package_path=str(package_path),
+            fix="point FHIR_PACKAGE_PATH at a FHIR package cache holding it and the SAS package",
+        )
+        return None
+    validator.best_practice = False  # no "resource should have narrative" on every write
+    log.info("profiles compiled", profiles=len(validator.precompile()))
+    return validator
+
+
 def make_context(settings: Settings, store: Store) -> Context:
     """The interactions' context; the search registry is R4 plus the manifest's packages found
     in ``settings.package_path`` (read once per cache path)."""
@@ -45,6 +74,7 @@ def make_context(settings: Settings, store: Store) -> Context:
         timezone=settings.zone,
         default_count=settings.default_count,
         max_count=settings.max_count,
+        validator=make_validator(settings),
     )
 
 

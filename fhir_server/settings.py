@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     package_path: Path = Field(
         Path.home() / ".fhir" / "packages", description="FHIR package cache (profiles)"
     )
+    terminology_paths: list[Path] = Field(
+        default_factory=list,
+        description="Folders of loose CodeSystem/ValueSet JSON files (e.g. NOS terminologies)",
+    )
+    validate_profiles: bool = Field(
+        True, description="Validate every write against the profiles it claims (422 on error)"
+    )
 
     @field_validator("timezone")
     @classmethod

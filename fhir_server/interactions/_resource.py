@@ -13,6 +13,7 @@ from fhir_server.interactions.context import Context
 from fhir_server.search.indexer import index_resource
 from fhir_server.storage.port import Stored, WriteSession
 from fhir_server.validation.structure import structure_issues
+from fhir_server.validation.validator import Validator
 
 
 def check_type(res_type: str) -> None:
@@ -30,8 +31,9 @@ def check_id(res_id: str) -> None:
         )
 
 
-def check_body(res_type: str, body: Any) -> dict[str, Any]:
-    """The body must be a valid R4 resource of ``res_type``; raise 400 otherwise."""
+def check_body(res_type: str, body: Any, validator: Validator | None = None) -> dict[str, Any]:
+    """The body must be a valid R4 resource of ``res_type`` (400 otherwise) and satisfy the
+    profiles it claims (422 with every issue otherwise; warnings never block)."""
     if not isinstance(body, dict):
         raise errors.incorrect("the body must be a JSON object (a FHIR resource)", code="structure")
     actual = body.get("resourceType")
@@ -44,7 +46,16 @@ def check_body(res_type: str, body: Any) -> dict[str, Any]:
     issues = structure_issues(body)
     if issues:
         raise errors.incorrect_issues(issues)
+    check_profiles(body, validator)
     return body
+
+
+def check_profiles(resource: dict[str, Any], validator: Validator | None) -> None:
+    if validator is None:
+        return
+    issues = validator.validate(resource)
+    if any(i.severity in ("error", "fatal") for i in issues):
+        raise errors.unprocessable_issues(issues)
 
 
 def stamp(resource: dict[str, Any], res_id: str, version: int, now_text: str) -> bytes:

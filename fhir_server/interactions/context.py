@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from fhir_server.search.parameters import Registry
 from fhir_server.storage.port import Store
+from fhir_server.validation.validator import Validator
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,4 @@ class Context:
     timezone: ZoneInfo
     default_count: int = 50
     max_count: int = 1000
+    validator: Validator | None = None  # profile validation of writes; None: base R4 only

@@ -35,7 +35,7 @@ async def create_in(
 ) -> WriteResult:
     """Create inside an open write session (used directly by transactions)."""
     check_type(res_type)
-    resource = check_body(res_type, body)
+    resource = check_body(res_type, body, ctx.validator)
     if if_none_exist:
         await session.lock_conditional(res_type)
         ids = await matching_ids(ctx, session, res_type, if_none_exist)

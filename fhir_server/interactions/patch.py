@@ -15,6 +15,7 @@ from fhir_server.core import errors
 from fhir_server.interactions._resource import (
     check_id,
     check_if_match,
+    check_profiles,
     check_type,
     write_version,
 )
@@ -64,6 +65,7 @@ async def patch_in(
     issues = structure_issues(result)
     if issues:
         raise errors.unprocessable_issues(issues)
+    check_profiles(result, ctx.validator)
     stored = await write_version(
         ctx, session, result, res_type=res_type, res_id=res_id, previous=current, method="PATCH"
     )

@@ -35,7 +35,7 @@ async def update_in(
 ) -> WriteResult:
     check_type(res_type)
     check_id(res_id)
-    resource = check_body(res_type, body)
+    resource = check_body(res_type, body, ctx.validator)
     body_id = resource.get("id")
     if body_id is None:
         raise errors.incorrect(
@@ -88,7 +88,7 @@ async def conditional_update_in(
     if_match: str | None = None,
 ) -> WriteResult:
     check_type(res_type)
-    resource = check_body(res_type, body)
+    resource = check_body(res_type, body, ctx.validator)
     await session.lock_conditional(res_type)
     ids = await matching_ids(ctx, session, res_type, query)
     if len(ids) > 1:

@@ -17,7 +17,6 @@ parameters that are therefore unavailable (from the manifest) and how to install
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import re
 import tomllib

@@ -17,13 +17,15 @@ FHIR = "application/fhir+json"
 BASE = "http://testserver"
 
 
-PACKAGES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fhir-packages"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
+PACKAGES = REFERENCE / "fhir-packages"
+NOS = REFERENCE / "nos"
 
 
 @pytest.fixture
 def settings() -> Settings:
     # The SAS package lives in the shared reference cache (no package registry here).
-    return Settings(max_body_bytes=1024 * 1024, package_path=PACKAGES)
+    return Settings(max_body_bytes=1024 * 1024, package_path=PACKAGES, terminology_paths=[NOS])
 
 
 @pytest.fixture
