@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from fhir_server.api import http
+from fhir_server.api.outcomes import outcome_bytes
 from fhir_server.core import errors
 from fhir_server.interactions import (
     capabilities,
@@ -27,6 +28,7 @@ from fhir_server.interactions import (
     search,
     transaction,
     update,
+    validate,
 )
 from fhir_server.interactions.bundles import bundle, history_entry
 from fhir_server.interactions.context import Context
@@ -159,6 +161,32 @@ async def post_search(res_type: str, request: Request, w: Wired) -> Response:
         form, keep_blank_values=True
     )
     return await _search(request, w, res_type, pairs, None)
+
+
+async def _validate(request: Request, w: Wired, res_type: str, res_id: str | None) -> Response:
+    body = await http.read_body(request, w.settings)
+    lang = request.headers.get("accept-language", "en").split(",")[0].strip() or "en"
+    req = validate.ValidateRequest(
+        res_type,
+        body,
+        res_id,
+        request.query_params.get("mode"),
+        request.query_params.get("profile"),
+        lang,
+    )
+    return http.fhir_response(outcome_bytes(await validate.validate(w.ctx, req)))
+
+
+@route("POST", "/{res_type}/$validate", "validate")
+async def post_validate(res_type: str, request: Request, w: Wired) -> Response:
+    return await _validate(request, w, res_type, None)
+
+
+@route("POST", "/{res_type}/{res_id}/$validate", "validate")
+async def post_validate_instance(
+    res_type: str, res_id: str, request: Request, w: Wired
+) -> Response:
+    return await _validate(request, w, res_type, res_id)
 
 
 @route("GET", "/{res_type}/{res_id}", "read")

@@ -46,6 +46,13 @@ def capability_statement(
             "conditionalUpdate": "update" in wired,
             "conditionalDelete": "single" if "delete" in wired else "not-supported",
         }
+        if "validate" in wired:
+            entry["operation"] = [
+                {
+                    "name": "validate",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                }
+            ]
         params = ctx.registry.for_type(res_type)
         if "search-type" in wired:
             entry["searchInclude"] = ["*"] + [

@@ -83,3 +83,50 @@ async def test_unknown_claimed_profile_only_warns(client: AsyncClient) -> None:
     body["meta"]["profile"] = ["http://example.org/StructureDefinition/not-here"]
     r = await client.post("/Slot", json=body, headers={"Content-Type": FHIR})
     assert r.status_code == 201, r.text
+
+
+async def test_validate_operation(client: AsyncClient, store: Store) -> None:
+    good = example("Slot-ExampleSlotPSIndiv1")
+    r = await client.post("/Slot/$validate", json=good, headers={"Content-Type": FHIR})
+    assert r.status_code == 200
+    assert all(i["severity"] in ("information", "warning") for i in r.json()["issue"])
+    bad = copy.deepcopy(good)
+    bad["status"] = "busy"
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "resource", "resource": bad},
+            {"name": "mode", "valueCode": "create"},
+        ],
+    }
+    r = await client.post(
+        "/Slot/$validate", json=params, headers={"Content-Type": FHIR, "Accept-Language": "fr-FR"}
+    )
+    assert r.status_code == 200
+    errors_ = [i for i in r.json()["issue"] if i["severity"] == "error"]
+    assert errors_ and any("Slot.status" in e for i in errors_ for e in i.get("expression", []))
+    plain = {**{k: v for k, v in good.items() if k != "meta"}, "status": "busy"}
+    r = await client.post(
+        "/Slot/$validate?profile=http://sas.fr/fhir/StructureDefinition/FrSlotAgregateur",
+        json=plain,
+        headers={"Content-Type": FHIR},
+    )
+    # the profile asked for applies although the resource does not claim it
+    assert any(i["severity"] == "error" for i in r.json()["issue"])
+    r = await client.post(
+        "/Slot/$validate",
+        json={"resourceType": "Slot", "start": 12},
+        headers={"Content-Type": FHIR},
+    )
+    assert r.status_code == 200 and any(i["severity"] == "error" for i in r.json()["issue"])
+    r = await client.post(
+        "/Slot/missing/$validate?mode=delete",
+        json={"resourceType": "Parameters"},
+        headers={"Content-Type": FHIR},
+    )
+    assert r.status_code == 404
+    assert (
+        await client.post("/Slot/$validate?mode=bogus", json=good, headers={"Content-Type": FHIR})
+    ).status_code == 400
+    page = await store.history(res_type=None, res_id=None, since=None, at=None, count=1, offset=0)
+    assert page.total == 0  # $validate never stores
