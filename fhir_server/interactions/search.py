@@ -23,7 +23,7 @@ from fhir_server.interactions._resource import check_type
 from fhir_server.interactions.bundles import bundle, resource_fragment
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.subsetting import subset
-from fhir_server.search import include, plan
+from fhir_server.search import cursor, include, plan
 from fhir_server.search import parse as p
 from fhir_server.storage.port import Stored
 
@@ -54,9 +54,9 @@ def _self_link(req: SearchRequest) -> str:
     return f"{req.base_url}/{req.res_type}" + (f"?{query}" if query else "")
 
 
-def _link(req: SearchRequest, size: int, offset: int) -> str:
-    pairs = [(k, v) for k, v in req.pairs if k not in ("_count", "_offset")]
-    pairs += [("_count", str(size)), ("_offset", str(offset))]
+def _link(req: SearchRequest, size: int, position: str) -> str:
+    pairs = [(k, v) for k, v in req.pairs if k not in ("_count", "_offset", "_cursor")]
+    pairs += [("_count", str(size)), ("_cursor", position)]
     return f"{req.base_url}/{req.res_type}?{urlencode(pairs)}"
 
 
@@ -84,24 +84,36 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     if query.controls.get("_explain") in ("true", "1"):
         return SearchResult(_explanation(query, specs), explain=True)
     size = _page_size(ctx, query)
-    offset = query.offset
     counting_only = query.summary == "count"
-    window = p.Query(**{**query.__dict__, "count": 0 if counting_only else size + 1})
+    cursor_text = query.controls.get("_cursor")
+    criteria = [(k, v) for k, v in req.pairs if k not in ("_cursor", "_count", "_offset")]
     async with ctx.store.reading() as session:
-        rows = await session.fetch(plan.statement(window, columns=include.COLUMNS))
-        matches = [include.stored_from_row(r) for r in rows[:size]]
-        has_more = len(rows) > size
+        if counting_only:
+            page, matches = None, []
+        else:
+            # Keyset paging: the cursor carries the last row's sort values and key, so a page
+            # never repeats or skips rows that were not themselves changed meanwhile.
+            page = await cursor.search_page(
+                session,
+                ctx.registry,
+                req.res_type,
+                criteria,
+                default_tz=ctx.timezone,
+                cursor=cursor_text,
+                limit=size,
+                columns=include.COLUMNS,
+            )
+            matches = [include.stored_from_row(r) for r in page.rows]
+        first_and_last = page is not None and cursor_text is None and page.next_cursor is None
         if query.total == "none" and not counting_only:
             total = None
-        elif not has_more and (matches or offset == 0) and not counting_only:
-            total = offset + len(matches)  # the whole rest fitted in this page
+        elif first_and_last:
+            total = len(matches)  # everything fitted in the first page
         else:
             count_rows = await session.fetch(plan.count_statement(query))
             total = int(count_rows[0][0])
         included = (
-            await include.resolve(session, specs, matches, _has_filters(query))
-            if not counting_only
-            else []
+            await include.resolve(session, specs, matches, _has_filters(query)) if page else []
         )
     entries: list[dict[str, Any]] = []
     for mode, group in (("match", matches), ("include", included)):
@@ -110,10 +122,10 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     if query.unknown:
         entries.append(_unknown_entry(query.unknown))
     links = [("self", _self_link(req))]
-    if has_more and not counting_only:
-        links.append(("next", _link(req, size, offset + size)))
-    if offset > 0 and not counting_only:
-        links.append(("previous", _link(req, size, max(0, offset - size))))
+    if page is not None and page.next_cursor:
+        links.append(("next", _link(req, size, page.next_cursor)))
+    if page is not None and page.previous_cursor:
+        links.append(("previous", _link(req, size, page.previous_cursor)))
     return SearchResult(bundle("searchset", entries, total=total, links=links))
 
 

@@ -182,3 +182,53 @@ async def test_slot_times_rendered_in_paris_form_in_search(client: AsyncClient) 
     assert found["summer"]["start"] == "2026-07-01T08:00:00.000+02:00"
     # a read serves the stored form untouched
     assert (await client.get("/Slot/z")).json()["start"] == "2026-01-12T09:00:00Z"
+
+
+async def test_keyset_paging_under_concurrent_writes(client: AsyncClient) -> None:
+    await agenda(client, slots=6)
+    b = (await client.get("/Slot?_count=2&_sort=start")).json()
+    seen = by_mode(b, "match")
+    next_url = next(link["url"] for link in b["link"] if link["relation"] == "next")
+    assert "_cursor=" in next_url and "_offset" not in next_url
+    # writes between pages: a new slot before the position, and an update of a seen one
+    await put(
+        client,
+        slot(
+            id="early",
+            start="2026-06-12T06:00:00.000+02:00",
+            end="2026-06-12T06:15:00.000+02:00",
+            schedule={"reference": "Schedule/sc1"},
+        ),
+    )
+    await put(
+        client,
+        slot(
+            id="s0",
+            start="2026-06-12T08:00:00.000+02:00",
+            end="2026-06-12T08:15:00.000+02:00",
+            comment="changed",
+            schedule={"reference": "Schedule/sc1"},
+        ),
+    )
+    pages = 1
+    while next_url:
+        b = (await client.get(next_url)).json()
+        pages += 1
+        seen += by_mode(b, "match")
+        links = {link["relation"]: link["url"] for link in b["link"]}
+        assert "previous" in links
+        next_url = links.get("next")
+    assert pages == 3
+    assert sorted(seen) == [f"Slot/s{i}" for i in range(6)]  # no duplicate, no gap
+    back = (await client.get(links["previous"])).json()
+    assert by_mode(back, "match") == ["Slot/s2", "Slot/s3"]
+
+
+async def test_tampered_cursor_is_a_400(client: AsyncClient) -> None:
+    await agenda(client, slots=3)
+    b = (await client.get("/Slot?_count=1")).json()
+    next_url = next(link["url"] for link in b["link"] if link["relation"] == "next")
+    r = await client.get(next_url[:-3] + "AAA")
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    other = await client.get(next_url.replace("_count=1", "status=busy&_count=1"))
+    assert other.status_code == 400  # a cursor belongs to its query
