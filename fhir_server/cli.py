@@ -15,6 +15,15 @@ from rich.table import Table
 from fhir_server.settings import Settings
 
 app = typer.Typer(help="SAS FHIR server", no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _configure() -> None:
+    """Structured logs for every command, at FHIR_LOG_LEVEL."""
+    from fhir_server import logging as fhir_logging
+
+    settings = Settings()
+    fhir_logging.configure(settings.log_level, settings.log_format)
 console = Console(stderr=True)
 
 
