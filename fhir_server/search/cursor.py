@@ -113,6 +113,8 @@ def _load(value: Any, kind: str, nullable: bool) -> Any:
         if when.tzinfo is None:
             raise ValueError("naive instant")
         return when.astimezone(UTC)
+    if kind == "f" and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
     if kind == "n" and isinstance(value, str):
         number = Decimal(value)
         if not number.is_finite():

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, literal, or_
+from sqlalchemy import ColumnElement, Float, and_, case, literal, or_
 
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
 _RAD = math.pi / 180
@@ -118,16 +118,8 @@ def _num(value: float) -> Any:
     return literal(value, Float)
 
 
-def within(
-    lat: Any, lon: Any, value_lat: float, value_lon: float, km: float
-) -> ColumnElement[bool]:
-    """SQL: the row's ``lat``/``lon`` columns (degrees) are within ``km`` of the point."""
-    box = bounding_box(value_lat, value_lon, km)
-    in_lat = lat.between(_num(box.lat_low), _num(box.lat_high))
-    theta = km / EARTH_RADIUS_KM
-    if theta >= math.pi:  # the whole sphere
-        everywhere: ColumnElement[bool] = in_lat
-        return everywhere
+def _haversines(lat: Any, lon: Any, value_lat: float, value_lon: float, box: Box) -> list[Any]:
+    """Per longitude range of ``box``: (the row is in the range, its haversine value)."""
     phi0 = value_lat * _RAD
     cos0, sin0 = math.cos(phi0), math.sin(phi0)
     dlat = (lat - _num(value_lat)) * _num(_RAD)
@@ -138,12 +130,33 @@ def within(
     sin_dlat = dlat if len(sin_terms) == 1 else dlat * (_num(1.0) + _series(u_lat, sin_terms[1:]))
     # cos(lat) = cos(lat0 + dlat) = cos0 (1 - 2 hav(dlat)) - sin0 sin(dlat)
     cos_lat = _num(cos0) - _num(2 * cos0) * hav_dlat - _num(sin0) * sin_dlat
-    limit = math.sin(theta / 2) ** 2
-    branches = []
+    out = []
     for low, high, offset in box.lon_ranges:
         dlon = (lon - _num(value_lon - offset)) * _num(_RAD)
         largest = max(abs(low - value_lon + offset), abs(high - value_lon + offset)) * _RAD
         hav_dlon = _series(dlon * dlon, _terms(_hav_coefficient, largest))
-        h = hav_dlat + _num(cos0) * cos_lat * hav_dlon
-        branches.append(and_(lon.between(_num(low), _num(high)), h <= _num(limit)))
-    return and_(in_lat, or_(*branches))
+        out.append((lon.between(_num(low), _num(high)), hav_dlat + _num(cos0) * cos_lat * hav_dlon))
+    return out
+
+
+def within(
+    lat: Any, lon: Any, value_lat: float, value_lon: float, km: float
+) -> ColumnElement[bool]:
+    """SQL: the row's ``lat``/``lon`` columns (degrees) are within ``km`` of the point."""
+    box = bounding_box(value_lat, value_lon, km)
+    in_lat = lat.between(_num(box.lat_low), _num(box.lat_high))
+    theta = km / EARTH_RADIUS_KM
+    if theta >= math.pi:  # the whole sphere
+        everywhere: ColumnElement[bool] = in_lat
+        return everywhere
+    limit = _num(math.sin(theta / 2) ** 2)
+    pieces = _haversines(lat, lon, value_lat, value_lon, box)
+    return and_(in_lat, or_(*(and_(inside, h <= limit) for inside, h in pieces)))
+
+
+def distance_order(lat: Any, lon: Any, value_lat: float, value_lon: float, km: float) -> Any:
+    """SQL: a value growing with the distance from the point (its haversine, 0 to 1) for
+    rows within ``km``; 2 for the others (which ``near`` leaves out anyway)."""
+    box = bounding_box(value_lat, value_lon, km)
+    pieces = _haversines(lat, lon, value_lat, value_lon, box)
+    return case(*pieces, else_=_num(2.0))

@@ -502,8 +502,11 @@ def _sort_keys(registry: Registry, query: Query, value: str) -> list[SortKey]:
         if param is None:
             query.unknown.append(f"_sort={code}")
             continue
-        if code not in _SPECIAL_MODIFIERS and (
-            param.type not in SORTABLE_TYPES or not param.expression
+        near = param.type == "special" and param.expression == _GEO_EXPRESSION
+        if (
+            code not in _SPECIAL_MODIFIERS
+            and not near
+            and (param.type not in SORTABLE_TYPES or not param.expression)
         ):
             raise _bad("_sort", f"sorting by {param.type} parameter {code!r} is not supported yet")
         keys.append(SortKey(param, item.startswith("-")))

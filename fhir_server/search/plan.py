@@ -52,7 +52,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
-from fhir_server.core import fhirtime
+from fhir_server.core import errors, fhirtime
+from fhir_server.search import geo
 from fhir_server.search import parse as p
 from fhir_server.search.chain import Link
 from fhir_server.search.matchers import Match, Span, any_of, any_value, date_match
@@ -235,7 +236,7 @@ def _labelled(query: p.Query, now: datetime) -> list[tuple[str, Match]]:
 @dataclass(frozen=True)
 class SortColumn:
     """One result-order key: its value per resource, direction and cursor type tag
-    (``s`` text, ``d`` instant, ``n`` number, ``i`` integer)."""
+    (``s`` text, ``d`` instant, ``n`` number, ``f`` float, ``i`` integer)."""
 
     name: str
     value: Any
@@ -261,6 +262,9 @@ def sort_columns(query: p.Query) -> list[SortColumn]:
             kind = "s" if param.code == "_id" else "d"
             out.append(SortColumn(name, column, desc, kind, nullable=False))
             continue
+        if param.type == "special":  # near: by distance from the point searched
+            out.append(SortColumn(name, _distance(query, param.code), desc, "f", nullable=True))
+            continue
         # Several values: ascending sorts by the smallest, descending by the largest.
         table = schema.INDEX_TABLES[param.type].alias()
         column_name = {"string": "norm", "token": "code", "date": "low"}.get(param.type, "value")
@@ -276,6 +280,32 @@ def sort_columns(query: p.Query) -> list[SortColumn]:
         out.append(SortColumn(name, value, desc, _KIND[param.type], nullable=True))
     out.append(SortColumn("pk", R.c.pk, False, "i", nullable=False))
     return out
+
+
+def _distance(query: p.Query, code: str) -> Any:
+    """``_sort=near``: the haversine from the first ``near`` value of the query."""
+    point = next(
+        (
+            v
+            for c in query.criteria
+            if c.param.code == code and not c.path
+            for v in c.values
+            if isinstance(v, p.NearValue)
+        ),
+        None,
+    )
+    if point is None:
+        raise errors.incorrect(
+            f"_sort={code} needs a {code}=latitude|longitude|distance criterion",
+            expression=["_sort"],
+        )
+    table = schema.idx_geo.alias()
+    key = geo.distance_order(
+        table.c.latitude, table.c.longitude, point.latitude, point.longitude, point.distance_km
+    )
+    return (
+        select(func.min(key)).where(table.c.res_pk == R.c.pk, table.c.param == code)
+    ).scalar_subquery()
 
 
 def order_by(columns: Sequence[SortColumn], values: Sequence[Any] | None = None) -> list[Any]:

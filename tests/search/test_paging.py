@@ -269,3 +269,26 @@ def test_a_well_signed_cursor_with_wrong_values_is_a_400() -> None:
     data = json.dumps(["n", [None, "2024-01-01T00:00:00+00:00", 3]]).encode()
     text = f"{c._b64(data)}.{c._b64(c._mac(c._DEFAULT_SECRET, bound, data))}"
     assert c.decode(text, columns, bound, c._DEFAULT_SECRET).values[0] is None
+
+
+async def test_pages_by_distance(searcher: Searcher) -> None:
+    rng = random.Random(5)
+    places = [
+        {
+            "resourceType": "Location",
+            "id": f"l{i:02d}",
+            "position": {"latitude": 48.85 + rng.uniform(-0.1, 0.1), "longitude": 2.35},
+        }
+        for i in range(30)
+    ]
+    places.append({**places[3], "id": "twin"})  # same place: a tie broken by pk
+    await searcher.put(*places)
+    query = "near=48.85|2.35|20&_sort=near"
+    everything = await searcher.ids("Location", query)
+    assert len(everything) == 31
+    pages = await walk(searcher, "Location", query, 4)
+    assert [i for p in pages for i in p.ids] == everything
+    back = [pages[-1]]
+    while back[-1].previous_cursor is not None:
+        back.append(await page(searcher, "Location", query, back[-1].previous_cursor, 4))
+    assert [p.ids for p in reversed(back)] == [p.ids for p in pages]

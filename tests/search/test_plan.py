@@ -576,3 +576,24 @@ def test_near_values() -> None:
         with pytest.raises(Incorrect) as info:
             near(bad)
         assert info.value.issues[0].expression == ("near",)
+
+
+async def test_sort_by_distance(searcher: Searcher) -> None:
+    await searcher.put(*PLACES)
+    here = "near=48.8566|2.3522|500"
+    assert await searcher.ids("Location", f"{here}&_sort=near") == [
+        "paris",
+        "north5",
+        "versailles",
+        "lyon",
+    ]
+    assert await searcher.ids("Location", f"_sort=-near&{here}") == [
+        "lyon",
+        "versailles",
+        "north5",
+        "paris",
+    ]
+    assert await searcher.ids("Location", "near=0|-179.99|50&_sort=near") == ["west", "east"]
+    with pytest.raises(Incorrect) as info:
+        await searcher.ids("Location", "_sort=near")
+    assert info.value.issues[0].expression == ("_sort",)
