@@ -75,6 +75,7 @@ def make_context(settings: Settings, store: Store) -> Context:
         default_count=settings.default_count,
         max_count=settings.max_count,
         validator=make_validator(settings),
+        cursor_secret=settings.cursor_secret.encode() if settings.cursor_secret else None,
     )
 
 

@@ -24,6 +24,8 @@ def _configure() -> None:
 
     settings = Settings()
     fhir_logging.configure(settings.log_level, settings.log_format)
+
+
 console = Console(stderr=True)
 
 

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         description="Page size when _count is not given (large: SAS searches come in one page)",
     )
     max_count: int = Field(5000, description="Largest _count honoured")
+    cursor_secret: str | None = Field(
+        None,
+        description="Key signing search paging cursors; set the same value on every worker",
+    )
     db_pool_size: int = Field(10, description="PostgreSQL connections per process")
     auth: Literal["none"] = Field(
         "none",

@@ -20,4 +20,5 @@ class Context:
     timezone: ZoneInfo
     default_count: int = 50
     max_count: int = 1000
+    cursor_secret: bytes | None = None  # None: the built-in key (catches corruption only)
     validator: Validator | None = None  # profile validation of writes; None: base R4 only

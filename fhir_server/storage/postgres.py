@@ -31,12 +31,23 @@ _READ_SQL = (
 )
 
 
+# Chained searches and _has nest into ~10 relations (the SAS SOS query: 10). PostgreSQL's
+# default collapse limit (8) plans them in pieces and then reads every Slot's index rows;
+# 12 lets it see them whole, and geqo_threshold above it keeps planning exhaustive.
+_PLANNER = {"join_collapse_limit": "12", "from_collapse_limit": "12", "geqo_threshold": "13"}
+
+
 class PostgresStore(SqlStore):
     dialect = "postgresql"
     write_session_class = PostgresWriteSession
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={"server_settings": _PLANNER},
+        )
         # Reads share the pool but skip BEGIN/ROLLBACK: one round trip per query.
         super().__init__(engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
 
