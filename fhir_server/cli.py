@@ -148,6 +148,10 @@ def load(
             table.add_row(str(r.path), str(r.resources), "[green]loaded[/green]")
     console.print(table)
     if failed:
+        # One unwrapped line per skipped file: the table folds long paths, logs must not.
+        for r in reports:
+            if r.error:
+                console.print(f"skipped {r.path}: {r.error}", soft_wrap=True, markup=False)
         console.print(f"[yellow]{failed} file(s) skipped[/yellow]")
         raise typer.Exit(1)
 
