@@ -50,6 +50,7 @@ from urllib.parse import parse_qsl
 import loadgen
 import orjson
 import procs
+import rest
 import sas_data
 import sas_load
 from rich.console import Console
@@ -776,23 +777,11 @@ def doc_section(
 
 
 def _machine() -> str:
-    model, mem_kib = "unknown", 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    bin_dir = procs.pg_bin_dir()
-    pg = f"PostgreSQL {procs.pg_version(bin_dir)}" if bin_dir else "no PostgreSQL"
+    info = rest.machine()
+    pg = info["postgresql"] if info["postgresql"] != "not installed" else "no PostgreSQL"
     return (
-        f"{len(os.sched_getaffinity(0))} CPUs ({model}), {mem_kib / 2**20:.1f} GiB,"
-        f" Python {sys.version.split()[0]}, {pg} (default settings), disk"
-        f" {_disk_free()} free"
+        f"{info['nproc']} CPUs ({info['cpu']}), {info['memory']},"
+        f" Python {info['python']}, {pg} (default settings), disk {_disk_free()} free"
     )
 
 
