@@ -40,7 +40,6 @@ class SearchRequest:
 @dataclass(frozen=True)
 class SearchResult:
     body: bytes
-    explain: bool = False
 
 
 def _page_size(ctx: Context, query: p.Query) -> int:
@@ -82,7 +81,7 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
         for i in query.include
     ]
     if query.controls.get("_explain") in ("true", "1"):
-        return SearchResult(_explanation(query, specs), explain=True)
+        return SearchResult(_explanation(query, specs))
     size = _page_size(ctx, query)
     counting_only = query.summary == "count"
     cursor_text = query.controls.get("_cursor")

@@ -223,17 +223,6 @@ class SqlStore:
             row = (await conn.execute(_READ, {"res_type": res_type, "res_id": res_id})).first()
         return _stored(row) if row else None
 
-    async def read_many(self, res_type: str, res_ids: list[str]) -> list[Stored]:
-        if not res_ids:
-            return []
-        stmt = select(_RES).where(
-            and_(_RES.c.res_type == res_type, _RES.c.res_id.in_(res_ids), _RES.c.deleted.is_(False))
-        )
-        async with self.read_engine.connect() as conn:
-            rows = (await conn.execute(stmt)).fetchall()
-        by_id = {r._mapping["res_id"]: _stored(r) for r in rows}
-        return [by_id[i] for i in res_ids if i in by_id]
-
     async def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
         params = {"res_type": res_type, "res_id": res_id, "version": version}
         async with self.read_engine.connect() as conn:

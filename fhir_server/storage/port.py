@@ -79,10 +79,6 @@ class Store(Protocol):
 
     async def vread(self, res_type: str, res_id: str, version: int) -> Stored | None: ...
 
-    async def read_many(self, res_type: str, res_ids: list[str]) -> list[Stored]:
-        """Current, non-deleted versions, in the order of ``res_ids``."""
-        ...
-
     async def history(
         self,
         *,

@@ -75,7 +75,7 @@ async def test_stale_previous_version_conflicts(store: Store) -> None:
             await s.put(version(3), {}, stale)
 
 
-async def test_history_since_and_read_many(store: Store) -> None:
+async def test_history_since(store: Store) -> None:
     async with store.writing() as s:
         await s.put(version(1), {}, None)
         await s.put(
@@ -85,5 +85,3 @@ async def test_history_since_and_read_many(store: Store) -> None:
         res_type="Slot", res_id=None, since=T0 + timedelta(minutes=30), at=None, count=10, offset=0
     )
     assert [e.res_id for e in page.entries] == ["s2"]
-    many = await store.read_many("Slot", ["s2", "missing", "s1"])
-    assert [m.res_id for m in many] == ["s2", "s1"]
