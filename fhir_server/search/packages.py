@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -29,6 +28,9 @@ from typing import Any
 import structlog
 
 import profiles
+from fhir_server.core.manifest import MANIFEST as MANIFEST
+from fhir_server.core.manifest import PackageSpec as PackageSpec
+from fhir_server.core.manifest import read_manifest as read_manifest
 from fhir_server.core.types import SERVED_TYPES
 from fhir_server.search.extract import check_expression, split_union
 from fhir_server.search.parameters import Registry, SearchParameter
@@ -40,23 +42,9 @@ def _log() -> Any:
     return structlog.get_logger(__name__)
 
 
-MANIFEST = profiles.HERE / "packages.toml"
 _ALL_TYPES = ("Resource", "DomainResource")
 _CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 _EXTENSION_URL = re.compile(r"extension(?:\.where\(url\s*=\s*|\()'([^']+)'\)")
-
-
-@dataclass(frozen=True)
-class PackageSpec:
-    """One manifest entry."""
-
-    name: str
-    version: str
-    search_parameters: tuple[str, ...] = ()  # "Type.code" the package provides
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}#{self.version}"
 
 
 @dataclass(frozen=True)
@@ -81,20 +69,6 @@ class MissingPackage:
     spec: PackageSpec
     looked_in: Path
     other_versions: tuple[str, ...] = ()
-
-
-def read_manifest(path: Path = MANIFEST) -> list[PackageSpec]:
-    """The packages named in the manifest, in order (a later one wins on the same code)."""
-    with path.open("rb") as f:
-        data = tomllib.load(f)
-    specs = []
-    for name, entry in data.get("packages", {}).items():
-        if isinstance(entry, str):
-            specs.append(PackageSpec(name, entry))
-        else:
-            provides = tuple(str(p) for p in entry.get("search-parameters", ()))
-            specs.append(PackageSpec(name, str(entry["version"]), provides))
-    return specs
 
 
 def package_directory(cache_path: Path, name: str, version: str) -> Path | None:
@@ -265,8 +239,8 @@ def _warn_missing(registry: Registry, missing: MissingPackage) -> None:
         other_versions=list(missing.other_versions) or None,
         unavailable=unavailable or "unknown (not listed in profiles/packages.toml)",
         fix=(
-            f"put {spec.key} in a FHIR package cache (folder {spec.key}/package/) and point "
-            "FHIR_PACKAGE_PATH at that cache, then run `fhir-server reindex`"
+            f"run `fhir-server packages install {spec.key}` (or point FHIR_PACKAGE_PATH at a "
+            f"package cache holding {spec.key}/package/), then `fhir-server reindex`"
         ),
     )
 
