@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     package_path: Path = Field(
         Path.home() / ".fhir" / "packages", description="FHIR package cache (profiles)"
     )
+    package_registry: str = Field(
+        "https://packages.fhir.org",
+        description="FHIR package registry used by `fhir-server packages install`",
+    )
     terminology_paths: list[Path] = Field(
         default_factory=list,
         description="Folders of loose CodeSystem/ValueSet JSON files (e.g. NOS terminologies)",
@@ -61,7 +65,7 @@ class Settings(BaseSettings):
         ZoneInfo(value)  # raises for an unknown zone
         return value
 
-    @field_validator("base_url")
+    @field_validator("base_url", "package_registry")
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
