@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
@@ -53,15 +53,48 @@ _CURRENT = select(_RES).where(
     and_(_RES.c.res_type == bindparam("res_type"), _RES.c.res_id == bindparam("res_id"))
 )
 _CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+_UPDATE = (
+    update(_RES)
+    .where(and_(_RES.c.pk == bindparam("b_pk"), _RES.c.version == bindparam("b_previous")))
+    .values(
+        version=bindparam("b_version"),
+        last_updated=bindparam("b_last_updated"),
+        deleted=bindparam("b_deleted"),
+        content=bindparam("b_content"),
+    )
+)
+
+# Methods whose creates carry an id the server made up (see SqlWriteSession).
+_SERVER_ASSIGNED_IDS = frozenset({"POST"})
+
+# A resource not yet in ``resources`` is known by its type and id until ``flush`` gives it a pk.
+Key = tuple[str, str]
+
+
+def resource_values(stored: Stored) -> dict[str, Any]:
+    return {
+        "version": stored.version,
+        "last_updated": stored.last_updated,
+        "deleted": stored.deleted,
+        "content": stored.content,
+    }
 
 
 class SqlWriteSession(SqlReadSession):
     """One write transaction.
 
-    The resource row is written at once (its surrogate key is needed), while history and
-    index rows are buffered and written in one multi-row statement per table by ``flush``:
-    before any query of this session (so searches inside a transaction see its writes) and
-    before commit.
+    ``put`` buffers resource, history and index rows, and ``flush`` writes them with one
+    statement per table (creates in one multi-row INSERT that returns their pks, updates in
+    one UPDATE), so a transaction of N creates costs a handful of round trips instead of N.
+    ``flush`` runs before any query of this session that could read the buffered rows
+    (searches, ``scan``, ``current`` of a buffered resource) and before commit; an error in
+    it aborts the whole transaction like any other.
+
+    One exception: the row of a create whose id the client chose (``method`` other than
+    POST) is written at once, with the buffered ones before it, because a concurrent create
+    of that id must raise ``Conflict`` from ``put`` itself: update-as-create catches it and
+    updates the other request's version instead. A server-assigned id (a fresh UUID) cannot
+    meet that race, so its conflict check can wait for the flush.
     """
 
     lock_rows = False  # SELECT ... FOR UPDATE where the engine has it
@@ -69,8 +102,12 @@ class SqlWriteSession(SqlReadSession):
 
     def __init__(self, conn: AsyncConnection) -> None:
         super().__init__(conn)
-        self._history: list[dict[str, Any]] = []
-        self._index: dict[int, tuple[str, IndexRows]] = {}
+        self._creates: dict[Key, Stored] = {}  # in put order: pks follow it
+        self._updates: dict[int, tuple[Stored, int]] = {}  # pk -> (new, expected current version)
+        self._pending: set[Key] = set()  # resources whose row in ``resources`` is not written
+        self._pks: dict[Key, int] = {}  # created rows whose history/index rows are buffered
+        self._history: list[tuple[int | Key, Stored]] = []
+        self._index: dict[int | Key, tuple[str, IndexRows]] = {}
         self._clear: set[int] = set()
 
     async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
@@ -78,6 +115,8 @@ class SqlWriteSession(SqlReadSession):
         return await super().fetch(statement)
 
     async def current(self, res_type: str, res_id: str) -> Stored | None:
+        if (res_type, res_id) in self._pending:
+            await self.flush()  # read (and lock) the version this session wrote
         stmt = _CURRENT_FOR_UPDATE if self.lock_rows else _CURRENT
         row = (await self.conn.execute(stmt, {"res_type": res_type, "res_id": res_id})).first()
         return _stored(row) if row else None
@@ -86,49 +125,26 @@ class SqlWriteSession(SqlReadSession):
         return None
 
     async def put(self, stored: Stored, index: IndexRows, previous: Stored | None) -> None:
-        values = {
-            "version": stored.version,
-            "last_updated": stored.last_updated,
-            "deleted": stored.deleted,
-            "content": stored.content,
-        }
+        key = (stored.res_type, stored.res_id)
+        ref: int | Key
         if previous is None:
-            # ON CONFLICT DO NOTHING: a concurrent create of the same id returns no row
-            # (PostgreSQL waits for the other transaction first) instead of aborting ours.
-            stmt = (
-                self.insert(_RES)
-                .values(res_type=stored.res_type, res_id=stored.res_id, **values)
-                .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
-                .returning(_RES.c.pk)
-            )
-            pk = (await self.conn.execute(stmt)).scalar()
-            if pk is None:
-                raise errors.conflict(
-                    f"{stored.res_type}/{stored.res_id} was created concurrently; retry"
-                )
+            if key in self._creates:
+                await self.flush()  # the second create then conflicts, as if written at once
+            self._creates[key] = stored
+            self._pending.add(key)
+            if stored.method not in _SERVER_ASSIGNED_IDS:
+                await self._flush_resources()  # Conflict here: nothing of it stays buffered
+            ref = key
         else:
             assert previous.pk is not None
-            pk = previous.pk
-            result = await self.conn.execute(
-                update(_RES)
-                .where(and_(_RES.c.pk == pk, _RES.c.version == previous.version))
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                raise errors.conflict(
-                    f"{stored.res_type}/{stored.res_id} changed concurrently; retry",
-                )
-            self._clear.add(pk)
-        self._history.append(
-            {
-                "res_pk": pk,
-                "res_type": stored.res_type,
-                "res_id": stored.res_id,
-                "method": stored.method,
-                **values,
-            }
-        )
-        self._index[pk] = (stored.res_type, index)  # a later version in this session wins
+            if previous.pk in self._updates:
+                await self.flush()  # check ``previous`` against the version written first
+            self._updates[previous.pk] = (stored, previous.version)
+            self._clear.add(previous.pk)
+            ref = previous.pk
+            self._pending.add(key)
+        self._history.append((ref, stored))
+        self._index[ref] = (stored.res_type, index)  # a later version in this session wins
 
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
         await self.flush()
@@ -151,24 +167,100 @@ class SqlWriteSession(SqlReadSession):
         self._index[pk] = (res_type, index)
 
     async def flush(self) -> None:
+        await self._flush_resources()
+        pks, self._pks = self._pks, {}
         if self._clear:
-            pks = sorted(self._clear)
+            cleared = sorted(self._clear)
             self._clear.clear()
             for table in schema.INDEX_TABLES.values():
-                await self.conn.execute(delete(table).where(table.c.res_pk.in_(pks)))
+                await self.conn.execute(delete(table).where(table.c.res_pk.in_(cleared)))
         if self._history:
-            rows, self._history = self._history, []
-            await self.conn.execute(insert(_HIST), rows)
+            history, self._history = self._history, []
+            await self._insert_rows(
+                _HIST,
+                [
+                    {
+                        "res_pk": ref if isinstance(ref, int) else pks[ref],
+                        "res_type": s.res_type,
+                        "res_id": s.res_id,
+                        "method": s.method,
+                        **resource_values(s),
+                    }
+                    for ref, s in history
+                ],
+            )
         if self._index:
             by_kind: dict[str, list[dict[str, Any]]] = {}
-            for pk, (res_type, index) in self._index.items():
+            for ref, (res_type, index) in self._index.items():
+                pk = ref if isinstance(ref, int) else pks[ref]
                 for kind, kind_rows in index.items():
                     by_kind.setdefault(kind, []).extend(
                         {**r, "res_pk": pk, "res_type": res_type} for r in kind_rows
                     )
             self._index.clear()
             for kind, kind_rows in by_kind.items():
-                await self.conn.execute(insert(schema.INDEX_TABLES[kind]), kind_rows)
+                if kind_rows:
+                    await self._insert_rows(schema.INDEX_TABLES[kind], kind_rows)
+
+    async def _flush_resources(self) -> None:
+        """Write the buffered resource rows; the created ones' pks go to ``_pks``."""
+        if self._creates:
+            creates, self._creates = self._creates, {}
+            inserted = await self._insert_resources(list(creates.values()))
+            self._pks.update(inserted)
+            self._pending.difference_update(creates)
+            for key in creates:
+                if key not in inserted:
+                    # ON CONFLICT DO NOTHING: a concurrent create of the same id returns no
+                    # row (PostgreSQL waits for the other transaction first) instead of
+                    # aborting the statement, so update-as-create can go on in this session.
+                    raise errors.conflict(f"{key[0]}/{key[1]} was created concurrently; retry")
+        if self._updates:
+            updates, self._updates = self._updates, {}
+            self._pending.clear()
+            if await self._update_resources(updates) != len(updates):
+                raise errors.conflict(f"{await self._stale(updates)} changed concurrently; retry")
+
+    async def _stale(self, updates: dict[int, tuple[Stored, int]]) -> str:
+        """Which update found another version than expected (only on the error path)."""
+        stmt = select(_RES.c.pk, _RES.c.version).where(_RES.c.pk.in_(list(updates)))
+        written = {
+            pk for pk, v in (await self.conn.execute(stmt)).all() if v == updates[pk][0].version
+        }
+        stale = next(s for pk, (s, _) in updates.items() if pk not in written)
+        return f"{stale.res_type}/{stale.res_id}"
+
+    # -- statements an adapter may replace with faster ones for its engine ------------------
+
+    async def _insert_resources(self, creates: list[Stored]) -> dict[Key, int]:
+        """INSERT ... ON CONFLICT DO NOTHING of new resources, pks assigned in list order;
+        returns the pks of the rows inserted (a conflicting one is missing)."""
+        stmt = (
+            self.insert(_RES)
+            .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
+            .returning(_RES.c.pk, _RES.c.res_type, _RES.c.res_id)
+        )
+        rows = [{"res_type": s.res_type, "res_id": s.res_id, **resource_values(s)} for s in creates]
+        # One multi-row VALUES per page of rows (SQLAlchemy's "insertmanyvalues").
+        result = await self.conn.execute(stmt, rows)
+        return {(t, i): pk for pk, t, i in result.all()}
+
+    async def _update_resources(self, updates: dict[int, tuple[Stored, int]]) -> int:
+        """UPDATE of the resources' rows where they still have the expected version; returns
+        how many rows changed."""
+        params = [
+            {
+                "b_pk": pk,
+                "b_previous": expected,
+                **{f"b_{k}": v for k, v in resource_values(s).items()},
+            }
+            for pk, (s, expected) in updates.items()
+        ]
+        result = await self.conn.execute(_UPDATE, params)
+        return int(result.rowcount)
+
+    async def _insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        await self.conn.execute(insert(table), rows)
 
 
 _READ = select(

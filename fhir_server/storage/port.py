@@ -58,7 +58,12 @@ class WriteSession(ReadSession, Protocol):
         ...
 
     async def put(self, stored: Stored, index: IndexRows, previous: Stored | None) -> None:
-        """Write a new version (create, update or delete) and replace its index rows."""
+        """Write a new version (create, update or delete) and replace its index rows.
+
+        Adapters may buffer the rows until the session's next query or its commit (reads of
+        this session always see them). A create whose id the client chose (``method`` other
+        than POST) raises ``Conflict`` here if that id was created concurrently, so that
+        update-as-create can update it instead; other conflicts may surface at commit."""
         ...
 
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
