@@ -148,10 +148,14 @@ def _reference(t: FromClause, value: p.SearchValue, _modifier: str | None, _now:
 
 
 class Span:
-    """The target side of a date comparison: an index range or a point column."""
+    """The target side of a date comparison: an index range or a point column.
 
-    def __init__(self, low: Any, high: Any, point: bool) -> None:
-        self.low, self.high, self.point = low, high, point
+    ``width``, when known, is the longest a target range can be (``high - low``); it lets
+    every prefix but ``ne`` add a condition on ``low`` alone, which an index on ``low`` can
+    range-scan (see ``composites``)."""
+
+    def __init__(self, low: Any, high: Any, point: bool, width: timedelta | None = None) -> None:
+        self.low, self.high, self.point, self.width = low, high, point, width
 
     def starts_before(self, x: datetime) -> Match:
         if self.point:
@@ -183,6 +187,37 @@ def approximate_range(low: datetime, high: datetime, now: datetime) -> tuple[dat
 
 
 def date_match(span: Span, value: p.SearchValue, now: datetime) -> Match:
+    match = _date_match(span, value, now)
+    if span.width is None:
+        return match
+    assert isinstance(value, p.DateValue)
+    lower, upper = _low_bounds(value, span.width, now)
+    if lower is not None:
+        match = match & Match(span.low > lower, f"low > {show(lower)}")
+    if upper is not None:
+        match = match & Match(span.low < upper, f"low < {show(upper)}")
+    return match
+
+
+def _low_bounds(
+    value: p.DateValue, width: timedelta, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """Bounds on ``low`` implied by a match when ``low <= high <= low + width``: redundant,
+    but they turn a condition on ``high`` into an index range on ``low``."""
+    low, high, prefix = value.low, value.high, value.prefix
+    if prefix in ("ge", "gt"):  # high > value (or within it): low > value - width
+        return (low if prefix == "ge" else high) - width, None
+    if prefix in ("le", "eq"):  # starts before the value ends
+        return None, high
+    if prefix in ("lt", "eb"):
+        return None, low
+    if prefix == "ap":
+        wide_low, wide_high = approximate_range(low, high, now)
+        return wide_low - width, wide_high
+    return None, None  # ne; sa is already "low >= value's end"
+
+
+def _date_match(span: Span, value: p.SearchValue, now: datetime) -> Match:
     assert isinstance(value, p.DateValue)
     low, high = value.low, value.high
 

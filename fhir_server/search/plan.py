@@ -42,18 +42,18 @@ from sqlalchemy import (
     Float,
     FromClause,
     Numeric,
-    and_,
     exists,
     false,
     func,
     select,
+    true,
     tuple_,
     type_coerce,
 )
 from sqlalchemy.sql import Select
 
 from fhir_server.core import errors, fhirtime
-from fhir_server.search import geo
+from fhir_server.search import composites, geo
 from fhir_server.search import parse as p
 from fhir_server.search.chain import Link
 from fhir_server.search.matchers import Match, Span, any_of, any_value, date_match
@@ -124,10 +124,11 @@ def _term(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
     return Match(scope.pk.in_(rows), f"{where}, {match.text})")
 
 
-def _forward(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
-    """``code[:Type].rest``: the scope's ``code`` reference points at a match of ``rest``."""
+def _points(ref: FromClause, c: p.Criterion, now: datetime) -> Match:
+    """The rows of ``ref`` (target_type, target_id) pointing at a match of the rest of
+    ``c``'s chain: ``code[:Type].rest``."""
     link, rest = c.path[0], replace(c, path=c.path[1:])
-    ref, target = REF.alias(), R.alias()
+    target = R.alias()
     (inner,) = _group([rest], _Scope(target.c.pk, link.targets, target), now)
     where = [_in(target.c.res_type, link.targets), target.c.deleted == false(), inner.sql]
     points: ColumnElement[bool]
@@ -137,12 +138,89 @@ def _forward(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
     else:
         pairs = select(target.c.res_type, target.c.res_id).where(*where)
         points = tuple_(ref.c.target_type, ref.c.target_id).in_(pairs)
+    return Match(points, f"{link.code} -> {'|'.join(link.targets)} where ({inner.text})")
+
+
+def _forward(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
+    """``code[:Type].rest``: the scope's ``code`` reference points at a match of ``rest``."""
+    link, ref = c.path[0], REF.alias()
+    points = _points(ref, c, now)
     rows = select(ref.c.res_pk).where(
-        _in(ref.c.res_type, link.sources), ref.c.param == link.code, ref.c.url.is_(None), points
+        _in(ref.c.res_type, link.sources), ref.c.param == link.code, ref.c.url.is_(None), points.sql
     )
-    return Match(
-        scope.pk.in_(rows), f"{link.code} -> {'|'.join(link.targets)} where ({inner.text})"
-    )
+    return Match(scope.pk.in_(rows), points.text)
+
+
+# -- reference + date pairs (``composites``) ----------------------------------------------
+
+
+def _pair_target(
+    rd: FromClause, c: p.Criterion, pair: composites.Pair, now: datetime
+) -> Match | None:
+    """``c`` as a condition on an ``idx_ref_date`` row, when it is about ``pair.reference``:
+    a chain starting with it, or plain relative references without a modifier."""
+    if c.path:
+        if c.path[0].reverse or c.path[0].code != pair.reference:
+            return None
+        return _points(rd, c, now)
+    if c.param.code != pair.reference or c.modifier is not None:
+        return None
+    matches = []
+    for v in c.values:
+        if not isinstance(v, p.ReferenceValue) or v.url is not None:
+            return None
+        match = Match(rd.c.target_id == v.res_id, f"target_id = {v.res_id!r}")
+        if v.res_type is not None:
+            match = Match(rd.c.target_type == v.res_type, f"target_type = {v.res_type!r}") & match
+        matches.append(match)
+    return any_of(matches)
+
+
+def _fused(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> dict[int, Match]:
+    """Criteria answered together by ``idx_ref_date``, by position: the first criterion on a
+    pair's reference becomes one range scan holding every plain criterion on its date; the
+    date criteria become ``_WITH_PAIR`` (true). Equivalent because both elements of a pair
+    are single-valued."""
+    out: dict[int, Match] = {}
+    if len(scope.types) != 1:
+        return out
+    for pair in composites.PAIRS.get(scope.types[0], ()):
+        dates = [
+            i
+            for i, c in enumerate(criteria)
+            if not c.path and c.param.code == pair.date and c.modifier is None and c.values
+        ]
+        if not dates:
+            continue
+        rd = schema.idx_ref_date.alias()
+        for i, c in enumerate(criteria):
+            target = None if i in out else _pair_target(rd, c, pair, now)
+            if target is None:
+                continue
+            span = Span(rd.c.low, rd.c.high, point=False, width=pair.width)
+            windows = [
+                any_of([date_match(span, v, now) for v in criteria[j].values]) for j in dates
+            ]
+            rows = select(rd.c.res_pk).where(
+                rd.c.res_type == pair.res_type,
+                rd.c.param == pair.name,
+                target.sql,
+                *(w.sql for w in windows),
+            )
+            text = " AND ".join([target.text] + [f"{pair.date}: {w.text}" for w in windows])
+            out[i] = Match(scope.pk.in_(rows), f"idx_ref_date(param={pair.name}, {text})")
+            for j in dates:
+                out[j] = Match(_WITH_PAIR, f"(in the {pair.name} scan above)")
+            break
+    return out
+
+
+_WITH_PAIR = true()
+
+
+def _sqls(matches: Sequence[Match]) -> list[ColumnElement[bool]]:
+    """The conditions to AND, without the placeholders of fused criteria."""
+    return [m.sql for m in matches if m.sql is not _WITH_PAIR]
 
 
 def _needs_row(criteria: Sequence[p.Criterion]) -> bool:
@@ -154,33 +232,49 @@ def _needs_row(criteria: Sequence[p.Criterion]) -> bool:
 
 def _reverse(scope: _Scope, link: Link, members: list[p.Criterion], now: datetime) -> Match:
     """``_has:Type:code:...``: some resource of ``Type`` whose ``code`` points at the scope's
-    resource matches every one of ``members`` (see ``_group`` on why all at once)."""
+    resource matches every one of ``members`` (see ``_group`` on why all at once).
+
+    When ``code`` and some members' date form a pair (``composites``), the hop reads
+    ``idx_ref_date`` and those members become its range scan: "schedules with a slot in
+    this window" probes each schedule's slots by start instead of reading them all."""
     assert scope.row is not None
     source = link.sources[0]
-    ref = REF.alias()
-    condition: ColumnElement[bool]
-    if _needs_row(members):
+    pair = composites.pair_for(source, link.code)
+    dates = [
+        m
+        for m in members
+        if pair and not m.path and m.param.code == pair.date and m.modifier is None and m.values
+    ]
+    ref: FromClause
+    texts: list[str] = []
+    if pair is not None and dates:
+        ref = schema.idx_ref_date.alias()
+        span = Span(ref.c.low, ref.c.high, point=False, width=pair.width)
+        windows = [any_of([date_match(span, v, now) for v in m.values]) for m in dates]
+        where = [ref.c.res_type == source, ref.c.param == pair.name]
+        where += [w.sql for w in windows]
+        texts += [f"{pair.date}: {w.text} (idx_ref_date {pair.name})" for w in windows]
+        members = [m for m in members if all(m is not d for d in dates)]
+    else:
+        ref = REF.alias()
+        where = [ref.c.res_type == source, ref.c.param == link.code, ref.c.url.is_(None)]
+    where.append(_in(ref.c.target_type, link.targets))
+    if members and _needs_row(members):
         row = R.alias()
         inner = _group(members, _Scope(row.c.pk, link.sources, row), now)
         pks = select(row.c.pk).where(row.c.res_type == source, row.c.deleted == false())
-        condition = ref.c.res_pk.in_(pks.where(*(m.sql for m in inner)))
-    else:
+        where.append(ref.c.res_pk.in_(pks.where(*_sqls(inner))))
+        texts += [m.text for m in inner]
+    elif members:
         inner = _group(members, _Scope(ref.c.res_pk, link.sources, None), now)
-        condition = and_(*(m.sql for m in inner))
-    where = [
-        ref.c.res_type == source,
-        ref.c.param == link.code,
-        ref.c.url.is_(None),
-        _in(ref.c.target_type, link.targets),
-        condition,
-    ]
+        where += _sqls(inner)
+        texts += [m.text for m in inner]
     if len(scope.types) == 1:
         sql = scope.row.c.res_id.in_(select(ref.c.target_id).where(*where))
     else:
         found = select(ref.c.target_type, ref.c.target_id).where(*where)
         sql = tuple_(scope.row.c.res_type, scope.row.c.res_id).in_(found)
-    text = " AND ".join(m.text for m in inner)
-    return Match(sql, f"some {source} with {link.code} -> here and ({text})")
+    return Match(sql, f"some {source} with {link.code} -> here and ({' AND '.join(texts)})")
 
 
 def _group(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> list[Match]:
@@ -196,8 +290,11 @@ def _group(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> lis
     """
     items: list[Match | Link] = []
     shared: dict[Link, list[p.Criterion]] = {}
-    for c in criteria:
-        if c.path and c.path[0].reverse:
+    fused = _fused(criteria, scope, now)
+    for i, c in enumerate(criteria):
+        if i in fused:
+            items.append(fused[i])
+        elif c.path and c.path[0].reverse:
             link = c.path[0]
             if link not in shared:
                 shared[link] = []
@@ -331,7 +428,7 @@ def conditions(query: p.Query, *, now: datetime | None = None) -> list[ColumnEle
     """The WHERE conditions (ANDed) selecting the query's matches in ``resources``."""
     moment = now or fhirtime.utcnow()
     base = [R.c.res_type == query.res_type, R.c.deleted == false()]
-    return base + [m.sql for _, m in _labelled(query, moment)]
+    return base + _sqls([m for _, m in _labelled(query, moment)])
 
 
 def statement(

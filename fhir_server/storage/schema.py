@@ -112,6 +112,19 @@ idx_reference = _index_table(
         ("target_type", "target_id"),
     ),
 )
+# A reference and a date of the same resource in one row, for the searches that ask both:
+# the SAS slot search is "slots of these schedules starting in this window", and one index
+# range scan over (schedule, start) reads only the slots it returns, where separate
+# reference and date rows read every slot of the schedules' whole horizon. ``param`` names
+# the pair ("schedule+start"); which pairs exist is decided in ``search.composites``.
+idx_ref_date = _index_table(
+    "idx_ref_date",
+    Column("target_type", String(64), nullable=False),
+    Column("target_id", String(64), nullable=False),
+    Column("low", UTC_TIME, nullable=True),
+    Column("high", UTC_TIME, nullable=True),
+    indexes=(("res_type", "param", "target_id", "target_type", "low", "high", "res_pk"),),
+)
 idx_uri = _index_table(
     "idx_uri",
     Column("value", Text, nullable=False),
@@ -145,4 +158,5 @@ INDEX_TABLES: dict[str, Table] = {
     "number": idx_number,
     "quantity": idx_quantity,
     "special": idx_geo,
+    "ref_date": idx_ref_date,  # not a parameter type: pairs of parameters
 }

@@ -324,18 +324,28 @@ def test_explain_shows_chains_and_has_groups() -> None:
     assert chain.startswith(
         f"Slot.schedule.actor:Practitioner.identifier={RPPS}|810101288385, {RPPS}|800001288385,"
     )
-    assert chain.endswith(
-        " -> schedule -> Schedule where (actor -> Practitioner where (idx_token(param=identifier,"
-        f" system = '{RPPS}' AND code IN ['810101288385', '800001288385', '810106738385'])))"
-    )
+    # The chain and both start criteria are one range scan of idx_ref_date (composites).
+    assert (
+        " -> idx_ref_date(param=schedule+start, schedule -> Schedule where (actor -> Practitioner"
+        f" where (idx_token(param=identifier, system = '{RPPS}' AND code IN ['810101288385',"
+        " '800001288385', '810106738385']))) AND start: "
+    ) in chain
+    assert "AND low > 2023-08-18T07:59:59Z AND start: " in chain
+    assert chain.endswith("AND low < 2023-08-20T08:00:01Z)")
+    fused = [line for line in lines if line.startswith("Slot.start=")]
+    assert fused == [
+        "Slot.start=ge2023-08-18T10:00:00 -> (in the schedule+start scan above)",
+        "Slot.start=le2023-08-20T10:00:00 -> (in the schedule+start scan above)",
+    ]
     sos = parse.parse(registry, "Schedule", _pairs(SOS), default_tz=PARIS)
     lines = plan.explain(sos).splitlines()
     assert len(lines) == 3
     assert lines[0].startswith(
         "Schedule._has:Slot:schedule:start=ge2023-08-18T10:00:00+02:00"
         " & _has:Slot:schedule:start=le2023-08-20T09:00:00+02:00"
-        " & _has:Slot:schedule:status=free -> some Slot with schedule -> here and (idx_date("
+        " & _has:Slot:schedule:status=free -> some Slot with schedule -> here and (start: ("
     )
+    assert "(idx_ref_date schedule+start)" in lines[0]
     assert lines[0].endswith("AND idx_token(param=status, code = 'free'))")
     assert lines[1].startswith(
         "Schedule.actor:Location.organization.identifier=urn:oid:1.2.250.1.71.4.2.2|"
