@@ -25,6 +25,7 @@ SLOTS = (
     SAS_IG + "sas-sos-slot-aggregator",
 )
 ROLES = (SAS + "FrPractitionerRoleExerciceAgregateur",)
+REGULATOR = SAS_IG + "FrPractitionerRegul"
 
 _POSTAL = re.compile(r"[0-9]{5}")
 _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}")
@@ -62,6 +63,18 @@ def _phone(telecom: Any) -> bool:
 def _organization_id(identifier: Any) -> bool:
     value = identifier.get("value") if isinstance(identifier, dict) else None
     return not isinstance(value, str) or _ORG_ID.fullmatch(value) is not None
+
+
+def _has_name(practitioner: Any) -> bool:
+    names = practitioner.get("name") if isinstance(practitioner, dict) else None
+    return isinstance(names, list) and any(isinstance(n, dict) and n for n in names)
+
+
+def _has_email(practitioner: Any) -> bool:
+    telecoms = practitioner.get("telecom") if isinstance(practitioner, dict) else None
+    return isinstance(telecoms, list) and any(
+        isinstance(t, dict) and t.get("system") == "email" and t.get("value") for t in telecoms
+    )
 
 
 def sas_supplements() -> dict[str, list[tuple[str, Constraint]]]:
@@ -115,7 +128,31 @@ def sas_supplements() -> dict[str, list[tuple[str, Constraint]]]:
         "warning",
         check=_organization_id,
     )
-    out: dict[str, list[tuple[str, Constraint]]] = {}
+    # FrPractitionerRegul makes family/given and telecom.system/value required inside a name
+    # or a telecom, but not the name or the telecom themselves. The guide's account is a name,
+    # a first name and an e-mail (specifications fonctionnelles, INT_R02), and the test kit
+    # rejects an account without a name or without a telecom (TEST-KIT.md, section 5).
+    regulator_name = supplement(
+        "sas-regul-name",
+        "name.exists()",
+        "A regulator account has a name (family and given): the SAS guide and test kit "
+        "require it",
+        "Un compte régulateur a un nom (nom et prénom) : le guide et le kit de test SAS "
+        "l'exigent",
+        check=_has_name,
+    )
+    regulator_email = supplement(
+        "sas-regul-email",
+        "telecom.where(system = 'email' and value.exists()).exists()",
+        "A regulator account has an e-mail address (telecom with system email): the SAS "
+        "guide and test kit require it",
+        "Un compte régulateur a une adresse e-mail (telecom de system email) : le guide et le "
+        "kit de test SAS l'exigent",
+        check=_has_email,
+    )
+    out: dict[str, list[tuple[str, Constraint]]] = {
+        REGULATOR: [("Practitioner", regulator_name), ("Practitioner", regulator_email)]
+    }
     for url in LOCATIONS:
         out.setdefault(url, []).append(("Location.address.postalCode", postal))
     for url in SLOTS:
