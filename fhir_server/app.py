@@ -68,15 +68,43 @@ def _validator_for(package_path: Path, terminology_paths: tuple[Path, ...]) -> V
 def make_context(settings: Settings, store: Store) -> Context:
     """The interactions' context; the search registry is R4 plus the manifest's packages found
     in ``settings.package_path`` (read once per cache path)."""
+    validator = make_validator(settings)
+    required = _required_profiles(settings, validator)
     return Context(
         store=store,
         registry=registry_for(settings.package_path),
         timezone=settings.zone,
         default_count=settings.default_count,
         max_count=settings.max_count,
-        validator=make_validator(settings),
+        validator=validator,
         cursor_secret=settings.cursor_secret.encode() if settings.cursor_secret else None,
+        role=settings.default_role,
+        required_profiles=required,
+        unique_identifiers=frozenset(settings.unique_identifiers),
+        strict_conditional_ids=settings.conditional_update_id == "strict",
     )
+
+
+def _required_profiles(
+    settings: Settings, validator: Validator | None
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """``FHIR_REQUIRED_PROFILES`` as the context holds it; says at start-up what it cannot
+    check (writes claiming an unknown required profile are refused with 422)."""
+    required = {
+        role: {res_type: tuple(urls) for res_type, urls in by_type.items()}
+        for role, by_type in settings.required_profiles.items()
+    }
+    urls = sorted({u for by_type in required.values() for us in by_type.values() for u in us})
+    if urls and validator is None:
+        log.warning(
+            "required profiles are checked as claims only: profile validation is off",
+            profiles=urls,
+        )
+    elif validator is not None:
+        for url in urls:
+            if validator.profile(url) is None:
+                log.warning("required profile unknown: writes that need it are refused", url=url)
+    return required
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:

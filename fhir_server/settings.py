@@ -9,6 +9,9 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fhir_server.core.types import is_served
+from fhir_server.interactions.roles import ANY_ROLE, ROLES, Role
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/fhir.sqlite"
 
 
@@ -58,11 +61,51 @@ class Settings(BaseSettings):
     validate_profiles: bool = Field(
         True, description="Validate every write against the profiles it claims (422 on error)"
     )
+    default_role: Role = Field(
+        "admin",
+        description="Role of every client while FHIR_AUTH=none: vendor, regulator, platform, admin",
+    )
+    required_profiles: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="Role (or '*') -> resource type -> profile URLs its writes must claim and "
+        "satisfy (422 otherwise)",
+    )
+    unique_identifiers: list[str] = Field(
+        default_factory=lambda: ["Practitioner"],
+        description="Resource types whose active resources may not share an identifier "
+        "system|value (422 duplicate)",
+    )
+    conditional_update_id: Literal["lenient", "strict"] = Field(
+        "lenient",
+        description="Conditional update with a body id that is not the target's: ignored "
+        "(lenient, what the SAS platform needs) or refused as FHIR R4 says (strict: 400/409)",
+    )
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone
+        return value
+
+    @field_validator("required_profiles")
+    @classmethod
+    def _roles_and_types(
+        cls, value: dict[str, dict[str, list[str]]]
+    ) -> dict[str, dict[str, list[str]]]:
+        for role, by_type in value.items():
+            if role != ANY_ROLE and role not in ROLES:
+                raise ValueError(f"unknown role {role!r} (use {', '.join(ROLES)} or '*')")
+            for res_type in by_type:
+                if not is_served(res_type):
+                    raise ValueError(f"resource type {res_type!r} is not served")
+        return value
+
+    @field_validator("unique_identifiers")
+    @classmethod
+    def _served(cls, value: list[str]) -> list[str]:
+        for res_type in value:
+            if not is_served(res_type):
+                raise ValueError(f"resource type {res_type!r} is not served")
         return value
 
     @field_validator("base_url", "package_registry")

@@ -10,6 +10,8 @@ from fhir_server.core import errors
 from fhir_server.core.fhirtime import format_instant, utcnow
 from fhir_server.core.types import is_served, is_valid_id
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.required_profiles import check_required_profiles
+from fhir_server.interactions.unique_identifiers import check_unique_identifiers
 from fhir_server.search.indexer import index_resource
 from fhir_server.storage.port import Stored, WriteSession
 from fhir_server.validation.structure import structure_issues
@@ -80,7 +82,14 @@ async def write_version(
     previous: Stored | None,
     method: str,
 ) -> Stored:
-    """Write the next version (``resource`` None = delete) with its index rows."""
+    """Write the next version (``resource`` None = delete) with its index rows.
+
+    Every write that stores a resource passes here, so the rules that depend on who writes
+    or on the other stored resources are checked here: the profiles the client's role
+    requires, and identifier uniqueness."""
+    if resource is not None:
+        check_required_profiles(ctx, res_type, resource)
+        await check_unique_identifiers(ctx, session, res_type, res_id, resource)
     now = utcnow()
     version = (previous.version + 1) if previous else 1
     if resource is None:

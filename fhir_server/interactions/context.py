@@ -5,9 +5,11 @@ Built once by ``app.py``; interactions never read settings or globals themselves
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from fhir_server.interactions.roles import Role
 from fhir_server.search.parameters import Registry
 from fhir_server.storage.port import Store
 from fhir_server.validation.validator import Validator
@@ -22,3 +24,19 @@ class Context:
     max_count: int = 1000
     cursor_secret: bytes | None = None  # None: the built-in key (catches corruption only)
     validator: Validator | None = None  # profile validation of writes; None: base R4 only
+    # The client's role (interactions/roles.py). FHIR_AUTH=none: FHIR_DEFAULT_ROLE for every
+    # request; the auth module will make one context per request with ``acting_as``.
+    role: Role = "admin"
+    # role (or "*") -> resource type -> profile URLs a write must claim and satisfy
+    required_profiles: Mapping[str, Mapping[str, tuple[str, ...]]] = field(
+        default_factory=dict, hash=False
+    )
+    # types whose active resources may not share an identifier system|value
+    unique_identifiers: frozenset[str] = frozenset()
+    # conditional update: a body id that is not the matched (or a free) id is refused as the
+    # spec says (400/409) instead of being ignored (docs/api.md)
+    strict_conditional_ids: bool = False
+
+    def acting_as(self, role: Role) -> Context:
+        """The same context for a client of another role."""
+        return replace(self, role=role)

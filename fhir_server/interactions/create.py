@@ -13,7 +13,7 @@ from typing import Any
 
 from fhir_server.core import errors
 from fhir_server.interactions._resource import check_body, check_type, write_version
-from fhir_server.interactions.conditional import matching_ids
+from fhir_server.interactions.conditional import conditional_matches
 from fhir_server.interactions.context import Context
 from fhir_server.storage.port import Stored, WriteSession
 
@@ -38,7 +38,7 @@ async def create_in(
     resource = check_body(res_type, body, ctx.validator)
     if if_none_exist:
         await session.lock_conditional(res_type)
-        ids = await matching_ids(ctx, session, res_type, if_none_exist)
+        ids = await conditional_matches(ctx, session, res_type, if_none_exist)
         if len(ids) > 1:
             raise errors.precondition_failed(
                 f"If-None-Exist '{if_none_exist}' matches several {res_type} resources",

@@ -21,7 +21,7 @@ from fhir_server.core.errors import FhirError, Issue
 from fhir_server.core.fhirtime import format_instant
 from fhir_server.interactions import create, delete, patch, read, search, update
 from fhir_server.interactions.bundles import bundle, etag, resource_fragment
-from fhir_server.interactions.conditional import matching_ids
+from fhir_server.interactions.conditional import conditional_matches, update_target
 from fhir_server.interactions.context import Context
 from fhir_server.storage.port import Stored, WriteSession
 from fhir_server.validation.structure import structure_issues
@@ -191,7 +191,7 @@ async def _assign_ids(ctx: Context, session: WriteSession, entries: list[_Entry]
             cond = e.request.get("ifNoneExist")
             if cond:
                 await session.lock_conditional(e.res_type)
-                ids = await matching_ids(ctx, session, e.res_type, str(cond))
+                ids = await conditional_matches(ctx, session, e.res_type, str(cond))
                 if len(ids) > 1:
                     raise _at(
                         errors.precondition_failed(
@@ -203,18 +203,12 @@ async def _assign_ids(ctx: Context, session: WriteSession, entries: list[_Entry]
             e.res_id = e.request.get("_match") or str(uuid.uuid4())
             target = f"{e.res_type}/{e.res_id}"
         elif e.method == "PUT" and e.res_id is None and e.query:
-            await session.lock_conditional(e.res_type)
-            ids = await matching_ids(ctx, session, e.res_type, e.query)
-            if len(ids) > 1:
-                raise _at(
-                    errors.precondition_failed(
-                        f"conditional update '{e.query}' matches several resources",
-                        code="multiple-matches",
-                    ),
-                    e.index,
-                )
             body_id = e.resource.get("id") if isinstance(e.resource, dict) else None
-            e.res_id = ids[0] if ids else (body_id or str(uuid.uuid4()))
+            try:
+                found = await update_target(ctx, session, e.res_type, e.query, body_id)
+            except FhirError as exc:
+                raise _at(exc, e.index) from exc
+            e.res_id = found.res_id
             if isinstance(e.resource, dict):
                 e.resource = {**e.resource, "id": e.res_id}
             target = f"{e.res_type}/{e.res_id}"

@@ -2,12 +2,12 @@
 
 PUT with an id the server does not know creates the resource with that id
 (update-as-create). ``PUT Type?query``: no match creates, one match updates it, several
-fail with 412. ``If-Match`` must name the current version.
+fail with 412; the condition, not the body's id, names the resource
+(``conditional.update_target``). ``If-Match`` must name the current version.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from fhir_server.core import errors
@@ -18,7 +18,7 @@ from fhir_server.interactions._resource import (
     check_type,
     write_version,
 )
-from fhir_server.interactions.conditional import matching_ids
+from fhir_server.interactions.conditional import update_target
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.create import WriteResult
 from fhir_server.storage.port import WriteSession
@@ -89,31 +89,13 @@ async def conditional_update_in(
 ) -> WriteResult:
     check_type(res_type)
     resource = check_body(res_type, body, ctx.validator)
-    await session.lock_conditional(res_type)
-    ids = await matching_ids(ctx, session, res_type, query)
-    if len(ids) > 1:
-        raise errors.precondition_failed(
-            f"conditional update '{query}' matches several {res_type} resources",
-            code="multiple-matches",
-        )
-    body_id = resource.get("id")
-    if ids:
-        if body_id is not None and body_id != ids[0]:
-            raise errors.incorrect(
-                f"the body's id {body_id!r} is not the id of the matching resource {ids[0]!r}",
-                expression=[f"{res_type}.id"],
-            )
-        return await update_in(
-            ctx, session, res_type, ids[0], {**resource, "id": ids[0]}, if_match=if_match
-        )
-    new_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
-    check_id(new_id)
-    if await session.current(res_type, new_id) is not None:
-        raise errors.conflict(
-            f"{res_type}/{new_id} exists but does not match the condition '{query}'"
-        )
+    target = await update_target(ctx, session, res_type, query, resource.get("id"))
+    resource = {**resource, "id": target.res_id}
+    if target.matched:
+        return await update_in(ctx, session, res_type, target.res_id, resource, if_match=if_match)
+    check_id(target.res_id)
     stored = await write_version(
-        ctx, session, resource, res_type=res_type, res_id=new_id, previous=None, method="PUT"
+        ctx, session, resource, res_type=res_type, res_id=target.res_id, previous=None, method="PUT"
     )
     return WriteResult(stored, created=True)
 

@@ -19,8 +19,13 @@ async def test_conditional_create(client: AsyncClient) -> None:
     assert first.status_code == 201
     again = await client.post("/Practitioner", json=practitioner(), headers=headers)
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
-    await client.post("/Practitioner", json=practitioner(), headers={"Content-Type": FHIR})
-    many = await client.post("/Practitioner", json=practitioner(), headers=headers)
+    # Several matches: active Practitioners may not share an identifier (FHIR_UNIQUE_IDENTIFIERS)
+    # and one active among inactive ones is the match, so two inactive ones.
+    headers["If-None-Exist"] = f"identifier={SYS}|810001234568"
+    for _ in range(2):
+        inactive = practitioner("810001234568", active=False)
+        await client.post("/Practitioner", json=inactive, headers={"Content-Type": FHIR})
+    many = await client.post("/Practitioner", json=practitioner("810001234568"), headers=headers)
     assert many.status_code == 412
     unknown = await client.post(
         "/Practitioner", json=practitioner(), headers={**headers, "If-None-Exist": "nonsense=1"}
@@ -58,12 +63,17 @@ async def test_conditional_update(client: AsyncClient) -> None:
         and updated.json()["id"] == pid
         and updated.json()["active"] is False
     )
+    # The condition names the resource: another id in the body is ignored (docs/api.md).
     wrong_id = await client.put(
-        url, json=practitioner("810001111111", id="other"), headers={"Content-Type": FHIR}
+        url,
+        json=practitioner("810001111111", id="other", active=False),
+        headers={"Content-Type": FHIR},
     )
-    assert wrong_id.status_code == 400
+    assert wrong_id.status_code == 200 and wrong_id.json()["id"] == pid
     await client.post(
-        "/Practitioner", json=practitioner("810001111111"), headers={"Content-Type": FHIR}
+        "/Practitioner",
+        json=practitioner("810001111111", active=False),
+        headers={"Content-Type": FHIR},
     )
     many = await client.put(url, json=practitioner("810001111111"), headers={"Content-Type": FHIR})
     assert many.status_code == 412
