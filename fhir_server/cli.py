@@ -1,18 +1,28 @@
-"""The ``fhir-server`` command: serve, migrate, load, reindex."""
+"""The ``fhir-server`` command: serve, migrate, load, reindex, packages."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from fhir_server.settings import Settings
+
+if TYPE_CHECKING:
+    from fhir_server.package_cache import Ref
 
 app = typer.Typer(help="SAS FHIR server", no_args_is_help=True, add_completion=False)
 
@@ -57,6 +67,7 @@ def serve(
     if workers > 1 and settings.is_sqlite:
         console.print("[red]several workers need PostgreSQL (FHIR_DATABASE_URL)[/red]")
         raise typer.Exit(2)
+    _require_packages(settings)
     if workers > 1:
         uvicorn.run(
             "fhir_server.app:create_app",
@@ -204,6 +215,202 @@ def reindex(
         f"[green]reindexed {report.resources} resource(s)[/green]: "
         f"{report.rows} index row(s) in {report.batches} transaction(s)"
     )
+
+
+packages_app = typer.Typer(
+    help="FHIR packages (profiles, search parameters) in the package cache, FHIR_PACKAGE_PATH",
+    no_args_is_help=True,
+)
+app.add_typer(packages_app, name="packages")
+
+
+def _missing_required(settings: Settings) -> list[str]:
+    """The start-up error lines when a required package is missing (profile validation on)."""
+    from fhir_server.core.manifest import read_manifest
+    from fhir_server.package_cache import missing_message, missing_required
+
+    if not settings.validate_profiles:
+        return []
+    missing = missing_required(settings.package_path, read_manifest())
+    return missing_message(settings.package_path, missing) if missing else []
+
+
+def _require_packages(settings: Settings) -> None:
+    lines = _missing_required(settings)
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True, style="red")
+    if lines:
+        raise typer.Exit(1)
+
+
+@packages_app.command("list")
+def packages_list() -> None:
+    """The packages of profiles/packages.toml, R4 core and their dependencies: installed or
+    missing in FHIR_PACKAGE_PATH."""
+    from fhir_server.core.manifest import read_manifest
+    from fhir_server.package_cache import closure, is_installed, manifest_roots
+
+    settings = Settings()
+    cache = settings.package_path.expanduser()
+    table = Table(title=f"FHIR packages in {cache}", title_justify="left")
+    table.add_column("package", overflow="fold")
+    table.add_column("status")
+    table.add_column("required")
+    table.add_column("why", overflow="fold")
+    missing = 0
+    for wanted in closure(cache, manifest_roots(read_manifest())):
+        installed = is_installed(cache, wanted.ref)
+        missing += not installed
+        table.add_row(
+            wanted.key,
+            "[green]installed[/green]" if installed else "[red]missing[/red]",
+            "yes" if wanted.required else "no",
+            wanted.reason,
+        )
+    Console().print(table)
+    if not settings.validate_profiles:
+        console.print("profile validation is off (FHIR_VALIDATE_PROFILES=false)")
+    if missing:
+        console.print(f"{missing} missing: `fhir-server packages install` installs them")
+
+
+@packages_app.command("check")
+def packages_check() -> None:
+    """Exit 1, saying what to install, when `serve` would refuse to start for want of a
+    required package."""
+    _require_packages(Settings())
+    console.print("[green]the required FHIR packages are installed[/green]")
+
+
+@packages_app.command("install")
+def packages_install(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[NAME#VERSION]...",
+            help="Packages to install; none: those of profiles/packages.toml and R4 core",
+        ),
+    ] = None,
+    sources: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from",
+            metavar="DIR_OR_TGZ",
+            help="A package cache folder, a package folder or a .tgz (repeatable); only these "
+            "are used unless --registry is given too",
+        ),
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(help="FHIR package registry URL (default FHIR_PACKAGE_REGISTRY)"),
+    ] = None,
+    dependencies: Annotated[
+        bool, typer.Option(help="Also install the packages' dependencies (package.json)")
+    ] = True,
+) -> None:
+    """Install missing packages (and their dependencies) into FHIR_PACKAGE_PATH, from local
+    folders or tarballs (--from) or the FHIR package registry."""
+    from fhir_server.core.manifest import read_manifest
+    from fhir_server.package_cache import (
+        DirectorySource,
+        InstallError,
+        Ref,
+        RegistrySource,
+        Source,
+        TarballSource,
+        Wanted,
+        install,
+        manifest_roots,
+    )
+
+    settings = Settings()
+    cache = settings.package_path.expanduser()
+    try:
+        chosen: list[Source] = [
+            DirectorySource(p) if p.is_dir() else TarballSource(p) for p in sources or ()
+        ]
+        if registry is not None or not chosen:
+            chosen.append(RegistrySource(registry or settings.package_registry))
+        if names:
+            roots = [Wanted(Ref.parse(n), True, "asked for") for n in names]
+        else:
+            roots = manifest_roots(read_manifest())
+        with _InstallProgress() as listener:
+            report = install(
+                cache, roots, chosen, with_dependencies=dependencies, listener=listener
+            )
+    except InstallError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True, style="red")
+        raise typer.Exit(1) from None
+    for wanted in report.installed:
+        console.print(f"installed {wanted.key}", markup=False, highlight=False, soft_wrap=True)
+    if not report.installed and not report.failed:
+        console.print(f"nothing to install: the packages are already in {cache}", markup=False)
+    for failure in report.failed:
+        label, style = ("error", "red") if failure.fatal else ("warning", "yellow")
+        console.print(
+            f"{label}: {failure.message()}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+            style=style,
+        )
+    if any(not f.fatal for f in report.failed):
+        console.print(
+            "optional dependencies not installed: validation goes without their definitions "
+            "(`fhir-server packages list` shows them)",
+            markup=False,
+            soft_wrap=True,
+        )
+    if any(f.fatal for f in report.failed):
+        raise typer.Exit(1)
+    if report.installed:
+        console.print(
+            "run `fhir-server reindex` if the database already holds resources (new search "
+            "parameters), and restart the server",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+class _InstallProgress:
+    """Rich progress for ``packages install`` (a ``package_cache.Listener``): one line per
+    package being fetched, with the bytes received while downloading."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[size]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _InstallProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def fetching(self, ref: Ref, source: str) -> None:
+        description = f"{ref.key} from {source}"
+        if ref.key in self.tasks:
+            self.progress.update(self.tasks[ref.key], description=description)
+        else:
+            self.tasks[ref.key] = self.progress.add_task(description, total=None, size="")
+
+    def received(self, ref: Ref, done: int, total: int | None) -> None:
+        size = f"{done / 1e6:.1f} MB" + (f" / {total / 1e6:.1f} MB" if total else "")
+        self.progress.update(self.tasks[ref.key], completed=done, total=total, size=size)
+
+    def finished(self, ref: Ref, error: str | None) -> None:
+        if ref.key in self.tasks:
+            self.progress.remove_task(self.tasks.pop(ref.key))
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from fhir_server.package_cache.cache import (
 )
 from fhir_server.package_cache.errors import InstallError
 from fhir_server.package_cache.sources import DirectorySource, RegistrySource, Source, TarballSource
-from fhir_server.package_cache.types import Listener, Ref
+from fhir_server.package_cache.types import Listener, QuietListener, Ref
 
 __all__ = [
     "R4_CORE",
@@ -28,6 +28,7 @@ __all__ = [
     "InstallError",
     "InstallReport",
     "Listener",
+    "QuietListener",
     "Ref",
     "RegistrySource",
     "Source",

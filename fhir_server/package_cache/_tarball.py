@@ -36,6 +36,12 @@ def _member_path(member: tarfile.TarInfo, label: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
+def _first_line(exc: BaseException) -> str:
+    """Errors are one line; tarfile lists every compression it tried on the next ones."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(":") if lines else type(exc).__name__
+
+
 def _kind(member: tarfile.TarInfo) -> str:
     if member.issym():
         return "a symbolic link"
@@ -75,7 +81,7 @@ def unpack(archive: Path, into: Path, label: str) -> None:
                 with source, target.open("wb") as out:
                     shutil.copyfileobj(source, out)
     except _CORRUPT as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = _first_line(exc)
         raise InstallError(f"{label}: not a valid package tarball ({reason})") from exc
     except OSError as exc:
         raise InstallError(f"{label}: cannot unpack: {exc}") from exc
@@ -94,7 +100,7 @@ def read_manifest(archive: Path, label: str) -> dict[str, Any]:
                         raise InstallError(f"{label}: package/package.json is not a JSON object")
                     return data
     except _CORRUPT as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = _first_line(exc)
         raise InstallError(f"{label}: not a valid package tarball ({reason})") from exc
     except orjson.JSONDecodeError as exc:
         raise InstallError(f"{label}: package/package.json is not valid JSON ({exc})") from exc

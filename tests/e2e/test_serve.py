@@ -19,7 +19,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+REFERENCE_PACKAGES = ROOT.parent / "shared" / "reference" / "fhir-packages"
 pytestmark = pytest.mark.e2e
+
+
+def with_packages(env: dict[str, str]) -> dict[str, str]:
+    """Like ``scripts/run``: the reference package cache when it is beside the repository;
+    without one, no profile validation (``serve`` refuses to start without the packages)."""
+    if "FHIR_PACKAGE_PATH" not in env:
+        if REFERENCE_PACKAGES.is_dir():
+            env["FHIR_PACKAGE_PATH"] = str(REFERENCE_PACKAGES)
+        else:
+            env["FHIR_VALIDATE_PROFILES"] = "false"
+    return env
 
 
 def free_port() -> int:
@@ -36,7 +48,9 @@ def run(
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    env = {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_LOG_LEVEL": "warning"}
+    env = with_packages(
+        {**os.environ, "FHIR_DATABASE_URL": database_url, "FHIR_LOG_LEVEL": "warning"}
+    )
     demo = tmp_path / "demo.json"
     assert run([sys.executable, "examples/sas_demo.py", "--out", str(demo)], env).returncode == 0
     if not database_url.startswith("sqlite"):
@@ -101,7 +115,7 @@ def test_example_clients(server: tuple[str, dict[str, str]], script: str) -> Non
 
 
 def test_load_reports_bad_files_and_keeps_going(database_url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "FHIR_DATABASE_URL": database_url}
+    env = with_packages({**os.environ, "FHIR_DATABASE_URL": database_url})
     if not database_url.startswith("sqlite"):
         assert run([str(BIN / "fhir-server"), "migrate"], env).returncode == 0
     good = tmp_path / "good.ndjson"
