@@ -135,10 +135,8 @@ def sas_supplements() -> dict[str, list[tuple[str, Constraint]]]:
     regulator_name = supplement(
         "sas-regul-name",
         "name.exists()",
-        "A regulator account has a name (family and given): the SAS guide and test kit "
-        "require it",
-        "Un compte régulateur a un nom (nom et prénom) : le guide et le kit de test SAS "
-        "l'exigent",
+        "A regulator account has a name (family and given): the SAS guide and test kit require it",
+        "Un compte régulateur a un nom (nom et prénom) : le guide et le kit de test SAS l'exigent",
         check=_has_name,
     )
     regulator_email = supplement(
