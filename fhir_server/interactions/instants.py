@@ -9,6 +9,7 @@ server's zone (Europe/Paris). Resources already in that form are served as store
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,15 +23,17 @@ _CANONICAL = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:
 
 
 def needs_rewrite(content: bytes, tz: ZoneInfo) -> bool:
-    for match in _FIELD.finditer(content):
-        value = match.group(2)
-        if not _CANONICAL.match(value):
-            return True
-        text = value.decode()
-        moment = fhirtime.parse_instant(text)
-        if fhirtime.format_instant(moment, tz)[-6:] != text[-6:]:
-            return True  # right form, but not the zone's offset at that moment
-    return False
+    return not all(_in_form(m.group(2), tz) for m in _FIELD.finditer(content))
+
+
+@lru_cache(maxsize=16384)
+def _in_form(value: bytes, tz: ZoneInfo) -> bool:
+    """``value`` has the kit's form and the zone's offset at that moment. Cached: a search
+    answer repeats the same few hundred slot boundaries (agendas share a 5-15 min grid)."""
+    if not _CANONICAL.match(value):
+        return False
+    text = value.decode()
+    return fhirtime.format_instant(fhirtime.parse_instant(text), tz)[-6:] == text[-6:]
 
 
 def rewrite(resource: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:

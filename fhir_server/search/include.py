@@ -85,19 +85,23 @@ def stored_from_row(row: Any) -> Stored:
     return Stored(row[1], row[2], row[3], when, bool(row[5]), bytes(row[6]), "", row[0])
 
 
-async def _forward(
-    session: ReadSession, spec: IncludeSpec, sources: list[Stored]
-) -> list[tuple[str, str]]:
-    pks = [s.pk for s in sources if s.res_type == spec.source and s.pk is not None]
+async def _forward(session: ReadSession, spec: IncludeSpec, sources: list[Stored]) -> list[Stored]:
+    """What the ``spec`` references of ``sources`` point at, in one statement: the reference
+    rows select the targets as a semi-join, so a Schedule that 150 Slots point at is read
+    once, and no second round trip loads the targets."""
+    pks = sorted({s.pk for s in sources if s.res_type == spec.source and s.pk is not None})
     if not pks:
         return []
-    conditions: list[ColumnElement[bool]] = [REF.c.res_pk.in_(pks), REF.c.target_id.is_not(None)]
+    where: list[ColumnElement[bool]] = [REF.c.res_pk.in_(pks), REF.c.target_id.is_not(None)]
     if spec.param is not None:
-        conditions.append(REF.c.param == spec.param)
+        where.append(REF.c.param == spec.param)
     if spec.target is not None:
-        conditions.append(REF.c.target_type == spec.target)
-    rows = await session.fetch(select(REF.c.target_type, REF.c.target_id).where(*conditions))
-    return [(str(r[0]), str(r[1])) for r in rows]
+        where.append(REF.c.target_type == spec.target)
+    targets = select(REF.c.target_type, REF.c.target_id).where(*where)
+    stmt = select(*COLUMNS).where(
+        tuple_(R.c.res_type, R.c.res_id).in_(targets), R.c.deleted == false()
+    )
+    return [stored_from_row(r) for r in await session.fetch(stmt)]
 
 
 async def _reverse(session: ReadSession, spec: IncludeSpec, targets: list[Stored]) -> list[int]:
@@ -116,21 +120,6 @@ async def _reverse(session: ReadSession, spec: IncludeSpec, targets: list[Stored
         conditions.append(REF.c.param == spec.param)
     rows = await session.fetch(select(REF.c.res_pk).where(*conditions).distinct())
     return [int(r[0]) for r in rows]
-
-
-async def _load_refs(session: ReadSession, refs: Sequence[tuple[str, str]]) -> list[Stored]:
-    if not refs:
-        return []
-    by_type: dict[str, set[str]] = {}
-    for res_type, res_id in refs:
-        by_type.setdefault(res_type, set()).add(res_id)
-    found: list[Stored] = []
-    for res_type, ids in sorted(by_type.items()):
-        stmt = select(*COLUMNS).where(
-            R.c.res_type == res_type, R.c.res_id.in_(sorted(ids)), R.c.deleted == false()
-        )
-        found.extend(stored_from_row(r) for r in await session.fetch(stmt))
-    return found
 
 
 async def _load_pks(
@@ -174,8 +163,7 @@ async def resolve(
                 extra = filters.get((spec.source, spec.param or ""), [])
                 found = await _load_pks(session, await _reverse(session, spec, pool), extra)
             else:
-                refs = [r for r in await _forward(session, spec, pool) if r not in seen]
-                found = await _load_refs(session, refs)
+                found = await _forward(session, spec, pool)
             for stored in found:
                 key = (stored.res_type, stored.res_id)
                 if key not in seen:

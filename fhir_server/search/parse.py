@@ -336,6 +336,8 @@ def _value(
 
 def split_escaped(text: str, sep: str) -> list[str]:
     """Split on ``sep`` unless escaped; escapes are kept (``unescape`` removes them)."""
+    if "\\" not in text:
+        return text.split(sep)
     parts, current, i = [], [], 0
     while i < len(text):
         char = text[i]
