@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
+from sqlalchemy import BigInteger, ColumnElement, and_, any_, bindparam, false, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from fhir_server.core import errors
 from fhir_server.search.parameters import Registry
@@ -85,6 +86,17 @@ def stored_from_row(row: Any) -> Stored:
     return Stored(row[1], row[2], row[3], when, bool(row[5]), bytes(row[6]), "", row[0])
 
 
+def _pk_in(session: ReadSession, column: Any, pks: list[int]) -> ColumnElement[bool]:
+    """``column IN pks``; on PostgreSQL one array parameter (``= ANY($1)``): a SAS answer's
+    150 slots would otherwise be 150 parameters expanded into the SQL at every execution."""
+    condition: ColumnElement[bool]
+    if session.dialect == "postgresql":
+        condition = column == any_(bindparam("pks", pks, type_=ARRAY(BigInteger)))
+    else:
+        condition = column.in_(pks)
+    return condition
+
+
 async def _forward(session: ReadSession, spec: IncludeSpec, sources: list[Stored]) -> list[Stored]:
     """What the ``spec`` references of ``sources`` point at, in one statement: the reference
     rows select the targets as a semi-join, so a Schedule that 150 Slots point at is read
@@ -92,7 +104,7 @@ async def _forward(session: ReadSession, spec: IncludeSpec, sources: list[Stored
     pks = sorted({s.pk for s in sources if s.res_type == spec.source and s.pk is not None})
     if not pks:
         return []
-    where: list[ColumnElement[bool]] = [REF.c.res_pk.in_(pks), REF.c.target_id.is_not(None)]
+    where = [_pk_in(session, REF.c.res_pk, pks), REF.c.target_id.is_not(None)]
     if spec.param is not None:
         where.append(REF.c.param == spec.param)
     if spec.target is not None:
@@ -127,7 +139,9 @@ async def _load_pks(
 ) -> list[Stored]:
     if not pks:
         return []
-    stmt = select(*COLUMNS).where(R.c.pk.in_(sorted(set(pks))), R.c.deleted == false(), *extra)
+    stmt = select(*COLUMNS).where(
+        _pk_in(session, R.c.pk, sorted(set(pks))), R.c.deleted == false(), *extra
+    )
     return [stored_from_row(r) for r in await session.fetch(stmt)]
 
 

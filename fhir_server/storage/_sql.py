@@ -43,6 +43,7 @@ def _stored(row: Any, method: str = "") -> Stored:  # a Row of resources or hist
 class SqlReadSession:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self.dialect = conn.dialect.name
 
     async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
         result = await self.conn.execute(statement)

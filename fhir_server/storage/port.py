@@ -41,6 +41,8 @@ class HistoryPage:
 
 
 class ReadSession(Protocol):
+    dialect: str  # "sqlite" or "postgresql": a statement may use what its engine does best
+
     async def fetch(self, statement: Executable) -> Sequence[Any]:
         """Run a read-only statement built by the search planner."""
         ...
