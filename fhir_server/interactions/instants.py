@@ -18,12 +18,22 @@ import orjson
 from fhir_server.core import fhirtime
 
 TIMED_TYPES = frozenset({"Slot", "Appointment"})
-_FIELD = re.compile(rb'"(start|end)":"([^"]*)"')
+_KEYS = (b'"start":"', b'"end":"')
 _CANONICAL = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}$")
 
 
 def needs_rewrite(content: bytes, tz: ZoneInfo) -> bool:
-    return not all(_in_form(m.group(2), tz) for m in _FIELD.finditer(content))
+    """Some ``start``/``end`` in the (compact, as the server stores it) JSON is not in the
+    kit's form. ``bytes.find`` rather than a regex: this runs on every Slot of an answer."""
+    for key in _KEYS:
+        at = content.find(key)
+        while at != -1:
+            value_at = at + len(key)
+            end = content.find(b'"', value_at)
+            if end == -1 or not _in_form(content[value_at:end], tz):
+                return True
+            at = content.find(key, end)
+    return False
 
 
 @lru_cache(maxsize=16384)
