@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
@@ -64,6 +65,17 @@ _UPDATE = (
         content=bindparam("b_content"),
     )
 )
+
+
+@cache
+def _insert_returning(dialect_insert: Any) -> Any:
+    """INSERT of new resources that returns their pks; a conflicting one returns no row."""
+    return (
+        dialect_insert(_RES)
+        .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
+        .returning(_RES.c.pk, _RES.c.res_type, _RES.c.res_id)
+    )
+
 
 # Methods whose creates carry an id the server made up (see SqlWriteSession).
 _SERVER_ASSIGNED_IDS = frozenset({"POST"})
@@ -236,14 +248,11 @@ class SqlWriteSession(SqlReadSession):
     async def _insert_resources(self, creates: list[Stored]) -> dict[Key, int]:
         """INSERT ... ON CONFLICT DO NOTHING of new resources, pks assigned in list order;
         returns the pks of the rows inserted (a conflicting one is missing)."""
-        stmt = (
-            self.insert(_RES)
-            .on_conflict_do_nothing(index_elements=["res_type", "res_id"])
-            .returning(_RES.c.pk, _RES.c.res_type, _RES.c.res_id)
-        )
+        stmt = _insert_returning(self.insert)
         rows = [{"res_type": s.res_type, "res_id": s.res_id, **resource_values(s)} for s in creates]
-        # One multi-row VALUES per page of rows (SQLAlchemy's "insertmanyvalues").
-        result = await self.conn.execute(stmt, rows)
+        # Several rows: one multi-row VALUES per page of rows (SQLAlchemy's
+        # "insertmanyvalues"); one row (a single create) skips that machinery.
+        result = await self.conn.execute(stmt, rows if len(rows) > 1 else rows[0])
         return {(t, i): pk for pk, t, i in result.all()}
 
     async def _update_resources(self, updates: dict[int, tuple[Stored, int]]) -> int:
@@ -257,7 +266,7 @@ class SqlWriteSession(SqlReadSession):
             }
             for pk, (s, expected) in updates.items()
         ]
-        result = await self.conn.execute(_UPDATE, params)
+        result = await self.conn.execute(_UPDATE, params if len(params) > 1 else params[0])
         return int(result.rowcount)
 
     async def _insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
