@@ -25,6 +25,19 @@ HOST = "127.0.0.1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+# The team's reference package cache beside the repository (no FHIR package registry here).
+REFERENCE_PACKAGES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "fhir-packages"
+
+
+def package_env() -> dict[str, str]:
+    """``FHIR_PACKAGE_PATH`` for a server under test: the caller's, else the reference cache
+    when present (``serve`` refuses to start without the profile packages)."""
+    path = os.environ.get("FHIR_PACKAGE_PATH")
+    if not path and REFERENCE_PACKAGES.is_dir():
+        path = str(REFERENCE_PACKAGES)
+    return {"FHIR_PACKAGE_PATH": path} if path else {}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))

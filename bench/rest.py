@@ -227,7 +227,12 @@ class Bench:
         prefix = f"fhir-bench-{report.engine}-"
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
         url, db_probes = self._database(stack, report.engine, work)
-        env = {"FHIR_DATABASE_URL": url, "FHIR_LOG_LEVEL": "warning", "FHIR_AUTH": "none"}
+        env = {
+            "FHIR_DATABASE_URL": url,
+            "FHIR_LOG_LEVEL": "warning",
+            "FHIR_AUTH": "none",
+            **procs.package_env(),
+        }
         port = procs.free_port()
         with console.status(f"starting fhir-server on {report.engine}"):
             server = stack.enter_context(

@@ -71,7 +71,7 @@ from fhir_server.settings import Settings
 from fhir_server.storage import schema
 
 METHODS = ("server", "transaction", "copy")
-REFERENCE_PACKAGES = Path("/work/shared/reference/fhir-packages")
+REFERENCE_PACKAGES = procs.REFERENCE_PACKAGES
 console = Console(width=None if sys.stdout.isatty() else 150, stderr=True)
 
 
