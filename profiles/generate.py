@@ -6,8 +6,10 @@ Reads the official ``hl7.fhir.r4.core#4.0.1`` package from a FHIR package cache 
   (or ``Resource``/``DomainResource``), reduced to code, type, expression (only the
   branches that apply to that type), targets, comparators and modifiers;
 * ``r4_elements.json``: for each served resource type and every datatype they use, the
-  elements with their FHIR types and maximum cardinality (used to check JSON primitive
-  types strictly, which the ``fhir.resources`` models do not do).
+  elements with their FHIR types, maximum cardinality, minimum cardinality (``min``, only
+  when >= 1) and, for ``code`` elements with a required binding whose ValueSet expands from
+  the package's own CodeSystems, the allowed codes (``codes``). ``validation/structure.py``
+  walks resources against it: JSON types, required elements, enumerated codes.
 
 Run it again when the served types change; review the diff::
 
@@ -104,9 +106,77 @@ def _type_codes(element: dict[str, Any]) -> list[str]:
     return codes
 
 
+class _Terminology:
+    """Expand the core package's ValueSets from its CodeSystems (enough for ``code`` enums).
+
+    Only whole systems and concept lists are expanded; a filter, an external system
+    (``urn:ietf:bcp:13``, ISO 4217...) or a CodeSystem that is not ``complete`` makes the
+    ValueSet unexpandable (``None``): the element then gets no ``codes`` and is left to the
+    profile validator's terminology."""
+
+    def __init__(self, package_dir: Path) -> None:
+        self.value_sets: dict[str, dict[str, Any]] = {}
+        self.code_systems: dict[str, dict[str, Any]] = {}
+        for path in package_dir.glob("ValueSet-*.json"):
+            vs = json.loads(path.read_text(encoding="utf-8"))
+            self.value_sets[vs["url"]] = vs
+        for path in package_dir.glob("CodeSystem-*.json"):
+            cs = json.loads(path.read_text(encoding="utf-8"))
+            self.code_systems[cs["url"]] = cs
+
+    def _system_codes(self, url: str) -> list[str] | None:
+        cs = self.code_systems.get(url)
+        if cs is None or cs.get("content") != "complete":
+            return None
+        out: list[str] = []
+
+        def walk(concepts: list[dict[str, Any]]) -> None:
+            for concept in concepts:
+                out.append(concept["code"])
+                walk(concept.get("concept", []))
+
+        walk(cs.get("concept", []))
+        return out
+
+    def _part(self, part: dict[str, Any]) -> list[str] | None:
+        if part.get("filter"):
+            return None
+        codes: list[str] | None = None
+        if "concept" in part:
+            codes = [c["code"] for c in part["concept"]]
+        elif "system" in part:
+            codes = self._system_codes(part["system"])
+            if codes is None:
+                return None
+        for url in part.get("valueSet", []):
+            inner = self.expand(url)
+            if inner is None:
+                return None
+            codes = inner if codes is None else [c for c in codes if c in set(inner)]
+        return codes
+
+    def expand(self, url: str) -> list[str] | None:
+        vs = self.value_sets.get(url.split("|", 1)[0])
+        if vs is None or "compose" not in vs:
+            return None
+        codes: list[str] = []
+        for part in vs["compose"].get("include", []):
+            found = self._part(part)
+            if found is None:
+                return None
+            codes.extend(c for c in found if c not in codes)
+        for part in vs["compose"].get("exclude", []):
+            found = self._part(part)
+            if found is None:
+                return None
+            codes = [c for c in codes if c not in found]
+        return codes or None
+
+
 def elements(package_dir: Path) -> dict[str, dict[str, Any]]:
     """Elements of every served type and of the datatypes reachable from them."""
     out: dict[str, dict[str, Any]] = {}
+    terminology = _Terminology(package_dir)
     todo = list(SERVED_TYPES)
     primitive: set[str] = set()
     while todo:
@@ -121,17 +191,34 @@ def elements(package_dir: Path) -> dict[str, dict[str, Any]]:
             primitive.add(name)
             continue
         table: dict[str, Any] = {}
+        # This package build adds elements that are not R4 (Meta.project, Meta.account...,
+        # HealthcareService.offeredIn "backported from R5"): in its snapshot, declared by
+        # the type itself, but absent from the differential. Real 4.0.1 snapshots never do
+        # that, and the R4 models reject them, so they are left out (with their children).
+        declared = {e["path"] for e in sd.get("differential", {}).get("element", [])}
+        foreign: list[str] = []
         for el in sd["snapshot"]["element"]:
             path: str = el["path"]
             if "." not in path:
                 continue
+            if el.get("base", {}).get("path") == path and path not in declared:
+                foreign.append(path)
+            if any(path == f or path.startswith(f + ".") for f in foreign):
+                continue
             rel = path.split(".", 1)[1]
             entry: dict[str, Any] = {"max": el.get("max", "1")}
+            if el.get("min", 0) >= 1:
+                entry["min"] = el["min"]
             if el.get("contentReference"):
                 entry["ref"] = el["contentReference"].split(".", 1)[1]
             else:
                 codes = _type_codes(el)
                 entry["types"] = codes
+                binding = el.get("binding", {})
+                if codes == ["code"] and binding.get("strength") == "required":
+                    allowed = terminology.expand(binding.get("valueSet", ""))
+                    if allowed is not None:
+                        entry["codes"] = allowed
                 for code in codes:
                     if code not in ("Resource",) and code not in out and code != name:
                         todo.append(code)
