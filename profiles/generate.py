@@ -179,6 +179,7 @@ def elements(package_dir: Path) -> dict[str, dict[str, Any]]:
     terminology = _Terminology(package_dir)
     todo = list(SERVED_TYPES)
     primitive: set[str] = set()
+    resources: set[str] = set()
     while todo:
         name = todo.pop()
         if name in out or name in primitive:
@@ -190,6 +191,8 @@ def elements(package_dir: Path) -> dict[str, dict[str, Any]]:
         if sd.get("kind") == "primitive-type":
             primitive.add(name)
             continue
+        if sd.get("kind") == "resource":
+            resources.add(name)
         table: dict[str, Any] = {}
         # This package build adds elements that are not R4 (Meta.project, Meta.account...,
         # HealthcareService.offeredIn "backported from R5"): in its snapshot, declared by
@@ -224,7 +227,11 @@ def elements(package_dir: Path) -> dict[str, dict[str, Any]]:
                         todo.append(code)
             table[rel] = entry
         out[name] = table
-    return {"primitives": sorted(primitive), "types": dict(sorted(out.items()))}  # type: ignore[dict-item]
+    return {  # type: ignore[dict-item]
+        "primitives": sorted(primitive),
+        "resources": sorted(resources),
+        "types": dict(sorted(out.items())),
+    }
 
 
 def main() -> None:
