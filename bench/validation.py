@@ -14,7 +14,9 @@ folder), compiles the SAS profiles, then validates in a loop, in process, single
   walk: JSON types, required elements, required-bound codes, choice types), for comparison;
 - ``r4b-model``: the ``fhir.resources`` R4B model on that Slot (``structure.model_issues``),
   the pass ``structure_issues`` ran after the walk until 2026-11-23 and no longer runs on
-  served types: what the walk saves.
+  served types: what the walk saves;
+- ``structure@REV`` (with ``--structure-baseline REV``, e.g. ``736257a``): ``structure.py``
+  as it was at that git revision, on the same Slot, for a before/after in one run.
 
 Each figure is the best of ``--repeat`` rounds of ``--seconds`` (the machine may be shared:
 the load average is printed). Process CPU time is reported too. Nothing is written.
@@ -29,8 +31,10 @@ import argparse
 import copy
 import os
 import platform
+import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=5, help="rounds; the best is kept")
     p.add_argument("--pin", type=int, default=None, help="run on this CPU only")
     p.add_argument("--only", default="", help="comma-separated cases (default: all)")
+    p.add_argument(
+        "--structure-baseline",
+        default="",
+        metavar="REV",
+        help="also time structure.py as it was at this git revision",
+    )
     return p.parse_args(argv)
 
 
@@ -153,6 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         "structure": (structure, "structure.py on the Slot, for comparison"),
         "r4b-model": (r4b_model, "the R4B model pass structure.py no longer runs"),
     }
+    if args.structure_baseline:
+        old = _structure_at(args.structure_baseline)
+
+        def structure_old() -> int:
+            old(slot)
+            return 1
+
+        name = f"structure@{args.structure_baseline}"
+        cases[name] = (structure_old, f"structure.py at {args.structure_baseline}, same Slot")
     chosen = [c for c in args.only.split(",") if c] or list(cases)
 
     print(f"python {platform.python_version()} on {platform.machine()}, {_cpu_model()}")
@@ -160,12 +179,27 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"packages loaded in {t1 - t0:.2f} s; {len(compiled)} profiles compiled in {t2 - t1:.2f} s"
     )
-    print(f"{'case':<12} {'per second':>11} {'us each':>9} {'per CPU-s':>10}  what")
+    print(f"{'case':<18} {'per second':>11} {'us each':>9} {'per CPU-s':>10}  what")
     for name in chosen:
         fn, what = cases[name]
         rate, cpu_rate = _measure(fn, args.seconds, args.repeat)
-        print(f"{name:<12} {rate:>11,.0f} {1e6 / rate:>9.0f} {cpu_rate:>10,.0f}  {what}")
+        print(f"{name:<18} {rate:>11,.0f} {1e6 / rate:>9.0f} {cpu_rate:>10,.0f}  {what}")
     return 0
+
+
+def _structure_at(rev: str) -> Callable[[dict[str, Any]], Any]:
+    """``structure_issues`` from ``fhir_server/validation/structure.py`` at a git revision."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:fhir_server/validation/structure.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=HERE.parent,
+    ).stdout
+    module = types.ModuleType(f"structure_{rev}")
+    exec(compile(source, f"structure@{rev}.py", "exec"), module.__dict__)
+    fn: Callable[[dict[str, Any]], Any] = module.structure_issues
+    return fn
 
 
 def _cpu_model() -> str:
