@@ -7,7 +7,7 @@ mutations of them (an element deleted, a string replaced by junk, a second ``[x]
 variant, a wrong JSON type, an empty value, an unknown or ``_x`` key, a nested resource of
 a type the table does not describe), whenever the old check reports an error the new one
 does too (it may report more: precise JSON types, unknown codes). ``_legacy_walk`` is the
-walk as it was before (commit e0f0eb7), kept here as the reference.
+walk as it was before (commit 736257a), kept here as the reference.
 """
 
 from __future__ import annotations
