@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import profiles
 from fhir_server.core import fhirtime
 from fhir_server.core.errors import Issue
-from fhir_server.validation.structure import model_issues, structure_issues
+from fhir_server.validation.structure import _primitive_check, model_issues, structure_issues
 from tests.conftest import REFERENCE
 
 PACKAGES = REFERENCE / "fhir-packages"
@@ -205,6 +205,22 @@ def test_primitive_values_lose_no_error(ftype: str) -> None:
         if old_check(slot) and not structure_issues(slot):
             missed.append(value)
     assert missed == []
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.from_regex(
+        r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,4})?)?)?)?"
+    ).flatmap(lambda v: st.sampled_from([v, v + "Z", v + "+14:00", v + "-03:30", v[:-1]]))
+)
+def test_date_checks_are_fhirtime(value: str) -> None:
+    """The walk's fast date checks accept exactly what ``fhirtime`` accepts."""
+    for ftype, reference in (
+        ("date", fhirtime.is_date),
+        ("dateTime", fhirtime.is_datetime),
+        ("instant", fhirtime.is_instant),
+    ):
+        assert (_primitive_check(ftype)(value) is None) == reference(value), (ftype, value)
 
 
 def test_required_code_and_choice_caught_by_the_walk() -> None:
