@@ -102,6 +102,7 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
                 limit=size,
                 columns=include.COLUMNS,
                 secret=ctx.cursor_secret,
+                parsed=query,
             )
             matches = [include.stored_from_row(r) for r in page.rows]
         first_and_last = page is not None and cursor_text is None and page.next_cursor is None

@@ -234,10 +234,13 @@ async def search_page(
     columns: Sequence[Any] = (),
     secret: bytes | None = None,
     now: datetime | None = None,
+    parsed: p.Query | None = None,
 ) -> Page:
     """The page after (or before) ``cursor``, or the first page. ``_count``/``_offset`` in
-    ``pairs`` are ignored: ``limit`` is the page size (the caller applies its maximum)."""
-    query = p.parse(registry, res_type, pairs, default_tz=default_tz)
+    ``pairs`` are ignored: ``limit`` is the page size (the caller applies its maximum).
+    ``parsed``: ``pairs`` already parsed by the caller (its criteria, sort and includes are
+    used; paging controls are not)."""
+    query = parsed or p.parse(registry, res_type, pairs, default_tz=default_tz)
     sort = plan.sort_columns(query)
     key, bound = secret or _DEFAULT_SECRET, binding(res_type, pairs)
     position = decode(cursor, sort, bound, key) if cursor else None
