@@ -147,6 +147,20 @@ def fhir_server_argv(port: int) -> list[str]:
 # -- PostgreSQL -------------------------------------------------------------------------------
 
 
+def migrate(url: str, cwd: Path) -> None:
+    """``fhir-server migrate`` on ``url`` (a fresh benchmark database)."""
+    done = subprocess.run(
+        [*fhir_server_command(), "migrate"],
+        env={**os.environ, "FHIR_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+    if done.returncode:
+        raise RuntimeError(f"fhir-server migrate failed:\n{done.stdout}{done.stderr}")
+
+
 def pg_bin_dir() -> Path | None:
     """The newest ``/usr/lib/postgresql/N/bin`` holding initdb and pg_ctl."""
     found = [

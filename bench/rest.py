@@ -210,16 +210,7 @@ class Bench:
             pid = pg.postmaster_pid()
             return procs.children_cpu_seconds(pid) if pid else 0.0
 
-        migrate = subprocess.run(
-            [*procs.fhir_server_command(), "migrate"],
-            env={**os.environ, "FHIR_DATABASE_URL": pg.url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=work,
-        )
-        if migrate.returncode:
-            raise RuntimeError(f"fhir-server migrate failed:\n{migrate.stdout}{migrate.stderr}")
+        procs.migrate(pg.url, work)
         return pg.url, {"db": db_cpu}
 
     def _engine(self, stack: ExitStack, report: EngineReport) -> None:

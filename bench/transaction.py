@@ -205,16 +205,7 @@ class Bench:
             raise RuntimeError("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin")
         with console.status("starting a throwaway PostgreSQL cluster"):
             pg = stack.enter_context(procs.postgres(bin_dir))
-        migrate = subprocess.run(
-            [*procs.fhir_server_command(), "migrate"],
-            env={**os.environ, "FHIR_DATABASE_URL": pg.url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=work,
-        )
-        if migrate.returncode:
-            raise RuntimeError(f"fhir-server migrate failed:\n{migrate.stdout}{migrate.stderr}")
+        procs.migrate(pg.url, work)
         return pg.url, pg.postmaster_pid()
 
     def _engine(self, stack: ExitStack, report: EngineReport, runner: asyncio.Runner) -> None:
