@@ -25,6 +25,7 @@ from fhir_server.interactions.context import Context
 from fhir_server.interactions.subsetting import subset
 from fhir_server.search import cursor, include, plan
 from fhir_server.search import parse as p
+from fhir_server.search.parameters import Registry
 from fhir_server.storage.port import Stored
 
 
@@ -114,7 +115,9 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
             count_rows = await session.fetch(plan.count_statement(query))
             total = int(count_rows[0][0])
         included = (
-            await include.resolve(session, specs, matches, _has_filters(query)) if page else []
+            await include.resolve(session, specs, matches, _has_filters(query, ctx.registry))
+            if page
+            else []
         )
     entries: list[dict[str, Any]] = []
     for mode, group in (("match", matches), ("include", included)):
@@ -130,7 +133,7 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     return SearchResult(bundle("searchset", entries, total=total, links=links))
 
 
-def _has_filters(query: p.Query) -> include.Filters:
+def _has_filters(query: p.Query, registry: Registry) -> include.Filters:
     """``_has:Slot:schedule:x`` criteria also narrow ``_revinclude=Slot:schedule``.
 
     The SAS SOS search asks for Schedules having a free Slot in a window and revincludes
@@ -144,10 +147,12 @@ def _has_filters(query: p.Query) -> include.Filters:
             link = c.path[0]
             plain = dataclasses.replace(c, name=c.param.code, path=(), res_types=())
             grouped.setdefault((link.sources[0], link.code), []).append(plain)
-    return {
-        key: plan.conditions(p.Query(res_type=key[0], criteria=criteria))
-        for key, criteria in grouped.items()
-    }
+    out: include.Filters = {}
+    for (source, code), criteria in grouped.items():
+        param = registry.get(source, code)
+        if param is not None:
+            out[(source, code)] = include.Filter(param, criteria)
+    return out
 
 
 def _entry(

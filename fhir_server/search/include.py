@@ -1,5 +1,8 @@
 """``_include`` and ``_revinclude`` (with ``:iterate``): https://hl7.org/fhir/R4/search.html#include.
 
+Only relative references (``Type/id``) are followed, as in chains: an absolute URL names a
+resource on another server even when its tail looks like one of ours.
+
 Included resources are found through the reference index written with each resource, so no
 stored JSON is parsed: ``_include=Slot:schedule`` reads the ``schedule`` rows of the matched
 Slots; ``_revinclude=Slot:schedule`` reads the Slots whose ``schedule`` rows point at the
@@ -18,7 +21,9 @@ from sqlalchemy import BigInteger, ColumnElement, and_, any_, bindparam, false, 
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from fhir_server.core import errors
-from fhir_server.search.parameters import Registry
+from fhir_server.search import parse as p
+from fhir_server.search import plan
+from fhir_server.search.parameters import Registry, SearchParameter
 from fhir_server.storage import schema
 from fhir_server.storage.port import ReadSession, Stored
 
@@ -104,7 +109,7 @@ async def _forward(session: ReadSession, spec: IncludeSpec, sources: list[Stored
     pks = sorted({s.pk for s in sources if s.res_type == spec.source and s.pk is not None})
     if not pks:
         return []
-    where = [_pk_in(session, REF.c.res_pk, pks), REF.c.target_id.is_not(None)]
+    where = [_pk_in(session, REF.c.res_pk, pks), REF.c.target_id.is_not(None), REF.c.url.is_(None)]
     if spec.param is not None:
         where.append(REF.c.param == spec.param)
     if spec.target is not None:
@@ -124,6 +129,7 @@ async def _reverse(session: ReadSession, spec: IncludeSpec, targets: list[Stored
         return []
     conditions: list[ColumnElement[bool]] = [
         REF.c.res_type == spec.source,
+        REF.c.url.is_(None),
         or_(*[and_(REF.c.target_type == t, REF.c.target_id == i) for t, i in wanted])
         if len(wanted) <= 50
         else tuple_(REF.c.target_type, REF.c.target_id).in_(wanted),
@@ -134,18 +140,43 @@ async def _reverse(session: ReadSession, spec: IncludeSpec, targets: list[Stored
     return [int(r[0]) for r in rows]
 
 
-async def _load_pks(
-    session: ReadSession, pks: Sequence[int], extra: Sequence[ColumnElement[bool]] = ()
-) -> list[Stored]:
+async def _load_pks(session: ReadSession, pks: Sequence[int]) -> list[Stored]:
     if not pks:
         return []
-    stmt = select(*COLUMNS).where(
-        _pk_in(session, R.c.pk, sorted(set(pks))), R.c.deleted == false(), *extra
-    )
+    stmt = select(*COLUMNS).where(_pk_in(session, R.c.pk, sorted(set(pks))), R.c.deleted == false())
     return [stored_from_row(r) for r in await session.fetch(stmt)]
 
 
-Filters = dict[tuple[str, str], list[ColumnElement[bool]]]
+@dataclass(frozen=True)
+class Filter:
+    """Criteria a ``_revinclude`` of ``param``'s source type must also meet (no chains)."""
+
+    param: SearchParameter
+    criteria: list[p.Criterion]
+
+
+# by (source type, reference parameter code) of the _revinclude they narrow
+Filters = dict[tuple[str, str], Filter]
+
+
+async def _filtered_reverse(
+    session: ReadSession, spec: IncludeSpec, targets: list[Stored], narrow: Filter
+) -> list[Stored]:
+    """The ``spec.source`` resources pointing at ``targets`` through ``narrow.param`` and
+    meeting ``narrow.criteria``: one search, so the planner can use a reference + date
+    pair (``composites``): the SOS search reads only the free slots of its window, not every
+    slot of the matched schedules."""
+    values = tuple(
+        p.ReferenceValue(t.res_type, t.res_id)
+        for t in targets
+        if spec.target is None or t.res_type == spec.target
+    )
+    if not values:
+        return []
+    points = p.Criterion(narrow.param.code, narrow.param, None, values, "")
+    query = p.Query(spec.source, criteria=[points, *narrow.criteria])
+    stmt = select(*COLUMNS).where(*plan.conditions(query))
+    return [stored_from_row(r) for r in await session.fetch(stmt)]
 
 
 async def resolve(
@@ -157,7 +188,7 @@ async def resolve(
     """Resources included by ``specs`` (none of the matches), in a stable order.
 
     ``filters`` narrow a ``_revinclude`` of ``(source type, parameter)`` to the resources
-    satisfying extra conditions (see ``has_filters`` in the search interaction).
+    meeting extra criteria (see ``_has_filters`` in the search interaction).
     """
     filters = filters or {}
     if not specs or not matches:
@@ -173,9 +204,11 @@ async def resolve(
         new: list[Stored] = []
         for spec in active:
             pool = frontier if round_ > 0 else matches
-            if spec.reverse:
-                extra = filters.get((spec.source, spec.param or ""), [])
-                found = await _load_pks(session, await _reverse(session, spec, pool), extra)
+            narrow = filters.get((spec.source, spec.param or ""))
+            if spec.reverse and narrow is not None:
+                found = await _filtered_reverse(session, spec, pool, narrow)
+            elif spec.reverse:
+                found = await _load_pks(session, await _reverse(session, spec, pool))
             else:
                 found = await _forward(session, spec, pool)
             for stored in found:

@@ -194,13 +194,16 @@ def _pair_target(
         return _points(rd, c, alias, now)
     if c.param.code != pair.reference or c.modifier is not None:
         return None
-    matches = []
+    by_type: dict[str | None, list[str]] = {}
     for v in c.values:
-        if not isinstance(v, p.ReferenceValue) or v.url is not None:
+        if not isinstance(v, p.ReferenceValue) or v.url is not None or v.res_id is None:
             return None
-        match = Match(rd.c.target_id == v.res_id, f"target_id = {v.res_id!r}")
-        if v.res_type is not None:
-            match = Match(rd.c.target_type == v.res_type, f"target_type = {v.res_type!r}") & match
+        by_type.setdefault(v.res_type, []).append(v.res_id)
+    matches = []
+    for res_type, ids in by_type.items():  # type = T AND id IN (...): one index probe each
+        match = Match(_in(rd.c.target_id, ids), f"target_id IN {ids}")
+        if res_type is not None:
+            match = Match(rd.c.target_type == res_type, f"target_type = {res_type!r}") & match
         matches.append(match)
     return any_of(matches)
 

@@ -89,6 +89,50 @@ async def test_revinclude(client: AsyncClient) -> None:
     assert sorted(by_mode(b, "include")) == ["Slot/s0", "Slot/s1", "Slot/s2"]
 
 
+async def test_has_criteria_narrow_the_revinclude(client: AsyncClient) -> None:
+    """SOS shape: the revincluded Slots are the free ones of the window, and a Slot whose
+    schedule is another server's Schedule/sc1 (absolute URL) is not one of ours."""
+    await put(
+        client,
+        {"resourceType": "Schedule", "id": "sc1", "actor": [{"reference": "Practitioner/p1"}]},
+    )
+    await put(client, practitioner(id="p1"))
+    slots = {
+        "in-free": ("2026-06-12T10:00:00.000+02:00", "free", "Schedule/sc1"),
+        "in-busy": ("2026-06-12T11:00:00.000+02:00", "busy", "Schedule/sc1"),
+        "out-free": ("2026-06-20T10:00:00.000+02:00", "free", "Schedule/sc1"),
+        "edge-free": ("2026-06-13T09:00:00.000+02:00", "free", "Schedule/sc1"),
+        "elsewhere": (
+            "2026-06-12T10:00:00.000+02:00",
+            "free",
+            "https://other.example/fhir/Schedule/sc1",
+        ),
+    }
+    for sid, (start, status, schedule) in slots.items():
+        body = slot(start, id=sid, status=status, schedule={"reference": schedule})
+        body["end"] = start.replace(":00:00.000", ":15:00.000")
+        await put(client, body)
+    query = (
+        "/Schedule?_revinclude=Slot:schedule&_has:Slot:schedule:status=free"
+        "&_has:Slot:schedule:start=ge2026-06-12T08:00:00&_has:Slot:schedule:start=le2026-06-13T09:00:00"
+    )
+    b = (await client.get(query)).json()
+    assert by_mode(b, "match") == ["Schedule/sc1"]
+    assert sorted(by_mode(b, "include")) == ["Slot/edge-free", "Slot/in-free"]
+    b = (
+        await client.get(
+            query.replace("start=le2026-06-13T09:00:00", "start=le2026-06-13T08:59:59")
+        )
+    ).json()
+    assert sorted(by_mode(b, "include")) == ["Slot/in-free"]
+    plain = (await client.get("/Schedule?_revinclude=Slot:schedule&_id=sc1")).json()
+    # without _has, every Slot of sc1 (still not the other server's)
+    ours = sorted(f"Slot/{sid}" for sid in slots if sid != "elsewhere")
+    assert sorted(by_mode(plain, "include")) == ours
+    elsewhere = (await client.get("/Slot?_id=elsewhere&_include=Slot:schedule")).json()
+    assert by_mode(elsewhere, "include") == []
+
+
 async def test_included_resources_do_not_count_against_count(client: AsyncClient) -> None:
     await agenda(client, slots=5)
     b = (await client.get("/Slot?_include=Slot:schedule&_count=2")).json()
