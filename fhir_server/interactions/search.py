@@ -88,6 +88,7 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     cursor_text = query.controls.get("_cursor")
     criteria = [(k, v) for k, v in req.pairs if k not in ("_cursor", "_count", "_offset")]
     async with ctx.store.reading() as session:
+        query = await plan.prefetch_chains(session, ctx.registry, query)
         if counting_only:
             page, matches = None, []
         else:

@@ -241,6 +241,7 @@ async def search_page(
     ``parsed``: ``pairs`` already parsed by the caller (its criteria, sort and includes are
     used; paging controls are not)."""
     query = parsed or p.parse(registry, res_type, pairs, default_tz=default_tz)
+    query = await plan.prefetch_chains(session, registry, query, now=now)
     sort = plan.sort_columns(query)
     key, bound = secret or _DEFAULT_SECRET, binding(res_type, pairs)
     position = decode(cursor, sort, bound, key) if cursor else None

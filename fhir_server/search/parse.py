@@ -238,7 +238,7 @@ def parse(
             if found is not None:
                 query.criteria.append(replace(found, path=path.links, res_types=path.res_types))
             continue
-        base, _, modifier = name.partition(":")
+        base, colon, modifier = name.partition(":")
         if base in CONTROL_PARAMETERS:
             _control(registry, query, base, modifier, value)
             continue
@@ -246,6 +246,8 @@ def parse(
         if param is None:
             query.unknown.append(name)
             continue
+        if colon and not modifier:
+            raise _bad(name, "':' must be followed by a modifier")
         criterion = _criterion(name, param, modifier or None, value, default_tz)
         if criterion is not None:
             query.criteria.append(replace(criterion, res_types=(res_type,)))

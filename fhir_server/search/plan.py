@@ -51,6 +51,7 @@ from sqlalchemy import (
     true,
     tuple_,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.sql import Select
 
@@ -122,6 +123,8 @@ def _in(column: Any, values: Sequence[str]) -> ColumnElement[bool]:
 def _term(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
     """A criterion without (or at the end of) a chain, on the scope's resources."""
     code = c.param.code
+    if not c.values and c.modifier is None:  # a prefetched chain that reached nothing
+        return Match(false(), f"{c.name}: reaches no resource")
     if code in _ROW_CODES:
         assert scope.row is not None
         if code == "_id":
@@ -146,11 +149,52 @@ def _term(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
         if isinstance(c.values[0], p.MissingValue) and c.values[0].missing:
             return Match(~exists(rows), f"no {where})")
         return Match(exists(rows), f"some {where})")
+    if _probe_each(c):
+        return _probes(scope, c, types, now)
     match = any_value(c.param.type, table, c.values, c.modifier, now)
     rows = select(table.c.res_pk).where(
         _in(table.c.res_type, types), table.c.param == code, match.sql
     )
     return Match(scope.pk.in_(rows), f"{where}, {match.text})")
+
+
+_MAX_PROBES = 100
+
+
+def _probe_each(c: p.Criterion) -> bool:
+    """Several plain ``code`` / ``system|code`` tokens (the SAS search's list of RPPS)."""
+    return (
+        c.param.type == "token"
+        and c.modifier is None
+        and 1 < len(c.values) <= _MAX_PROBES
+        and all(isinstance(v, p.TokenValue) and v.code is not None for v in c.values)
+    )
+
+
+def _probes(scope: _Scope, c: p.Criterion, types: Sequence[str], now: datetime) -> Match:
+    """One index probe per token value, as ``UNION ALL`` branches.
+
+    ``code IN (…)`` (or ``= ANY``) is the natural SQL, but PostgreSQL underestimates the
+    rows of one type and parameter (``res_type`` and ``param`` are correlated) and then
+    reads it as a filter over every code of the parameter: at 10 M slots that is every
+    practitioner's identifier (17,000 rows) for 5 RPPS numbers. An equality per branch is
+    always an index condition, whatever the estimates."""
+    base = schema.INDEX_TABLES["token"]
+    branches = []
+    texts = []
+    for value in c.values:
+        table = scope.alias(base)
+        match = any_value("token", table, [value], None, now)
+        branches.append(
+            select(table.c.res_pk).where(
+                _in(table.c.res_type, types), table.c.param == c.param.code, match.sql
+            )
+        )
+        texts.append(match.text)
+    return Match(
+        scope.pk.in_(union_all(*branches)),
+        f"{base.name}(param={c.param.code}, one probe per value: {' | '.join(texts)})",
+    )
 
 
 def _points(ref: FromClause, c: p.Criterion, alias: _Aliases, now: datetime) -> Match:
@@ -194,6 +238,8 @@ def _pair_target(
         return _points(rd, c, alias, now)
     if c.param.code != pair.reference or c.modifier is not None:
         return None
+    if not c.values:  # a prefetched chain that reached nothing
+        return Match(false(), "reaches no resource")
     by_type: dict[str | None, list[str]] = {}
     for v in c.values:
         if not isinstance(v, p.ReferenceValue) or v.url is not None or v.res_id is None:
@@ -493,6 +539,60 @@ def explain(query: p.Query, *, now: datetime | None = None) -> str:
     return "\n".join(lines)
 
 
+# -- chains resolved first ---------------------------------------------------------------
+
+MAX_PREFETCH = 1000
+
+
+async def prefetch_chains(
+    session: ReadSession, registry: Registry, query: p.Query, *, now: datetime | None = None
+) -> p.Query:
+    """The query with its forward chains replaced by the resources they reach.
+
+    A chain is a nest of subqueries that the database may join in any order, and
+    PostgreSQL's estimates for the index rows of one type and parameter are poor (the two
+    columns are correlated): at 10 M slots it drove ``schedule.actor:Practitioner.identifier``
+    from every Schedule of the table and checked each one's practitioner, so the SAS search
+    slowed down with the size of the directory. Resolved first (one small statement: the
+    Schedules of 5 practitioners), the chain becomes plain ``schedule=Schedule/…``
+    references, which the planner answers with one (schedule, start) range scan
+    (``composites``) at any table size. A chain that reaches more than ``MAX_PREFETCH``
+    resources stays a subquery. ``explain`` shows the unresolved plan."""
+    moment = now or fhirtime.utcnow()
+    criteria: list[p.Criterion] = []
+    for c in query.criteria:
+        resolved = None
+        if c.path and not c.path[0].reverse:
+            resolved = await _prefetched(session, registry, c, moment)
+        criteria.append(resolved or c)
+    if all(a is b for a, b in zip(criteria, query.criteria, strict=True)):
+        return query
+    return replace(query, criteria=criteria)
+
+
+async def _prefetched(
+    session: ReadSession, registry: Registry, c: p.Criterion, now: datetime
+) -> p.Criterion | None:
+    link = c.path[0]
+    param = registry.get(link.sources[0], link.code)
+    if param is None or param.type != "reference":
+        return None
+    aliases = _Aliases()
+    target = aliases(R)
+    rest = replace(c, path=c.path[1:])
+    (inner,) = _group([rest], _Scope(target.c.pk, link.targets, target, aliases), now)
+    stmt = (
+        select(target.c.res_type, target.c.res_id)
+        .where(_in(target.c.res_type, link.targets), target.c.deleted == false(), inner.sql)
+        .limit(MAX_PREFETCH + 1)
+    )
+    rows = await session.fetch(stmt)
+    if len(rows) > MAX_PREFETCH:
+        return None
+    values = tuple(p.ReferenceValue(str(t), str(i)) for t, i in sorted(rows))
+    return p.Criterion(c.name, param, None, values, c.raw)
+
+
 async def search_ids(
     session: ReadSession,
     registry: Registry,
@@ -506,6 +606,7 @@ async def search_ids(
     query = p.parse(registry, res_type, pairs, default_tz=default_tz)
     if query.count == 0:
         return [], query
+    query = await prefetch_chains(session, registry, query, now=now)
     rows = await session.fetch(statement(query, now=now, columns=[R.c.res_id]))
     return [row[0] for row in rows], query
 
@@ -521,5 +622,6 @@ async def count(
 ) -> int:
     """How many resources match (``_count`` and ``_offset`` ignored)."""
     query = p.parse(registry, res_type, pairs, default_tz=default_tz)
+    query = await prefetch_chains(session, registry, query, now=now)
     rows = await session.fetch(count_statement(query, now=now))
     return int(rows[0][0])

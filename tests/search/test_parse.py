@@ -326,6 +326,7 @@ chain_words = st.sampled_from(
     value=st.text(max_size=12),
 )
 @example(words=[("schedule", ".")], tail="", res_type="Slot", value="x")
+@example(words=[("schedule", ":")], tail="", res_type="Slot", value="x")  # empty modifier
 @example(
     words=[("_has", ":"), ("Slot", ":"), ("schedule", ":")], tail="", res_type="Schedule", value="x"
 )
