@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import cProfile
 import itertools
-import os
 import pstats
 import sys
 import tempfile
@@ -71,16 +70,14 @@ from fhir_server.settings import Settings
 from fhir_server.storage import schema
 
 METHODS = ("server", "transaction", "copy")
-REFERENCE_PACKAGES = procs.REFERENCE_PACKAGES
 console = Console(width=None if sys.stdout.isatty() else 150, stderr=True)
 
 
 def package_path() -> Path:
     """Where the server finds the SAS package (its ``Slot`` search parameters change the
     index rows): ``FHIR_PACKAGE_PATH``, else the shared reference packages when present."""
-    if os.environ.get("FHIR_PACKAGE_PATH"):
-        return Path(os.environ["FHIR_PACKAGE_PATH"])
-    return REFERENCE_PACKAGES if REFERENCE_PACKAGES.is_dir() else Settings().package_path
+    path = procs.package_env().get("FHIR_PACKAGE_PATH")
+    return Path(path) if path else Settings().package_path
 
 
 def settings_for(url: str) -> Settings:

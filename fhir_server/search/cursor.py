@@ -238,10 +238,13 @@ async def search_page(
 ) -> Page:
     """The page after (or before) ``cursor``, or the first page. ``_count``/``_offset`` in
     ``pairs`` are ignored: ``limit`` is the page size (the caller applies its maximum).
-    ``parsed``: ``pairs`` already parsed by the caller (its criteria, sort and includes are
-    used; paging controls are not)."""
-    query = parsed or p.parse(registry, res_type, pairs, default_tz=default_tz)
-    query = await plan.prefetch_chains(session, registry, query, now=now)
+    ``parsed``: ``pairs`` already parsed by the caller, with its chains already resolved by
+    ``plan.prefetch_chains`` (its criteria, sort and includes are used; paging controls are
+    not)."""
+    if parsed is None:  # a caller that parsed also resolved its chains (prefetch_chains)
+        parsed = p.parse(registry, res_type, pairs, default_tz=default_tz)
+        parsed = await plan.prefetch_chains(session, registry, parsed, now=now)
+    query = parsed
     sort = plan.sort_columns(query)
     key, bound = secret or _DEFAULT_SECRET, binding(res_type, pairs)
     position = decode(cursor, sort, bound, key) if cursor else None

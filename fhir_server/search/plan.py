@@ -263,11 +263,7 @@ def _fused(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> dic
     if len(scope.types) != 1:
         return out
     for pair in composites.PAIRS.get(scope.types[0], ()):
-        dates = [
-            i
-            for i, c in enumerate(criteria)
-            if not c.path and c.param.code == pair.date and c.modifier is None and c.values
-        ]
+        dates = [i for i, c in enumerate(criteria) if _on_pair_date(c, pair)]
         if not dates:
             continue
         rd = scope.alias(schema.idx_ref_date)
@@ -275,10 +271,7 @@ def _fused(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> dic
             target = None if i in out else _pair_target(rd, c, pair, scope.alias, now)
             if target is None:
                 continue
-            span = Span(rd.c.low, rd.c.high, point=False, width=pair.width)
-            windows = [
-                any_of([date_match(span, v, now) for v in criteria[j].values]) for j in dates
-            ]
+            windows = _windows(rd, pair, [criteria[j] for j in dates], now)
             rows = select(rd.c.res_pk).where(
                 rd.c.res_type == pair.res_type,
                 rd.c.param == pair.name,
@@ -294,6 +287,19 @@ def _fused(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> dic
 
 
 _WITH_PAIR = true()
+
+
+def _on_pair_date(c: p.Criterion, pair: composites.Pair) -> bool:
+    """A plain criterion on the pair's date (no chain, no modifier): it can join the scan."""
+    return not c.path and c.param.code == pair.date and c.modifier is None and bool(c.values)
+
+
+def _windows(
+    rd: FromClause, pair: composites.Pair, dates: Sequence[p.Criterion], now: datetime
+) -> list[Match]:
+    """Date criteria as conditions on an ``idx_ref_date`` row (values ORed, criteria ANDed)."""
+    span = Span(rd.c.low, rd.c.high, point=False, width=pair.width)
+    return [any_of([date_match(span, v, now) for v in c.values]) for c in dates]
 
 
 def _sqls(matches: Sequence[Match]) -> list[ColumnElement[bool]]:
@@ -318,17 +324,12 @@ def _reverse(scope: _Scope, link: Link, members: list[p.Criterion], now: datetim
     assert scope.row is not None
     source = link.sources[0]
     pair = composites.pair_for(source, link.code)
-    dates = [
-        m
-        for m in members
-        if pair and not m.path and m.param.code == pair.date and m.modifier is None and m.values
-    ]
+    dates = [m for m in members if pair and _on_pair_date(m, pair)]
     ref: FromClause
     texts: list[str] = []
     if pair is not None and dates:
         ref = scope.alias(schema.idx_ref_date)
-        span = Span(ref.c.low, ref.c.high, point=False, width=pair.width)
-        windows = [any_of([date_match(span, v, now) for v in m.values]) for m in dates]
+        windows = _windows(ref, pair, dates, now)
         where = [ref.c.res_type == source, ref.c.param == pair.name]
         where += [w.sql for w in windows]
         texts += [f"{pair.date}: {w.text} (idx_ref_date {pair.name})" for w in windows]
