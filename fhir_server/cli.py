@@ -39,6 +39,17 @@ def _configure() -> None:
 console = Console(stderr=True)
 
 
+def _counting_progress() -> Progress:
+    """A bar with done/total and elapsed time, for ``load`` and ``reindex``."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -129,13 +140,7 @@ def load(
         ctx = make_context(settings, store)
         reports = []
         try:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
+            with _counting_progress() as progress:
                 task = progress.add_task("loading", total=len(files))
                 for path in files:
                     progress.update(task, description=f"loading {path.name}")
@@ -192,13 +197,7 @@ def reindex(
             await store.migrate()
             ctx = make_context(settings, store)
             total = await count_current(store, res_type)
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
+            with _counting_progress() as progress:
                 task = progress.add_task(f"reindexing {res_type or 'all types'}", total=total)
                 return await run_reindex(
                     store,
