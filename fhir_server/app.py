@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
 from fhir_server.interactions.context import Context
+from fhir_server.search.availability import AvailabilityCache
 from fhir_server.search.packages import read_manifest, registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
@@ -83,6 +84,11 @@ def make_context(settings: Settings, store: Store) -> Context:
         required_profiles=required,
         unique_identifiers=frozenset(settings.unique_identifiers),
         strict_conditional_ids=settings.conditional_update_id == "strict",
+        availability=(
+            AvailabilityCache(settings.availability_cache_slots)
+            if settings.availability_cache_slots
+            else None
+        ),
     )
 
 

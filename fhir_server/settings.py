@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="Page size when _count is not given (large: SAS searches come in one page)",
     )
     max_count: int = Field(5000, description="Largest _count honoured")
+    availability_cache_slots: int = Field(
+        20_000_000,
+        ge=0,
+        description="Slots whose index rows each process keeps in memory for the SAS slot"
+        " search (about 40 bytes each); 0 turns the cache off",
+    )
     cursor_secret: str | None = Field(
         None,
         description="Key signing search paging cursors; set the same value on every worker",

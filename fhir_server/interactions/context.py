@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from fhir_server.interactions.roles import Role
+from fhir_server.search.availability import AvailabilityCache
 from fhir_server.search.parameters import Registry
 from fhir_server.storage.port import Store
 from fhir_server.validation.validator import Validator
@@ -36,6 +37,8 @@ class Context:
     # conditional update: a body id that is not the matched (or a free) id is refused as the
     # spec says (400/409) instead of being ignored (docs/api.md)
     strict_conditional_ids: bool = False
+    # this process's agendas for the SAS slot search (search/availability.py); None: off
+    availability: AvailabilityCache | None = field(default=None, compare=False, hash=False)
 
     def acting_as(self, role: Role) -> Context:
         """The same context for a client of another role."""

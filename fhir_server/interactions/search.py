@@ -16,17 +16,17 @@ from urllib.parse import urlencode
 
 import orjson
 
-from fhir_server.core import errors
+from fhir_server.core import errors, fhirtime
 from fhir_server.core.errors import Issue
 from fhir_server.interactions import instants
 from fhir_server.interactions._resource import check_type
 from fhir_server.interactions.bundles import bundle, resource_fragment
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.subsetting import subset
-from fhir_server.search import cursor, include, plan
+from fhir_server.search import availability, cursor, include, plan
 from fhir_server.search import parse as p
 from fhir_server.search.parameters import Registry
-from fhir_server.storage.port import Stored
+from fhir_server.storage.port import ReadSession, Stored
 
 
 @dataclass(frozen=True)
@@ -86,40 +86,21 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     size = _page_size(ctx, query)
     counting_only = query.summary == "count"
     cursor_text = query.controls.get("_cursor")
-    criteria = [(k, v) for k, v in req.pairs if k not in ("_cursor", "_count", "_offset")]
     async with ctx.store.reading() as session:
         query = await plan.prefetch_chains(session, ctx.registry, query)
-        if counting_only:
-            page, matches = None, []
-        else:
-            # Keyset paging: the cursor carries the last row's sort values and key, so a page
-            # never repeats or skips rows that were not themselves changed meanwhile.
-            page = await cursor.search_page(
-                session,
-                ctx.registry,
-                req.res_type,
-                criteria,
-                default_tz=ctx.timezone,
-                cursor=cursor_text,
-                limit=size,
-                columns=include.COLUMNS,
-                secret=ctx.cursor_secret,
-                parsed=query,
+        fast = None
+        if ctx.availability is not None and not counting_only and cursor_text is None:
+            # The SAS slot search, from this process's agendas (one statement) when it can
+            fast = await availability.answer(
+                session, ctx.availability, query, specs, size, fhirtime.utcnow()
             )
-            matches = [include.stored_from_row(r) for r in page.rows]
-        first_and_last = page is not None and cursor_text is None and page.next_cursor is None
-        if query.total == "none" and not counting_only:
-            total = None
-        elif first_and_last:
-            total = len(matches)  # everything fitted in the first page
+        if fast is not None:
+            page, matches, included = None, fast.matches, fast.included
+            total = None if query.total == "none" else len(matches)  # all in one page
         else:
-            count_rows = await session.fetch(plan.count_statement(query))
-            total = int(count_rows[0][0])
-        included = (
-            await include.resolve(session, specs, matches, _has_filters(query, ctx.registry))
-            if page
-            else []
-        )
+            page, matches, total, included = await _sql_search(
+                ctx, req, query, specs, session, size, cursor_text, counting_only
+            )
     entries: list[dict[str, Any]] = []
     for mode, group in (("match", matches), ("include", included)):
         for stored in group:
@@ -132,6 +113,53 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     if page is not None and page.previous_cursor:
         links.append(("previous", _link(req, size, page.previous_cursor)))
     return SearchResult(bundle("searchset", entries, total=total, links=links))
+
+
+async def _sql_search(
+    ctx: Context,
+    req: SearchRequest,
+    query: p.Query,
+    specs: list[include.IncludeSpec],
+    session: ReadSession,
+    size: int,
+    cursor_text: str | None,
+    counting_only: bool,
+) -> tuple[cursor.Page | None, list[Stored], int | None, list[Stored]]:
+    """The page, its matches, ``total`` and the included resources, through SQL."""
+    if counting_only:
+        page, matches = None, []
+    else:
+        # Keyset paging: the cursor carries the last row's sort values and key, so a page
+        # never repeats or skips rows that were not themselves changed meanwhile.
+        criteria = [(k, v) for k, v in req.pairs if k not in ("_cursor", "_count", "_offset")]
+        page = await cursor.search_page(
+            session,
+            ctx.registry,
+            req.res_type,
+            criteria,
+            default_tz=ctx.timezone,
+            cursor=cursor_text,
+            limit=size,
+            columns=include.COLUMNS,
+            secret=ctx.cursor_secret,
+            parsed=query,
+        )
+        matches = [include.stored_from_row(r) for r in page.rows]
+    first_and_last = page is not None and cursor_text is None and page.next_cursor is None
+    total: int | None
+    if query.total == "none" and not counting_only:
+        total = None
+    elif first_and_last:
+        total = len(matches)  # everything fitted in the first page
+    else:
+        count_rows = await session.fetch(plan.count_statement(query))
+        total = int(count_rows[0][0])
+    included = (
+        await include.resolve(session, specs, matches, _has_filters(query, ctx.registry))
+        if page
+        else []
+    )
+    return page, matches, total, included
 
 
 def _has_filters(query: p.Query, registry: Registry) -> include.Filters:

@@ -115,8 +115,10 @@ async def _forward(session: ReadSession, spec: IncludeSpec, sources: list[Stored
     if spec.target is not None:
         where.append(REF.c.target_type == spec.target)
     targets = select(REF.c.target_type, REF.c.target_id).where(*where)
-    stmt = select(*COLUMNS).where(
-        tuple_(R.c.res_type, R.c.res_id).in_(targets), R.c.deleted == false()
+    stmt = (
+        select(*COLUMNS)
+        .where(tuple_(R.c.res_type, R.c.res_id).in_(targets), R.c.deleted == false())
+        .order_by(R.c.pk)  # a stable answer: the same bytes for the same data
     )
     return [stored_from_row(r) for r in await session.fetch(stmt)]
 

@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fhir_server.core import fhirtime
-from fhir_server.search import composites
+from fhir_server.search import composites, watch
 from fhir_server.search.extract import Value, compile_expression
 from fhir_server.search.parameters import Registry, SearchParameter
 from fhir_server.storage.port import IndexRows
@@ -63,6 +63,9 @@ def index_resource(registry: Registry, resource: dict[str, Any]) -> IndexRows:
     pairs = composites.pair_rows(res_type, rows)
     if pairs:
         rows[composites.KIND] = pairs
+    watched = watch.watch_rows(res_type, resource.get("id"), rows)
+    if watched:
+        rows[watch.KIND] = watched
     return {k: v for k, v in rows.items() if v}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, FromClause, String, and_, func, literal, or_
 
@@ -147,8 +147,34 @@ def _reference(t: FromClause, value: p.SearchValue, _modifier: str | None, _now:
 # -- dates --------------------------------------------------------------------------------
 
 
+class Logic(Protocol):
+    """What a date comparison is built from: SQL conditions (``Match``) or Python code
+    (``availability.Code``); both combine with ``&`` and ``|``."""
+
+    def __and__(self: L, other: L) -> L: ...
+
+    def __or__(self: L, other: L) -> L: ...
+
+
+L = TypeVar("L", bound=Logic)
+L_co = TypeVar("L_co", bound=Logic, covariant=True)
+
+
+class Side(Protocol[L_co]):
+    """The target side of a date comparison, in the language ``L`` of its conditions."""
+
+    width: timedelta | None
+
+    def starts_before(self, x: datetime) -> L_co: ...
+    def starts_at_or_after(self, x: datetime) -> L_co: ...
+    def ends_after(self, x: datetime) -> L_co: ...
+    def ends_at_or_before(self, x: datetime) -> L_co: ...
+    def low_after(self, x: datetime) -> L_co: ...
+    def low_before(self, x: datetime) -> L_co: ...
+
+
 class Span:
-    """The target side of a date comparison: an index range or a point column.
+    """The target side of a date comparison in SQL: an index range or a point column.
 
     ``width``, when known, is the longest a target range can be (``high - low``); it lets
     every prefix but ``ne`` add a condition on ``low`` alone, which an index on ``low`` can
@@ -176,6 +202,12 @@ class Span:
             return Match(self.high < x, f"at < {show(x)}")
         return Match(self.high <= x, f"high <= {show(x)}")
 
+    def low_after(self, x: datetime) -> Match:
+        return Match(self.low > x, f"low > {show(x)}")
+
+    def low_before(self, x: datetime) -> Match:
+        return Match(self.low < x, f"low < {show(x)}")
+
 
 def approximate_range(low: datetime, high: datetime, now: datetime) -> tuple[datetime, datetime]:
     """``ap``: the value widened by 10% of its distance from now, at least one day."""
@@ -186,20 +218,22 @@ def approximate_range(low: datetime, high: datetime, now: datetime) -> tuple[dat
     return wide_low, wide_high
 
 
-def date_match(span: Span, value: p.SearchValue, now: datetime) -> Match:
+def date_match(span: Side[L], value: p.SearchValue, now: datetime) -> L:
+    """The prefixed date ``value`` against ``span``, in the span's language: SQL for the
+    index tables, Python for the availability cache, from this one definition."""
     match = _date_match(span, value, now)
     if span.width is None:
         return match
     assert isinstance(value, p.DateValue)
-    lower, upper = _low_bounds(value, span.width, now)
+    lower, upper = low_bounds(value, span.width, now)
     if lower is not None:
-        match = match & Match(span.low > lower, f"low > {show(lower)}")
+        match = match & span.low_after(lower)
     if upper is not None:
-        match = match & Match(span.low < upper, f"low < {show(upper)}")
+        match = match & span.low_before(upper)
     return match
 
 
-def _low_bounds(
+def low_bounds(
     value: p.DateValue, width: timedelta, now: datetime
 ) -> tuple[datetime | None, datetime | None]:
     """Bounds on ``low`` implied by a match when ``low <= high <= low + width``: redundant,
@@ -217,11 +251,11 @@ def _low_bounds(
     return None, None  # ne; sa is already "low >= value's end"
 
 
-def _date_match(span: Span, value: p.SearchValue, now: datetime) -> Match:
+def _date_match(span: Side[L], value: p.SearchValue, now: datetime) -> L:
     assert isinstance(value, p.DateValue)
     low, high = value.low, value.high
 
-    def within() -> Match:
+    def within() -> L:
         return span.starts_at_or_after(low) & span.ends_at_or_before(high)
 
     prefix = value.prefix

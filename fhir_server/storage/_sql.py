@@ -20,6 +20,8 @@ from fhir_server.storage.port import HistoryPage, IndexRows, Stored
 
 _RES = schema.resources
 _HIST = schema.history
+_WATCH = schema.idx_watch
+_VERSIONS = schema.watch_versions
 
 
 def _aware(value: datetime) -> datetime:
@@ -122,6 +124,7 @@ class SqlWriteSession(SqlReadSession):
         self._history: list[tuple[int | Key, Stored]] = []
         self._index: dict[int | Key, tuple[str, IndexRows]] = {}
         self._clear: set[int] = set()
+        self._touched: set[str] = set()  # change keys of the old and new versions written
 
     async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
         await self.flush()
@@ -185,6 +188,8 @@ class SqlWriteSession(SqlReadSession):
         if self._clear:
             cleared = sorted(self._clear)
             self._clear.clear()
+            old_keys = select(_WATCH.c.key).where(_WATCH.c.res_pk.in_(cleared)).distinct()
+            self._touched.update(k for (k,) in (await self.conn.execute(old_keys)).all())
             for table in schema.INDEX_TABLES.values():
                 await self.conn.execute(delete(table).where(table.c.res_pk.in_(cleared)))
         if self._history:
@@ -206,6 +211,7 @@ class SqlWriteSession(SqlReadSession):
             by_kind: dict[str, list[dict[str, Any]]] = {}
             for ref, (res_type, index) in self._index.items():
                 pk = ref if isinstance(ref, int) else pks[ref]
+                self._touched.update(r["key"] for r in index.get("watch", ()))
                 for kind, kind_rows in index.items():
                     by_kind.setdefault(kind, []).extend(
                         {**r, "res_pk": pk, "res_type": res_type} for r in kind_rows
@@ -214,6 +220,20 @@ class SqlWriteSession(SqlReadSession):
             for kind, kind_rows in by_kind.items():
                 if kind_rows:
                     await self._insert_rows(schema.INDEX_TABLES[kind], kind_rows)
+
+    async def finish(self) -> None:
+        """Before commit: write what is buffered, then count one change of every key the
+        transaction touched. The counters are updated last and in key order, so two
+        transactions never wait for each other's counters in opposite orders."""
+        await self.flush()
+        if not self._touched:
+            return
+        keys, self._touched = sorted(self._touched), set()
+        stmt = self.insert(_VERSIONS).values([{"key": k, "version": 1} for k in keys])
+        bump = stmt.on_conflict_do_update(
+            index_elements=[_VERSIONS.c.key], set_={"version": _VERSIONS.c.version + 1}
+        )
+        await self.conn.execute(bump)
 
     async def _flush_resources(self) -> None:
         """Write the buffered resource rows; the created ones' pks go to ``_pks``."""
@@ -315,7 +335,7 @@ class SqlStore:
         async with self._write_engine().begin() as conn:
             session = self.write_session_class(conn)
             yield session
-            await session.flush()
+            await session.finish()
 
     def _write_engine(self) -> AsyncEngine:
         return self.engine

@@ -149,6 +149,24 @@ idx_geo = _index_table(
     indexes=(("res_type", "param", "latitude", "longitude"),),
 )
 
+# Change keys, for the caches each server process keeps (``search.availability``). A row
+# names a key that the current version of its resource touches ("Schedule/s1" for a Slot
+# of that Schedule, and for the Schedule itself; which keys is decided in ``search.watch``).
+# Every write transaction adds one to the ``watch_versions`` counter of each key its old
+# and new versions touch, so a process can check in one query that what it cached is
+# still what the database holds. A key without a counter row has never changed: version 0.
+idx_watch = _index_table(
+    "idx_watch",
+    Column("key", Text, nullable=False),
+    indexes=(),
+)
+watch_versions = Table(
+    "watch_versions",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 INDEX_TABLES: dict[str, Table] = {
     "token": idx_token,
     "string": idx_string,
@@ -159,4 +177,5 @@ INDEX_TABLES: dict[str, Table] = {
     "quantity": idx_quantity,
     "special": idx_geo,
     "ref_date": idx_ref_date,  # not a parameter type: pairs of parameters
+    "watch": idx_watch,  # not a parameter type: change keys
 }

@@ -89,7 +89,7 @@ class SqliteStore(SqlStore):
         async with self._write_lock, self._writer.begin() as conn:
             session = self.write_session_class(conn)
             yield session
-            await session.flush()
+            await session.finish()
 
     def _reader(self) -> sqlite3.Connection:
         # Point reads (read, vread) take microseconds in SQLite itself: a plain read-only

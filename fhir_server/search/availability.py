@@ -1,0 +1,559 @@
+"""A per-process cache of each Schedule's agenda: the SAS slot search answered from memory.
+
+The SAS platform asks every few seconds for the free slots of a few practitioners' schedules
+in the next 72 hours (``Slot?schedule…&start=ge…&start=le…&status=free`` with the Schedule
+and its actors included). Through SQL that is a range scan per schedule, a status check per
+slot and two include statements: ~1,000 index and heap pages and five statements per
+search, whatever the cache of the database. Here each Schedule's *index rows* (the
+``schedule+start`` pair rows of its Slots, their status tokens, the Schedule's actors) are
+kept in memory, and a search costs one statement that reads, in one snapshot:
+
+- the change counters (``search.watch``) of the schedules asked: equal to the versions the
+  agendas were read at, they prove the agendas still hold;
+- the stored bytes of the matched Slots, of the Schedules and of their actors, by key.
+
+A stale agenda (a counter moved) is dropped, read again and the statement re-run; what is
+returned always comes from that one snapshot, so it is exactly what the SQL search would
+have returned then (``tests/search/test_availability.py`` compares both on random data and
+writes, on SQLite and PostgreSQL).
+
+Only this shape is served here; any other search goes through ``plan`` unchanged:
+
+- ``Slot`` with exactly one ``schedule`` criterion of ``Schedule/id`` references (a chain
+  such as ``schedule.actor:Practitioner.identifier`` counts once ``plan.prefetch_chains``
+  has resolved it to references), at least one plain ``start`` criterion (any prefix), and
+  plain ``status`` token criteria;
+- no ``_sort``, no paging position, no ``_summary=count``, every match in the first page;
+- ``_include`` of ``Slot:schedule`` and ``_include:iterate`` of ``Schedule:actor`` only.
+
+Dates are tested with ``matchers.date_match``, the same definition the SQL is built from,
+here in Python over microseconds.
+
+Memory: about 40 bytes per slot of the cached schedules (arrays of pks and microseconds),
+bounded by ``max_slots`` (least recently used agendas are dropped first).
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    false,
+    literal,
+    null,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.sql import Select
+
+from fhir_server.search import composites, watch
+from fhir_server.search import parse as p
+from fhir_server.search.include import COLUMNS, IncludeSpec, stored_from_row
+from fhir_server.search.matchers import date_match, low_bounds
+from fhir_server.storage import schema
+from fhir_server.storage.port import ReadSession, Stored
+
+R = schema.resources
+RD = schema.idx_ref_date
+REF = schema.idx_reference
+TOKEN = schema.idx_token
+VERSIONS = schema.watch_versions
+
+SLOT, SCHEDULE = "Slot", "Schedule"
+STATUS = "status"  # the token parameter of Slot the agendas keep
+ACTOR = "actor"  # Schedule.actor: what ``_include:iterate=Schedule:actor`` follows
+MAX_ROUNDS = 3  # agendas re-read after a concurrent write; then the SQL search answers
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+Token = tuple[str | None, str | None]  # (system, code) of a status row
+
+
+def _us(moment: datetime) -> int:
+    if moment.tzinfo is None:  # SQLite returns UTC without an offset
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+# -- dates: matchers.date_match in Python ---------------------------------------------------
+
+Predicate = Callable[[int, int], bool]
+
+
+class Test:
+    """A condition on a slot's ``[lo, hi)`` (microseconds), built like a SQL ``Match``."""
+
+    __slots__ = ("test",)
+
+    def __init__(self, test: Predicate) -> None:
+        self.test = test
+
+    def __and__(self, other: Test) -> Test:
+        f, g = self.test, other.test
+        return Test(lambda lo, hi: f(lo, hi) and g(lo, hi))
+
+    def __or__(self, other: Test) -> Test:
+        f, g = self.test, other.test
+        return Test(lambda lo, hi: f(lo, hi) or g(lo, hi))
+
+
+class RowSide:
+    """``matchers.Side`` over a cached pair row; its range is never open (an agenda with an
+    open range is not served, see ``Agenda.servable``)."""
+
+    def __init__(self, width: timedelta | None) -> None:
+        self.width = width
+
+    def starts_before(self, x: datetime) -> Test:
+        v = _us(x)
+        return Test(lambda lo, hi: lo < v)
+
+    def starts_at_or_after(self, x: datetime) -> Test:
+        v = _us(x)
+        return Test(lambda lo, hi: lo >= v)
+
+    def ends_after(self, x: datetime) -> Test:
+        v = _us(x)
+        return Test(lambda lo, hi: hi > v)
+
+    def ends_at_or_before(self, x: datetime) -> Test:
+        v = _us(x)
+        return Test(lambda lo, hi: hi <= v)
+
+    def low_after(self, x: datetime) -> Test:
+        v = _us(x)
+        return Test(lambda lo, hi: lo > v)
+
+    def low_before(self, x: datetime) -> Test:
+        return self.starts_before(x)
+
+
+# -- what is cached -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Agenda:
+    """One Schedule's slots as the index says, sorted by start, read at ``version``."""
+
+    version: int
+    schedule_pk: int | None  # None: no such Schedule, or deleted
+    actors: tuple[tuple[str, str], ...]  # its ``actor`` relative references (type, id)
+    lows: array[int] = field(default_factory=lambda: array("q"))
+    highs: array[int] = field(default_factory=lambda: array("q"))
+    pks: array[int] = field(default_factory=lambda: array("q"))
+    statuses: list[tuple[Token, ...]] = field(default_factory=list)
+    servable: bool = True  # False: a slot has an open start range; SQL answers instead
+
+    @property
+    def size(self) -> int:
+        return len(self.pks) + 1
+
+
+class AvailabilityCache:
+    """Agendas by change key (``Schedule/<id>``), least recently used dropped first once
+    they hold more than ``max_slots`` slots. One per process; coroutines share it (an
+    agenda is replaced whole, never modified)."""
+
+    def __init__(self, max_slots: int) -> None:
+        self.max_slots = max_slots
+        self._agendas: OrderedDict[str, Agenda] = OrderedDict()
+        self._slots = 0
+        self.served = self.fills = self.stale = self.declined = 0  # for tests and logs
+
+    def __len__(self) -> int:
+        return len(self._agendas)
+
+    def get(self, key: str) -> Agenda | None:
+        agenda = self._agendas.get(key)
+        if agenda is not None:
+            self._agendas.move_to_end(key)
+        return agenda
+
+    def put(self, key: str, agenda: Agenda) -> None:
+        self.drop(key)
+        self._agendas[key] = agenda
+        self._slots += agenda.size
+        while self._slots > self.max_slots and self._agendas:
+            _, evicted = self._agendas.popitem(last=False)
+            self._slots -= evicted.size
+
+    def drop(self, key: str) -> None:
+        old = self._agendas.pop(key, None)
+        if old is not None:
+            self._slots -= old.size
+
+
+# -- which searches ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A search this module can answer, reduced to what it needs."""
+
+    schedules: tuple[str, ...]  # Schedule ids, in first-mention order
+    dates: tuple[p.Criterion, ...]
+    statuses: tuple[p.Criterion, ...]
+    include_schedules: bool
+    include_actors: bool
+    actor_type: str | None  # ``_include:iterate=Schedule:actor:Type``
+
+
+def shape_of(query: p.Query, specs: Sequence[IncludeSpec]) -> Shape | None:
+    """The search as a ``Shape``, or None when the SQL search must answer it."""
+    pair = composites.pair_for(query.res_type, "schedule")
+    if query.res_type != SLOT or pair is None or query.sort or query.offset:
+        return None
+    if query.summary == "count" or "_cursor" in query.controls:
+        return None
+    schedules: list[str] | None = None
+    dates: list[p.Criterion] = []
+    statuses: list[p.Criterion] = []
+    for c in query.criteria:
+        if c.path or not c.values:
+            return None
+        code = c.param.code
+        if code == pair.reference and schedules is None:
+            schedules = _schedule_ids(c)
+            if schedules is None:
+                return None
+        elif code == pair.date and c.modifier is None:
+            dates.append(c)
+        elif code == STATUS and c.modifier is None and _tokens(c.values):
+            statuses.append(c)
+        else:
+            return None
+    if schedules is None or not dates:
+        return None
+    include_schedules = include_actors = False
+    actor_type: str | None = None
+    for spec in specs:
+        if spec.reverse or spec.param is None:
+            return None
+        if (spec.source, spec.param) == (SLOT, pair.reference) and spec.target in (None, SCHEDULE):
+            include_schedules = True
+        elif (spec.source, spec.param) == (SCHEDULE, ACTOR):
+            if spec.iterate:  # not iterated, it applies to the Slots: includes nothing
+                if include_actors and actor_type != spec.target:
+                    return None
+                include_actors, actor_type = True, spec.target
+        else:
+            return None
+    return Shape(
+        tuple(dict.fromkeys(schedules)),
+        tuple(dates),
+        tuple(statuses),
+        include_schedules,
+        include_actors and include_schedules,
+        actor_type,
+    )
+
+
+def _schedule_ids(c: p.Criterion) -> list[str] | None:
+    ids: list[str] = []
+    for v in c.values:
+        if not isinstance(v, p.ReferenceValue) or v.url is not None or v.res_id is None:
+            return None
+        kind = v.res_type or c.modifier
+        if kind != SCHEDULE or c.modifier not in (None, SCHEDULE):
+            return None
+        ids.append(v.res_id)
+    return ids
+
+
+def _tokens(values: Iterable[p.SearchValue]) -> bool:
+    return all(isinstance(v, p.TokenValue) for v in values)
+
+
+# -- the answer -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    matches: list[Stored]
+    included: list[Stored]
+
+
+async def answer(
+    session: ReadSession,
+    cache: AvailabilityCache,
+    query: p.Query,
+    specs: Sequence[IncludeSpec],
+    limit: int,
+    now: datetime,
+) -> Answer | None:
+    """The first page of the search from the agendas, or None when the SQL search must
+    answer (another shape, more matches than ``limit``, agendas larger than the cache, or
+    writes racing every round)."""
+    shape = shape_of(query, specs)
+    if shape is None or limit <= 0:
+        return None
+    pair = composites.pair_for(SLOT, "schedule")
+    assert pair is not None
+    keys = {watch.key(SCHEDULE, s): s for s in shape.schedules}
+    matcher = _Matcher(shape, pair.width, now)
+    for _ in range(MAX_ROUNDS):
+        missing = [k for k in keys if cache.get(k) is None]
+        if missing:
+            versions = await _versions(session, missing)  # before the rows: see ``_fill``
+            await _fill(session, cache, [keys[k] for k in missing], versions)
+        agendas = {k: cache.get(k) for k in keys}
+        if any(a is None or not a.servable for a in agendas.values()):
+            cache.declined += 1
+            return None  # the cache cannot hold them all, or an open range
+        found = {k: matcher.pks(a) for k, a in agendas.items() if a is not None}
+        matched = sorted({pk for pks in found.values() for pk in pks})
+        if len(matched) > limit:
+            cache.declined += 1
+            return None  # several pages: the SQL search pages with cursors
+        with_slots = [agendas[k] for k, pks in found.items() if pks]
+        schedule_pks = (
+            sorted({a.schedule_pk for a in with_slots if a and a.schedule_pk is not None})
+            if shape.include_schedules
+            else []
+        )
+        actors = (
+            sorted(
+                {
+                    ref
+                    for a in with_slots
+                    if a and a.schedule_pk is not None
+                    for ref in a.actors
+                    if shape.actor_type is None or ref[0] == shape.actor_type
+                }
+            )
+            if shape.include_actors
+            else []
+        )
+        rows = await session.fetch(_snapshot(session, list(keys), matched + schedule_pks, actors))
+        current = {str(r[2]): int(r[3]) for r in rows if r[0] is None}
+        stale = [k for k, a in agendas.items() if a and current.get(k, 0) != a.version]
+        if stale:
+            cache.stale += 1
+            for k in stale:
+                cache.drop(k)
+            continue
+        stored = [stored_from_row(r) for r in rows if r[0] is not None]
+        by_pk = {s.pk: s for s in stored}
+        if any(pk not in by_pk for pk in matched):
+            return None  # cannot happen while counters hold; never answer from a doubt
+        included = [by_pk[pk] for pk in schedule_pks if pk in by_pk]
+        by_ref = {(s.res_type, s.res_id): s for s in stored}
+        extra = sorted((by_ref[ref] for ref in actors if ref in by_ref), key=_pk)
+        cache.served += 1
+        return Answer([by_pk[pk] for pk in matched], included + extra)
+    cache.declined += 1
+    return None
+
+
+def _pk(stored: Stored) -> int:
+    return stored.pk or 0
+
+
+class _Matcher:
+    """The search's date and status criteria over an agenda."""
+
+    def __init__(self, shape: Shape, width: timedelta, now: datetime) -> None:
+        side = RowSide(width)
+        self.dates: list[Predicate] = []
+        lower: int | None = None  # candidates: lower < low < upper
+        upper: int | None = None
+        for c in shape.dates:
+            tests = [date_match(side, v, now) for v in c.values]
+            combined = tests[0]
+            for t in tests[1:]:
+                combined = combined | t
+            self.dates.append(combined.test)
+            # values are ORed: the loosest bound of the criterion; criteria are ANDed
+            bounds = [low_bounds(v, width, now) for v in c.values if isinstance(v, p.DateValue)]
+            lows = [b[0] for b in bounds]
+            highs = [b[1] for b in bounds]
+            if all(b is not None for b in lows):
+                c_low = min(_us(b) for b in lows if b is not None)
+                lower = c_low if lower is None else max(lower, c_low)
+            if all(b is not None for b in highs):
+                c_high = max(_us(b) for b in highs if b is not None)
+                upper = c_high if upper is None else min(upper, c_high)
+        self.lower, self.upper = lower, upper
+        self.statuses = [
+            [v for v in c.values if isinstance(v, p.TokenValue)] for c in shape.statuses
+        ]
+        self._status_memo: dict[tuple[Token, ...], bool] = {}
+
+    def pks(self, agenda: Agenda) -> list[int]:
+        lows, highs, pks, statuses = agenda.lows, agenda.highs, agenda.pks, agenda.statuses
+        first = 0 if self.lower is None else bisect_right(lows, self.lower)
+        last = len(lows) if self.upper is None else bisect_left(lows, self.upper)
+        dates, status_ok = self.dates, self._status
+        out: list[int] = []
+        for i in range(first, last):
+            lo, hi = lows[i], highs[i]
+            if all(test(lo, hi) for test in dates) and status_ok(statuses[i]):
+                out.append(pks[i])
+        return out
+
+    def _status(self, tokens: tuple[Token, ...]) -> bool:
+        known = self._status_memo.get(tokens)
+        if known is None:
+            known = all(
+                any(_token_match(v, t) for v in values for t in tokens) for values in self.statuses
+            )
+            self._status_memo[tokens] = known
+        return known
+
+
+def _token_match(value: p.TokenValue, row: Token) -> bool:
+    """``matchers._token`` for a plain ``system|code`` value (``|code``: no system)."""
+    if value.system is not None and row[0] != (value.system or None):
+        return False
+    return value.code is None or row[1] == value.code
+
+
+# -- statements -----------------------------------------------------------------------------
+
+
+def _in(session: ReadSession, column: Any, name: str, values: list[Any], kind: Any) -> Any:
+    """``column IN values``: one array parameter on PostgreSQL (one prepared statement
+    whatever the count), an expanding list on SQLite."""
+    condition: ColumnElement[bool]
+    if session.dialect == "postgresql":
+        condition = column == any_(bindparam(name, values, type_=ARRAY(kind)))
+    else:
+        condition = column.in_(bindparam(name, values, expanding=True))
+    return condition
+
+
+async def _versions(session: ReadSession, keys: list[str]) -> dict[str, int]:
+    stmt = select(VERSIONS.c.key, VERSIONS.c.version).where(
+        _in(session, VERSIONS.c.key, "keys", keys, Text)
+    )
+    return {str(k): int(v) for k, v in await session.fetch(stmt)}
+
+
+async def _fill(
+    session: ReadSession, cache: AvailabilityCache, ids: list[str], versions: dict[str, int]
+) -> None:
+    """Read the agendas of ``ids`` and cache them at ``versions``.
+
+    The versions were read first: a write committed in between moved its counter past the
+    cached version, so the next search sees the agenda stale and reads it again; an agenda
+    can be newer than its version, never older."""
+    pair = composites.pair_for(SLOT, "schedule")
+    assert pair is not None
+    status = TOKEN.alias("status")
+    slots = (
+        select(RD.c.target_id, RD.c.res_pk, RD.c.low, RD.c.high, status.c.system, status.c.code)
+        .select_from(
+            RD.outerjoin(
+                status,
+                and_(
+                    status.c.res_pk == RD.c.res_pk,
+                    status.c.res_type == SLOT,
+                    status.c.param == STATUS,
+                ),
+            )
+        )
+        .where(
+            RD.c.res_type == SLOT,
+            RD.c.param == pair.name,
+            RD.c.target_type == SCHEDULE,
+            _in(session, RD.c.target_id, "ids", ids, Text),
+        )
+    )
+    actor = REF.alias("actor")
+    schedules = (
+        select(R.c.res_id, R.c.pk, actor.c.target_type, actor.c.target_id)
+        .select_from(
+            R.outerjoin(
+                actor,
+                and_(
+                    actor.c.res_pk == R.c.pk,
+                    actor.c.param == ACTOR,
+                    actor.c.url.is_(None),
+                    actor.c.target_id.is_not(None),
+                    actor.c.target_type.is_not(None),
+                ),
+            )
+        )
+        .where(
+            R.c.res_type == SCHEDULE,
+            _in(session, R.c.res_id, "ids", ids, Text),
+            R.c.deleted == false(),
+        )
+    )
+    rows: dict[str, dict[int, tuple[int | None, int | None, set[Token]]]] = {i: {} for i in ids}
+    for target, pk, low, high, system, code in await session.fetch(slots):
+        entry = rows[target].get(pk)
+        if entry is None:
+            entry = (None if low is None else _us(low), None if high is None else _us(high), set())
+            rows[target][pk] = entry
+        if code is not None or system is not None:
+            entry[2].add((system, code))
+    heads: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+    for res_id, pk, target_type, target_id in await session.fetch(schedules):
+        head = heads.setdefault(res_id, (pk, []))
+        if target_type is not None and target_id is not None:
+            head[1].append((target_type, target_id))
+    interned: dict[frozenset[Token], tuple[Token, ...]] = {}
+    for res_id in ids:
+        key = watch.key(SCHEDULE, res_id)
+        pk, actors = heads.get(res_id, (None, []))
+        agenda = Agenda(versions.get(key, 0), pk, tuple(sorted(set(actors))))
+        for slot_pk, (low, high, tokens) in sorted(
+            rows[res_id].items(), key=lambda item: (item[1][0] or 0, item[0])
+        ):
+            if low is None or high is None:
+                agenda.servable = False
+                continue
+            agenda.lows.append(low)
+            agenda.highs.append(high)
+            agenda.pks.append(slot_pk)
+            frozen = frozenset(tokens)
+            agenda.statuses.append(interned.setdefault(frozen, tuple(sorted(tokens, key=str))))
+        cache.fills += 1
+        cache.put(key, agenda)
+
+
+def _snapshot(
+    session: ReadSession, keys: list[str], pks: list[int], actors: list[tuple[str, str]]
+) -> Any:
+    """One statement, so one snapshot: the counters of ``keys`` (rows with a NULL pk) and
+    the stored resources of ``pks`` and ``actors``."""
+    parts: list[Select[Any]] = [
+        select(
+            cast(null(), BigInteger),
+            literal("#watch"),
+            VERSIONS.c.key,
+            VERSIONS.c.version,
+            cast(null(), R.c.last_updated.type),
+            cast(null(), R.c.deleted.type),
+            cast(null(), R.c.content.type),
+        ).where(_in(session, VERSIONS.c.key, "keys", keys, Text))
+    ]
+    if pks:
+        parts.append(
+            select(*COLUMNS).where(
+                _in(session, R.c.pk, "pks", pks, BigInteger), R.c.deleted == false()
+            )
+        )
+    if actors:
+        parts.append(
+            select(*COLUMNS).where(
+                tuple_(R.c.res_type, R.c.res_id).in_(bindparam("actors", actors, expanding=True)),
+                R.c.deleted == false(),
+            )
+        )
+    return parts[0] if len(parts) == 1 else union_all(*parts)

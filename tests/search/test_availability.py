@@ -1,0 +1,286 @@
+"""The availability cache answers the SAS slot search exactly as the SQL search does.
+
+Random agendas and random searches of the served shape, on SQLite and PostgreSQL: the
+bundle from a context with a cache must be the bundle from one without (entries in the
+same order, same bytes but the answer's time), on
+a cold cache, a warm one, and after random writes made elsewhere (the cache object is
+never told about them: only the change counters in the database are).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+import pytest
+
+from fhir_server.core.fhirtime import PARIS
+from fhir_server.interactions import delete, update
+from fhir_server.interactions.context import Context
+from fhir_server.interactions.search import SearchRequest, search
+from fhir_server.search import availability, include, parse
+from fhir_server.search.parameters import default_registry
+from fhir_server.search.reindex import reindex
+from fhir_server.storage import schema
+from fhir_server.storage.port import Store
+
+RPPS = "urn:oid:1.2.250.1.71.4.2.1"
+BASE = "http://test/fhir"
+DAY = datetime(2024, 6, 3, 6, 0, tzinfo=UTC)  # 08:00 in Paris
+SCHEDULES = [f"s{n}" for n in range(6)]
+STATUSES = ["free", "busy", "busy-unavailable"]
+PREFIXES = ["", "eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
+VALUES = [
+    "2024-06-03T09:00:00",
+    "2024-06-03T09:00:00.000+02:00",
+    "2024-06-03T07:30:00Z",
+    "2024-06-03T10:15",
+    "2024-06-03",
+    "2024-06-04",
+    "2024-06",
+]
+
+
+def contexts(store: Store, slots: int = 1_000_000) -> tuple[Context, Context]:
+    """(without cache, with cache) over the same store."""
+    registry = default_registry()
+    plain = Context(store=store, registry=registry, timezone=PARIS)
+    cached = Context(
+        store=store,
+        registry=registry,
+        timezone=PARIS,
+        availability=availability.AvailabilityCache(slots),
+    )
+    return plain, cached
+
+
+def practitioner(n: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Practitioner",
+        "id": f"p{n}",
+        "identifier": [{"system": RPPS, "value": f"81000000000{n}"}],
+    }
+
+
+def schedule(rng: random.Random, sid: str) -> dict[str, Any]:
+    actors = [{"reference": f"Practitioner/p{rng.randrange(4)}"}]
+    if rng.random() < 0.4:
+        actors.append({"reference": f"Practitioner/p{rng.randrange(4)}"})
+    if rng.random() < 0.2:
+        actors.append({"reference": "https://elsewhere/Practitioner/p1"})
+    if rng.random() < 0.2:
+        actors.append({"reference": "Location/nowhere"})
+    return {"resourceType": "Schedule", "id": sid, "actor": actors}
+
+
+def slot(rng: random.Random, n: int) -> dict[str, Any]:
+    start = DAY + timedelta(minutes=15 * rng.randrange(-8, 200))
+    if rng.random() < 0.2:
+        start += timedelta(milliseconds=rng.choice([1, 999]))
+    offset = rng.choice(["Z", "+02:00"])
+    shown = start if offset == "Z" else start + timedelta(hours=2)
+    text = shown.strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{shown.microsecond // 1000:03d}" if shown.microsecond else ""
+    )
+    target = rng.choice(
+        [f"Schedule/{s}" for s in SCHEDULES] + ["Schedule/missing", "https://elsewhere/Schedule/s1"]
+    )
+    return {
+        "resourceType": "Slot",
+        "id": f"slot{n}",
+        "schedule": {"reference": target},
+        "status": rng.choice(STATUSES),
+        "start": text + offset,
+        "end": (shown + timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%S") + offset,
+    }
+
+
+async def put(ctx: Context, resource: dict[str, Any]) -> None:
+    await update.update(ctx, resource["resourceType"], resource["id"], resource)
+
+
+def query(rng: random.Random) -> str:
+    pairs: list[tuple[str, str]] = []
+    if rng.random() < 0.5:
+        chosen = rng.sample(SCHEDULES + ["missing"], rng.randint(1, 4))
+        pairs.append(("schedule", ",".join(f"Schedule/{s}" for s in chosen)))
+    else:
+        chosen = rng.sample(range(5), rng.randint(1, 3))
+        name = "schedule.actor:Practitioner.identifier"
+        pairs.append((name, ", ".join(f"{RPPS}|81000000000{n}" for n in chosen)))
+    for _ in range(rng.randint(1, 2)):
+        values = [rng.choice(PREFIXES) + rng.choice(VALUES) for _ in range(rng.randint(1, 2))]
+        pairs.append(("start", ",".join(values)))
+    if rng.random() < 0.8:
+        pairs.append(("status", rng.choice(["free", "free,busy", "|free", "busy-unavailable"])))
+    if rng.random() < 0.8:
+        pairs.append(("_include", "Slot:schedule"))
+    if rng.random() < 0.7:
+        pairs.append(
+            ("_include:iterate", rng.choice(["Schedule:actor", "Schedule:actor:Practitioner"]))
+        )
+    if rng.random() < 0.1:
+        pairs.append(("_count", "3"))
+    if rng.random() < 0.1:
+        pairs.append(("_total", "none"))
+    rng.shuffle(pairs)
+    return urlencode(pairs)
+
+
+async def answer(ctx: Context, text: str) -> bytes:
+    """The bundle's bytes, but for its ``meta.lastUpdated`` (the time of the answer)."""
+    req = SearchRequest("Slot", parse_qsl(text, keep_blank_values=True), BASE, raw_query=text)
+    bundle = orjson.loads((await search(ctx, req)).body)
+    bundle.pop("meta", None)
+    return orjson.dumps(bundle)
+
+
+async def same_answers(plain: Context, cached: Context, queries: list[str]) -> None:
+    wrong = []
+    for text in queries:
+        expected, got = await answer(plain, text), await answer(cached, text)
+        if got != expected:
+            wrong.append(f"Slot?{text}\n  sql:   {expected[:300]!r}\n  cache: {got[:300]!r}")
+    assert not wrong, f"{len(wrong)} of {len(queries)} differ:\n" + "\n".join(wrong[:5])
+
+
+async def load(ctx: Context, rng: random.Random, slots: int = 120) -> None:
+    for n in range(4):
+        await put(ctx, practitioner(n))
+    for sid in SCHEDULES[:-1]:  # s5 never exists: its slots point nowhere
+        await put(ctx, schedule(rng, sid))
+    for n in range(slots):
+        await put(ctx, slot(rng, n))
+
+
+async def change(ctx: Context, rng: random.Random, slots: int) -> str:
+    """One random write, as another process would make it."""
+    kind = rng.choice(["status", "start", "move", "delete", "create", "schedule", "gone"])
+    n = rng.randrange(slots)
+    if kind == "delete":
+        await delete.delete(ctx, "Slot", f"slot{n}")
+    elif kind == "schedule":
+        await put(ctx, schedule(rng, rng.choice(SCHEDULES)))
+    elif kind == "gone":
+        await delete.delete(ctx, rng.choice(["Schedule", "Practitioner"]), f"s{rng.randrange(5)}")
+    else:
+        fresh = slot(rng, n if kind != "create" else slots + rng.randrange(1000))
+        await put(ctx, fresh)
+    return kind
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_cache_answers_exactly_what_sql_answers(store: Store, seed: int) -> None:
+    rng = random.Random(seed)
+    plain, cached = contexts(store)
+    await load(plain, rng)
+    queries = [query(rng) for _ in range(60)]
+    await same_answers(plain, cached, queries)  # cold
+    await same_answers(plain, cached, queries)  # warm
+    cache = cached.availability
+    assert cache is not None
+    assert cache.served >= 60, (cache.served, cache.declined)  # the cache did answer
+    for _ in range(25):
+        await change(plain, rng, 120)
+        await same_answers(plain, cached, rng.sample(queries, 8))
+    assert cache.stale > 0  # writes elsewhere were noticed through the counters
+
+
+async def test_sas_query_with_instants_as_sent(store: Store) -> None:
+    """The PS query as the SAS platform sends it, answered from the cache."""
+    rng = random.Random(7)
+    plain, cached = contexts(store)
+    await load(plain, rng)
+    text = (
+        "_include=Slot:schedule&_include:iterate=Schedule:actor"
+        "&start=ge2024-06-03T08:00:00.000+02:00&start=le2024-06-05T08:00:00.000 02:00"
+        f"&schedule.actor:Practitioner.identifier={RPPS}|810000000000, {RPPS}|810000000001"
+        "&status=free"
+    )
+    await same_answers(plain, cached, [text])
+    body = orjson.loads(await answer(cached, text))
+    modes = {e["search"]["mode"] for e in body["entry"]}
+    assert body["total"] > 0 and modes == {"match", "include"}
+    assert cached.availability is not None and cached.availability.served == 2
+
+
+async def test_more_matches_than_a_page_go_to_sql_paging(store: Store) -> None:
+    rng = random.Random(3)
+    plain, cached = contexts(store)
+    await load(plain, rng)
+    text = "schedule=Schedule/s0,Schedule/s1,Schedule/s2&start=ge2024-06-01&_count=2"
+    await same_answers(plain, cached, [text])
+    body = orjson.loads(await answer(cached, text))
+    assert [link["relation"] for link in body["link"]] == ["self", "next"]
+    assert cached.availability is not None and cached.availability.declined == 2
+
+
+async def test_a_cache_too_small_for_the_search_lets_sql_answer(store: Store) -> None:
+    rng = random.Random(4)
+    plain, cached = contexts(store, slots=10)
+    await load(plain, rng)
+    text = "schedule=Schedule/s0,Schedule/s1,Schedule/s2&start=ge2024-06-01&status=free"
+    await same_answers(plain, cached, [text, text])
+    cache = cached.availability
+    assert cache is not None and cache.declined == 2 and cache.served == 0
+    assert len(cache) <= 10
+
+
+async def test_other_searches_are_not_served(store: Store) -> None:
+    rng = random.Random(5)
+    plain, cached = contexts(store)
+    await load(plain, rng)
+    queries = [
+        "schedule=Schedule/s0&status=free",  # no start: not fused in SQL either
+        "schedule=s0&start=ge2024-06-01",  # a bare id matches any type
+        "schedule=Schedule/s0&start=ge2024-06-01&_sort=start",
+        "schedule=Schedule/s0&start=ge2024-06-01&_lastUpdated=gt2000",
+        "schedule=Schedule/s0&start=ge2024-06-01&status:not=free",
+        "schedule=Schedule/s0&start=ge2024-06-01&_include=Slot:*",
+        "schedule=Schedule/s0&start=ge2024-06-01&_summary=count",
+        "schedule=https://elsewhere/Schedule/s1&start=ge2024-06-01",
+    ]
+    await same_answers(plain, cached, queries)
+    assert cached.availability is not None and cached.availability.served == 0
+
+
+def test_shape_reads_the_resolved_chain() -> None:
+    registry = default_registry()
+    q = parse.parse(
+        registry,
+        "Slot",
+        [("schedule", "Schedule/a,Schedule/b,Schedule/a"), ("start", "ge2024"), ("status", "free")],
+        default_tz=PARIS,
+    )
+    specs = [include.parse_include(registry, "Schedule:actor", reverse=False, iterate=False)]
+    shape = availability.shape_of(q, specs)
+    assert shape is not None
+    assert shape.schedules == ("a", "b")
+    assert not shape.include_schedules and not shape.include_actors
+
+
+async def test_every_write_path_moves_the_counters(store: Store) -> None:
+    plain, _ = contexts(store)
+    rng = random.Random(6)
+
+    async def versions() -> dict[str, int]:
+        async with store.reading() as session:
+            rows = await session.fetch(schema.watch_versions.select())
+        return {str(k): int(v) for k, v in rows}
+
+    await put(plain, schedule(rng, "s0"))
+    assert await versions() == {"Schedule/s0": 1}
+    moved = {**slot(rng, 1), "schedule": {"reference": "Schedule/s0"}}
+    await put(plain, moved)
+    assert (await versions())["Schedule/s0"] == 2
+    await put(plain, {**moved, "schedule": {"reference": "Schedule/s1"}})  # both schedules
+    assert await versions() == {"Schedule/s0": 3, "Schedule/s1": 1}
+    await delete.delete(plain, "Slot", "slot1")
+    assert await versions() == {"Schedule/s0": 3, "Schedule/s1": 2}
+    await put(plain, {**moved, "schedule": {"reference": "https://elsewhere/Schedule/s0"}})
+    assert await versions() == {"Schedule/s0": 3, "Schedule/s1": 2}  # not ours: no key
+    await reindex(store, plain.registry)
+    assert await versions() == {"Schedule/s0": 4, "Schedule/s1": 2}  # the Schedule's rows
