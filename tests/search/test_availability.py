@@ -105,7 +105,7 @@ async def put(ctx: Context, resource: dict[str, Any]) -> None:
 def query(rng: random.Random) -> str:
     pairs: list[tuple[str, str]] = []
     if rng.random() < 0.5:
-        chosen = rng.sample(SCHEDULES + ["missing"], rng.randint(1, 4))
+        chosen = rng.sample([*SCHEDULES, "missing"], rng.randint(1, 4))
         pairs.append(("schedule", ",".join(f"Schedule/{s}" for s in chosen)))
     else:
         chosen = rng.sample(range(5), rng.randint(1, 3))
