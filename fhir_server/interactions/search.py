@@ -87,13 +87,14 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     counting_only = query.summary == "count"
     cursor_text = query.controls.get("_cursor")
     async with ctx.store.reading() as session:
-        query = await plan.prefetch_chains(session, ctx.registry, query)
-        fast = None
-        if ctx.availability is not None and not counting_only and cursor_text is None:
-            # The SAS slot search, from this process's agendas (one statement) when it can
-            fast = await availability.answer(
-                session, ctx.availability, query, specs, size, fhirtime.utcnow()
-            )
+        # The SAS slot search, from this process's agendas (one statement) when it can:
+        # with the SAS chain as sent, else once other chains are resolved to references.
+        fast = await _from_agendas(ctx, session, query, specs, size, cursor_text)
+        if fast is None:
+            resolved = await plan.prefetch_chains(session, ctx.registry, query)
+            if resolved is not query and availability.shape_of(query, specs) is None:
+                fast = await _from_agendas(ctx, session, resolved, specs, size, cursor_text)
+            query = resolved
         if fast is not None:
             page, matches, included = None, fast.matches, fast.included
             total = None if query.total == "none" else len(matches)  # all in one page
@@ -113,6 +114,21 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     if page is not None and page.previous_cursor:
         links.append(("previous", _link(req, size, page.previous_cursor)))
     return SearchResult(bundle("searchset", entries, total=total, links=links))
+
+
+async def _from_agendas(
+    ctx: Context,
+    session: ReadSession,
+    query: p.Query,
+    specs: list[include.IncludeSpec],
+    size: int,
+    cursor_text: str | None,
+) -> availability.Answer | None:
+    if ctx.availability is None or cursor_text is not None or query.summary == "count":
+        return None
+    return await availability.answer(
+        session, ctx.availability, query, specs, size, fhirtime.utcnow()
+    )
 
 
 async def _sql_search(

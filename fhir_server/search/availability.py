@@ -19,10 +19,11 @@ writes, on SQLite and PostgreSQL).
 
 Only this shape is served here; any other search goes through ``plan`` unchanged:
 
-- ``Slot`` with exactly one ``schedule`` criterion of ``Schedule/id`` references (a chain
-  such as ``schedule.actor:Practitioner.identifier`` counts once ``plan.prefetch_chains``
-  has resolved it to references), at least one plain ``start`` criterion (any prefix), and
-  plain ``status`` token criteria;
+- ``Slot`` with exactly one ``schedule`` criterion: ``Schedule/id`` references, or the SAS
+  chain ``schedule.actor:Practitioner.identifier=system|value,...`` (resolved from cached
+  links: who holds the identifier, which schedules have that actor; any other chain is
+  resolved by ``plan.prefetch_chains`` first), at least one plain ``start`` criterion (any
+  prefix), and plain ``status`` token criteria;
 - no ``_sort``, no paging position, no ``_summary=count``, every match in the first page;
 - ``_include`` of ``Slot:schedule`` and ``_include:iterate`` of ``Schedule:actor`` only.
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,6 +66,7 @@ from fhir_server.search import composites, watch
 from fhir_server.search import parse as p
 from fhir_server.search.include import COLUMNS, IncludeSpec, stored_from_row
 from fhir_server.search.matchers import date_match, low_bounds
+from fhir_server.search.plan import MAX_PREFETCH
 from fhir_server.storage import schema
 from fhir_server.storage.port import ReadSession, Stored
 
@@ -74,9 +76,10 @@ REF = schema.idx_reference
 TOKEN = schema.idx_token
 VERSIONS = schema.watch_versions
 
-SLOT, SCHEDULE = "Slot", "Schedule"
+SLOT, SCHEDULE, PRACTITIONER = "Slot", "Schedule", "Practitioner"
 STATUS = "status"  # the token parameter of Slot the agendas keep
 ACTOR = "actor"  # Schedule.actor: what ``_include:iterate=Schedule:actor`` follows
+IDENTIFIER = "identifier"  # Practitioner.identifier: the end of the SAS chain
 MAX_ROUNDS = 3  # agendas re-read after a concurrent write; then the SQL search answers
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -163,27 +166,46 @@ class Agenda:
         return len(self.pks) + 1
 
 
+@dataclass(slots=True)
+class Link:
+    """The ids a chain step leads to (holders of an identifier, schedules of an actor), read
+    at ``version``."""
+
+    version: int
+    ids: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.ids) + 1
+
+
+Entry = Agenda | Link
+
+
 class AvailabilityCache:
-    """Agendas by change key (``Schedule/<id>``), least recently used dropped first once
-    they hold more than ``max_slots`` slots. One per process; coroutines share it (an
-    agenda is replaced whole, never modified)."""
+    """Agendas and links by change key (``watch``), least recently used dropped first once
+    they hold more than ``max_slots`` slots (a link's id counts as one). One per process;
+    coroutines share it (an entry is replaced whole, never modified)."""
 
     def __init__(self, max_slots: int) -> None:
         self.max_slots = max_slots
-        self._agendas: OrderedDict[str, Agenda] = OrderedDict()
+        self._agendas: OrderedDict[str, Entry] = OrderedDict()
         self._slots = 0
         self.served = self.fills = self.stale = self.declined = 0  # for tests and logs
 
     def __len__(self) -> int:
         return len(self._agendas)
 
-    def get(self, key: str) -> Agenda | None:
+    def __contains__(self, key: str) -> bool:
+        return key in self._agendas
+
+    def get(self, key: str) -> Entry | None:
         agenda = self._agendas.get(key)
         if agenda is not None:
             self._agendas.move_to_end(key)
         return agenda
 
-    def put(self, key: str, agenda: Agenda) -> None:
+    def put(self, key: str, agenda: Entry) -> None:
         self.drop(key)
         self._agendas[key] = agenda
         self._slots += agenda.size
@@ -204,7 +226,8 @@ class AvailabilityCache:
 class Shape:
     """A search this module can answer, reduced to what it needs."""
 
-    schedules: tuple[str, ...]  # Schedule ids, in first-mention order
+    schedules: tuple[str, ...]  # Schedule ids, in first-mention order (no chain)
+    identifiers: tuple[tuple[str, str], ...]  # the chain's system|value (empty: no chain)
     dates: tuple[p.Criterion, ...]
     statuses: tuple[p.Criterion, ...]
     include_schedules: bool
@@ -220,11 +243,18 @@ def shape_of(query: p.Query, specs: Sequence[IncludeSpec]) -> Shape | None:
     if query.summary == "count" or "_cursor" in query.controls:
         return None
     schedules: list[str] | None = None
+    identifiers: list[tuple[str, str]] = []
     dates: list[p.Criterion] = []
     statuses: list[p.Criterion] = []
     for c in query.criteria:
-        if c.path or not c.values:
+        if not c.values:
             return None
+        if c.path:
+            found = _chain_identifiers(c, pair.reference)
+            if found is None or schedules is not None:
+                return None
+            schedules, identifiers = [], found
+            continue
         code = c.param.code
         if code == pair.reference and schedules is None:
             schedules = _schedule_ids(c)
@@ -254,6 +284,7 @@ def shape_of(query: p.Query, specs: Sequence[IncludeSpec]) -> Shape | None:
             return None
     return Shape(
         tuple(dict.fromkeys(schedules)),
+        tuple(dict.fromkeys(identifiers)),
         tuple(dates),
         tuple(statuses),
         include_schedules,
@@ -272,6 +303,31 @@ def _schedule_ids(c: p.Criterion) -> list[str] | None:
             return None
         ids.append(v.res_id)
     return ids
+
+
+def _chain_identifiers(c: p.Criterion, reference: str) -> list[tuple[str, str]] | None:
+    """``schedule.actor:Practitioner.identifier=system|value,...``: the system|value pairs."""
+    if (
+        c.modifier is not None
+        or len(c.path) != 2
+        or (c.param.code, c.param.type)
+        != (
+            IDENTIFIER,
+            "token",
+        )
+    ):
+        return None
+    first, second = c.path
+    if first.reverse or (first.code, first.targets) != (reference, (SCHEDULE,)):
+        return None
+    if second.reverse or (second.code, second.targets) != (ACTOR, (PRACTITIONER,)):
+        return None
+    out: list[tuple[str, str]] = []
+    for v in c.values:
+        if not isinstance(v, p.TokenValue) or not v.system or v.code is None:
+            return None
+        out.append((v.system, v.code))
+    return out
 
 
 def _tokens(values: Iterable[p.SearchValue]) -> bool:
@@ -303,44 +359,35 @@ async def answer(
         return None
     pair = composites.pair_for(SLOT, "schedule")
     assert pair is not None
-    keys = {watch.key(SCHEDULE, s): s for s in shape.schedules}
     matcher = _Matcher(shape, pair.width, now)
     for _ in range(MAX_ROUNDS):
-        missing = [k for k in keys if cache.get(k) is None]
-        if missing:
-            versions = await _versions(session, missing)  # before the rows: see ``_fill``
-            await _fill(session, cache, [keys[k] for k in missing], versions)
-        agendas = {k: cache.get(k) for k in keys}
-        if any(a is None or not a.servable for a in agendas.values()):
+        used: dict[str, Entry] = {}  # every cache entry the answer rests on
+        agendas = await _agendas(session, cache, shape, used)
+        if agendas is None or not all(a.servable for a in agendas):
             cache.declined += 1
-            return None  # the cache cannot hold them all, or an open range
-        found = {k: matcher.pks(a) for k, a in agendas.items() if a is not None}
-        matched = sorted({pk for pks in found.values() for pk in pks})
+            return None  # the cache cannot hold them all, a long chain, or an open range
+        found = [(a, matcher.pks(a)) for a in agendas]
+        matched = sorted({pk for _, pks in found for pk in pks})
         if len(matched) > limit:
             cache.declined += 1
             return None  # several pages: the SQL search pages with cursors
-        with_slots = [agendas[k] for k, pks in found.items() if pks]
-        schedule_pks = (
-            sorted({a.schedule_pk for a in with_slots if a and a.schedule_pk is not None})
-            if shape.include_schedules
-            else []
+        heads = [a for a, pks in found if pks and a.schedule_pk is not None]
+        schedule_pks = sorted({a.schedule_pk for a in heads if a.schedule_pk is not None})
+        if not shape.include_schedules:
+            schedule_pks = []
+        actors = sorted(
+            {
+                ref
+                for a in heads
+                for ref in a.actors
+                if shape.actor_type is None or ref[0] == shape.actor_type
+            }
         )
-        actors = (
-            sorted(
-                {
-                    ref
-                    for a in with_slots
-                    if a and a.schedule_pk is not None
-                    for ref in a.actors
-                    if shape.actor_type is None or ref[0] == shape.actor_type
-                }
-            )
-            if shape.include_actors
-            else []
-        )
-        rows = await session.fetch(_snapshot(session, list(keys), matched + schedule_pks, actors))
+        if not shape.include_actors:
+            actors = []
+        rows = await session.fetch(_snapshot(session, list(used), matched + schedule_pks, actors))
         current = {str(r[2]): int(r[3]) for r in rows if r[0] is None}
-        stale = [k for k, a in agendas.items() if a and current.get(k, 0) != a.version]
+        stale = [k for k, e in used.items() if current.get(k, 0) != e.version]
         if stale:
             cache.stale += 1
             for k in stale:
@@ -357,6 +404,66 @@ async def answer(
         return Answer([by_pk[pk] for pk in matched], included + extra)
     cache.declined += 1
     return None
+
+
+async def _agendas(
+    session: ReadSession, cache: AvailabilityCache, shape: Shape, used: dict[str, Entry]
+) -> list[Agenda] | None:
+    """The agendas the search is about, their entries (and the chain's) added to ``used``;
+    None when the cache cannot hold them or the chain reaches too many schedules."""
+    schedules: Iterable[str] = shape.schedules
+    if shape.identifiers:
+        wanted = {
+            watch.token_key(PRACTITIONER, IDENTIFIER, s, c): (s, c) for s, c in shape.identifiers
+        }
+        holders = await _entries(session, cache, wanted, _fill_holders, used)
+        if holders is None:
+            return None
+        practitioners = sorted({i for link in holders for i in _ids(link)})
+        pointers = {watch.pointer_key(SCHEDULE, ACTOR, PRACTITIONER, i): i for i in practitioners}
+        found = await _entries(session, cache, pointers, _fill_pointers, used)
+        if found is None:
+            return None
+        schedules = sorted({i for link in found for i in _ids(link)})
+        if len(schedules) > MAX_PREFETCH:
+            return None
+    keys = {watch.key(SCHEDULE, s): s for s in schedules}
+    entries = await _entries(session, cache, keys, _fill, used)
+    if entries is None:
+        return None
+    return [e for e in entries if isinstance(e, Agenda)]
+
+
+Filler = Callable[
+    [ReadSession, "AvailabilityCache", dict[str, Any], dict[str, int]], Awaitable[None]
+]
+
+
+async def _entries(
+    session: ReadSession,
+    cache: AvailabilityCache,
+    wanted: dict[str, Any],
+    fill: Filler,
+    used: dict[str, Entry],
+) -> list[Entry] | None:
+    """The cache entries of ``wanted`` (key -> what ``fill`` needs to read it), read with
+    ``fill`` where missing; None when the cache cannot hold them all."""
+    missing = {k: v for k, v in wanted.items() if cache.get(k) is None}
+    if missing:
+        versions = await _versions(session, list(missing))  # before the rows: see ``_fill``
+        await fill(session, cache, missing, versions)
+    out: list[Entry] = []
+    for k in wanted:
+        entry = cache.get(k)
+        if entry is None:
+            return None
+        used[k] = entry
+        out.append(entry)
+    return out
+
+
+def _ids(entry: Entry) -> tuple[str, ...]:
+    return entry.ids if isinstance(entry, Link) else ()
 
 
 def _pk(stored: Stored) -> int:
@@ -444,13 +551,17 @@ async def _versions(session: ReadSession, keys: list[str]) -> dict[str, int]:
 
 
 async def _fill(
-    session: ReadSession, cache: AvailabilityCache, ids: list[str], versions: dict[str, int]
+    session: ReadSession,
+    cache: AvailabilityCache,
+    wanted: dict[str, Any],
+    versions: dict[str, int],
 ) -> None:
-    """Read the agendas of ``ids`` and cache them at ``versions``.
+    """Read the agendas of ``wanted`` (key -> Schedule id) and cache them at ``versions``.
 
     The versions were read first: a write committed in between moved its counter past the
     cached version, so the next search sees the agenda stale and reads it again; an agenda
     can be newer than its version, never older."""
+    ids = list(wanted.values())
     pair = composites.pair_for(SLOT, "schedule")
     assert pair is not None
     status = TOKEN.alias("status")
@@ -508,8 +619,7 @@ async def _fill(
         if target_type is not None and target_id is not None:
             head[1].append((target_type, target_id))
     interned: dict[frozenset[Token], tuple[Token, ...]] = {}
-    for res_id in ids:
-        key = watch.key(SCHEDULE, res_id)
+    for key, res_id in wanted.items():
         pk, actors = heads.get(res_id, (None, []))
         agenda = Agenda(versions.get(key, 0), pk, tuple(sorted(set(actors))))
         for slot_pk, (low, high, tokens) in sorted(
@@ -525,6 +635,58 @@ async def _fill(
             agenda.statuses.append(interned.setdefault(frozen, tuple(sorted(tokens, key=str))))
         cache.fills += 1
         cache.put(key, agenda)
+
+
+async def _fill_holders(
+    session: ReadSession,
+    cache: AvailabilityCache,
+    wanted: dict[str, Any],
+    versions: dict[str, int],
+) -> None:
+    """Who holds each identifier: key -> (system, value), as ``matchers._token`` matches."""
+    stmt = (
+        select(TOKEN.c.system, TOKEN.c.code, R.c.res_id)
+        .select_from(TOKEN.join(R, R.c.pk == TOKEN.c.res_pk))
+        .where(
+            TOKEN.c.res_type == PRACTITIONER,
+            TOKEN.c.param == IDENTIFIER,
+            _in(session, TOKEN.c.code, "codes", sorted({c for _, c in wanted.values()}), Text),
+            R.c.deleted == false(),
+        )
+    )
+    holders: dict[tuple[str, str], set[str]] = {}
+    for system, code, res_id in await session.fetch(stmt):
+        holders.setdefault((system, code), set()).add(res_id)
+    for key, token in wanted.items():
+        cache.fills += 1
+        cache.put(key, Link(versions.get(key, 0), tuple(sorted(holders.get(token, ())))))
+
+
+async def _fill_pointers(
+    session: ReadSession,
+    cache: AvailabilityCache,
+    wanted: dict[str, Any],
+    versions: dict[str, int],
+) -> None:
+    """Which Schedules have each Practitioner as a (relative) actor: key -> its id."""
+    stmt = (
+        select(REF.c.target_id, R.c.res_id)
+        .select_from(REF.join(R, R.c.pk == REF.c.res_pk))
+        .where(
+            REF.c.res_type == SCHEDULE,
+            REF.c.param == ACTOR,
+            REF.c.target_type == PRACTITIONER,
+            _in(session, REF.c.target_id, "ids", list(wanted.values()), Text),
+            REF.c.url.is_(None),
+            R.c.deleted == false(),
+        )
+    )
+    schedules: dict[str, set[str]] = {}
+    for target, res_id in await session.fetch(stmt):
+        schedules.setdefault(target, set()).add(res_id)
+    for key, target in wanted.items():
+        cache.fills += 1
+        cache.put(key, Link(versions.get(key, 0), tuple(sorted(schedules.get(target, ())))))
 
 
 def _snapshot(

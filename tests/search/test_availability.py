@@ -204,7 +204,11 @@ async def test_sas_query_with_instants_as_sent(store: Store) -> None:
     body = orjson.loads(await answer(cached, text))
     modes = {e["search"]["mode"] for e in body["entry"]}
     assert body["total"] > 0 and modes == {"match", "include"}
-    assert cached.availability is not None and cached.availability.served == 2
+    cache = cached.availability
+    assert cache is not None and cache.served == 2
+    # the chain was resolved from the cache, not by the SQL prefetch
+    assert f"Practitioner?identifier={RPPS}|810000000001" in cache
+    assert "Schedule?actor=Practitioner/p1" in cache
 
 
 async def test_more_matches_than_a_page_go_to_sql_paging(store: Store) -> None:
@@ -264,23 +268,37 @@ def test_shape_reads_the_resolved_chain() -> None:
 
 async def test_every_write_path_moves_the_counters(store: Store) -> None:
     plain, _ = contexts(store)
-    rng = random.Random(6)
 
     async def versions() -> dict[str, int]:
         async with store.reading() as session:
             rows = await session.fetch(schema.watch_versions.select())
         return {str(k): int(v) for k, v in rows}
 
-    await put(plain, schedule(rng, "s0"))
-    assert await versions() == {"Schedule/s0": 1}
-    moved = {**slot(rng, 1), "schedule": {"reference": "Schedule/s0"}}
+    holder = f"Practitioner?identifier={RPPS}|810000000000"
+    await put(plain, practitioner(0))
+    assert await versions() == {holder: 1}
+    await put(
+        plain, {"resourceType": "Schedule", "id": "s0", "actor": [{"reference": "Practitioner/p0"}]}
+    )
+    assert await versions() == {holder: 1, "Schedule/s0": 1, "Schedule?actor=Practitioner/p0": 1}
+    moved = {**slot(random.Random(6), 1), "schedule": {"reference": "Schedule/s0"}}
     await put(plain, moved)
     assert (await versions())["Schedule/s0"] == 2
     await put(plain, {**moved, "schedule": {"reference": "Schedule/s1"}})  # both schedules
-    assert await versions() == {"Schedule/s0": 3, "Schedule/s1": 1}
+    now = await versions()
+    assert (now["Schedule/s0"], now["Schedule/s1"]) == (3, 1)
     await delete.delete(plain, "Slot", "slot1")
-    assert await versions() == {"Schedule/s0": 3, "Schedule/s1": 2}
+    assert (await versions())["Schedule/s1"] == 2
+    before = await versions()
     await put(plain, {**moved, "schedule": {"reference": "https://elsewhere/Schedule/s0"}})
-    assert await versions() == {"Schedule/s0": 3, "Schedule/s1": 2}  # not ours: no key
-    await reindex(store, plain.registry)
-    assert await versions() == {"Schedule/s0": 4, "Schedule/s1": 2}  # the Schedule's rows
+    assert await versions() == before  # not one of ours: no key
+    other = {**practitioner(0), "identifier": [{"system": RPPS, "value": "810000000009"}]}
+    await put(plain, other)  # the old and the new identifier
+    now = await versions()
+    assert now[holder] == 2 and now[f"Practitioner?identifier={RPPS}|810000000009"] == 1
+    await delete.delete(plain, "Schedule", "s0")  # its own key and its actor's
+    now = await versions()
+    assert (now["Schedule/s0"], now["Schedule?actor=Practitioner/p0"]) == (4, 2)
+    await reindex(store, plain.registry)  # rewrites the rows of every current resource
+    assert (await versions())[holder] == 2  # p0 no longer holds it
+    assert (await versions())[f"Practitioner?identifier={RPPS}|810000000009"] == 2

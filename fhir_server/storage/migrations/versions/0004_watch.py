@@ -4,8 +4,9 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-23 18:40:00
 
-``idx_watch`` is filled from the existing rows (a Slot's relative schedule reference, a
-Schedule's own key), so no reindex is needed. The keys are written out literally (not
+``idx_watch`` is filled from the existing rows (a Slot's relative schedule reference; a
+Schedule's own key and its relative actors; a Practitioner's identifiers), so no reindex
+is needed. The keys are written out literally (not
 read from ``search.watch``): a migration must keep doing what it did when it was written.
 No counter row means "never changed" (version 0).
 """
@@ -52,6 +53,26 @@ def upgrade() -> None:
         INSERT INTO idx_watch (res_pk, res_type, param, key)
         SELECT pk, res_type, '_self', 'Schedule/' || res_id
         FROM resources WHERE res_type = 'Schedule' AND deleted = false
+        """
+    )
+    op.execute(
+        """
+        INSERT INTO idx_watch (res_pk, res_type, param, key)
+        SELECT DISTINCT r.res_pk, r.res_type, r.param,
+               'Schedule?actor=' || r.target_type || '/' || r.target_id
+        FROM idx_reference r
+        WHERE r.res_type = 'Schedule' AND r.param = 'actor' AND r.url IS NULL
+          AND r.target_type IS NOT NULL AND r.target_id IS NOT NULL
+        """
+    )
+    op.execute(
+        """
+        INSERT INTO idx_watch (res_pk, res_type, param, key)
+        SELECT DISTINCT t.res_pk, t.res_type, t.param,
+               'Practitioner?identifier=' || t.system || '|' || t.code
+        FROM idx_token t
+        WHERE t.res_type = 'Practitioner' AND t.param = 'identifier'
+          AND t.system IS NOT NULL AND t.system <> '' AND t.code IS NOT NULL
         """
     )
     with op.batch_alter_table("idx_watch", schema=None) as batch_op:
