@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import cache
@@ -48,8 +48,10 @@ class SqlReadSession:
         self.conn = conn
         self.dialect = conn.dialect.name
 
-    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
-        result = await self.conn.execute(statement)
+    async def fetch(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
+        result = await self.conn.execute(statement, params)
         return result.fetchall()
 
 
@@ -126,9 +128,11 @@ class SqlWriteSession(SqlReadSession):
         self._clear: set[int] = set()
         self._touched: set[str] = set()  # change keys of the old and new versions written
 
-    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
+    async def fetch(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
         await self.flush()
-        return await super().fetch(statement)
+        return await super().fetch(statement, params)
 
     async def current(self, res_type: str, res_id: str) -> Stored | None:
         if (res_type, res_id) in self._pending:

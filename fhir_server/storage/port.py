@@ -7,7 +7,7 @@ Search compiles its queries with SQLAlchemy Core against ``schema`` and runs the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,8 +43,11 @@ class HistoryPage:
 class ReadSession(Protocol):
     dialect: str  # "sqlite" or "postgresql": a statement may use what its engine does best
 
-    async def fetch(self, statement: Executable) -> Sequence[Any]:
-        """Run a read-only statement built by the search planner."""
+    async def fetch(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Any]:
+        """Run a read-only statement built by the search planner (``params``: the values
+        of its bind parameters, for a statement built once and run many times)."""
         ...
 
 
