@@ -13,12 +13,19 @@ In one run, on a throwaway PostgreSQL cluster (``procs.py``), for each size of `
      ``_include=Slot:schedule&_include:iterate=Schedule:actor&status=free``;
    - ``ps-refs``: the same slots asked with ``schedule=Schedule/…`` references instead of the
      chained ``schedule.actor:Practitioner.identifier`` (what the chain costs);
+   - ``ps-nocache``: the ``ps`` query on a second server started with the availability cache
+     off (``FHIR_AVAILABILITY_CACHE_SLOTS=0``): the SQL search, the baseline of ``ps``;
    - ``constant``: the same app answering a ``ps`` response of mean size from memory
      (``constant_app.py``): the ceiling for HTTP, routing and JSON bytes of that size;
 
-3. measure the bare SQL: the search interaction runs in process on sample queries, every
-   statement it sends is captured and re-run under ``EXPLAIN (ANALYZE, BUFFERS)``; the
-   server's ``_explain=true`` answer is recorded too.
+3. measure the bare SQL: the search interaction runs in process on sample queries (warm, then
+   measured), every statement it sends is captured and re-run under
+   ``EXPLAIN (ANALYZE, BUFFERS)``, with the availability cache (``ps``) and without
+   (``ps-nocache``); the server's ``_explain=true`` answer is recorded too.
+
+The servers preload the availability cache when they start (``FHIR_AVAILABILITY_PRELOAD``);
+each measurement starts once every worker has logged "availability cache warm", and the
+time that took is reported.
 
 Results are printed and appended to ``docs/perf.md``. A benchmark, not a test; every loop is
 bounded in time and count; only 127.0.0.1 is contacted.
@@ -58,7 +65,9 @@ from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "perf.md"
-SCENARIOS = ("ps", "ps-refs", "constant")
+SCENARIOS = ("ps", "ps-refs", "ps-nocache", "constant")
+# served by a second server started with the availability cache off (the SQL search)
+NOCACHE = "ps-nocache"
 RPPS = sas_data.RPPS_SYSTEM
 console = Console(width=None if sys.stdout.isatty() else 160)
 Probes = dict[str, Callable[[], float]]
@@ -112,6 +121,7 @@ def ps_refs_query(spec: sas_data.Spec, p: Pick, extra: str = "") -> str:
 QUERIES: dict[str, Callable[[sas_data.Spec, Pick, str], str]] = {
     "ps": ps_query,
     "ps-refs": ps_refs_query,
+    NOCACHE: ps_query,
 }
 
 
@@ -179,6 +189,7 @@ class SizeReport:
     measures: list[Measure] = field(default_factory=list)
     sql: dict[str, list[SqlSample]] = field(default_factory=dict)
     explain: str = ""  # the server's _explain=true answer for one ps query
+    preload: dict[int, float] = field(default_factory=dict)  # workers -> seconds to warm
 
     @property
     def load_seconds(self) -> float:
@@ -192,16 +203,20 @@ class SizeReport:
 # -- EXPLAIN ANALYZE of what the search interaction sends ------------------------------------
 
 
-async def sql_samples(url: str, queries: list[str]) -> list[SqlSample]:
+async def sql_samples(url: str, queries: list[str], *, cache: bool = True) -> list[SqlSample]:
     """Run each query through the search interaction in process, capture its statements,
-    and time them with ``EXPLAIN (ANALYZE, BUFFERS)``."""
+    and time them with ``EXPLAIN (ANALYZE, BUFFERS)``; ``cache=False``: without the
+    availability cache (the SQL search)."""
+    import dataclasses
+
     from sqlalchemy import event
 
     from fhir_server.core.errors import FhirError
     from fhir_server.interactions import search
 
     out = []
-    async with sas_load.opened(url, migrate=False) as ctx:
+    async with sas_load.opened(url, migrate=False) as opened:
+        ctx = opened if cache else dataclasses.replace(opened, availability=None)
         engine = ctx.store.engine  # type: ignore[attr-defined]
         captured: list[tuple[str, Any]] = []
 
@@ -248,6 +263,22 @@ async def sql_samples(url: str, queries: list[str]) -> list[SqlSample]:
 
 
 # -- the run ----------------------------------------------------------------------------------
+
+NO_CACHE_ENV = {"FHIR_AVAILABILITY_CACHE_SLOTS": "0"}
+WARM_LINE = "availability cache warm"
+
+
+def wait_warm(log: Path, workers: int, process: Any, timeout: float = 3600.0) -> float:
+    """Seconds until every worker logged that its availability cache is warm."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if text.count(WARM_LINE) >= workers:
+            return time.monotonic() - started
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited while warming up:\n{procs.tail(log)}")
+        time.sleep(0.2)
+    raise RuntimeError(f"no '{WARM_LINE}' from {workers} worker(s) in {timeout:.0f} s")
 
 
 def constant_factory() -> Any:
@@ -345,7 +376,7 @@ class Bench:
 
     def _sql(self, report: SizeReport) -> None:
         args = self.args
-        for scenario in ("ps", "ps-refs"):
+        for scenario in ("ps", "ps-refs", NOCACHE):
             if scenario not in args.scenarios and not (
                 scenario == "ps" and "constant" in args.scenarios
             ):
@@ -354,7 +385,9 @@ class Bench:
             queries = [make(2_000_000_000 + k)[1] for k in range(args.sql_samples)]
             try:
                 with console.status(f"EXPLAIN ANALYZE of {scenario} ({len(queries)} queries)"):
-                    report.sql[scenario] = self.run(sql_samples(self.pg.url, queries))
+                    report.sql[scenario] = self.run(
+                        sql_samples(self.pg.url, queries, cache=scenario != NOCACHE)
+                    )
             except Exception as exc:  # a query the engine does not support yet
                 console.print(f"[yellow]{scenario}: no SQL timing ({_short(exc)})[/yellow]")
 
@@ -362,7 +395,7 @@ class Bench:
         return {
             "FHIR_DATABASE_URL": self.pg.url,
             "FHIR_PACKAGE_PATH": str(sas_load.package_path()),
-            "FHIR_LOG_LEVEL": "warning",
+            "FHIR_LOG_LEVEL": "info",  # "availability cache warm" (no per-request lines)
             "FHIR_AUTH": "none",
         }
 
@@ -370,40 +403,36 @@ class Bench:
         self, stack: ExitStack, work: Path, report: SizeReport, workers: int
     ) -> None:
         args = self.args
-        port = procs.free_port()
-        argv = procs.fhir_server_argv(port)
-        if workers > 1:
-            argv += ["--workers", str(workers)]
-        label = f"fhir-server ({workers} worker{'s' if workers > 1 else ''})"
-        with ExitStack() as local:
-            with console.status(f"starting {label}"):
-                server = local.enter_context(
-                    procs.server(argv, self._env(), work / f"server-{workers}.log", port=port)
-                )
-            console.log(f"{label} ready on {server.base}")
-            probes = self._probes(server.process.pid, workers)
-            sample_body = None
-            for scenario in ("ps", "ps-refs"):
-                if scenario not in args.scenarios and not (
-                    scenario == "ps" and "constant" in args.scenarios
-                ):
-                    continue
-                measure = Measure(report.size, workers, scenario)
-                report.measures.append(measure)
-                make = request_maker(report.spec, scenario, args.seed, args.extra)
-                probe = self.run(self._probe(server.base, make))
-                if probe is not None:
-                    measure.skipped = probe
-                    console.print(f"[yellow]{scenario} skipped:[/yellow] {probe}")
-                    continue
-                if scenario == "ps" and not report.explain:
-                    report.explain = self.run(self._explain(server.base, make))
-                if scenario == "ps" or sample_body is None:
-                    sample_body = self.run(self._sample_body(server.base, make))
-                if scenario in args.scenarios:
-                    measure.result = self.run(self._load_run(server.base, measure, make, probes))
-                else:
-                    report.measures.remove(measure)
+        sample_body = None
+        variants = [("cache", ["ps", "ps-refs"], {}), ("nocache", [NOCACHE], NO_CACHE_ENV)]
+        for variant, scenarios, extra_env in variants:
+            wanted = [
+                s
+                for s in scenarios
+                if s in args.scenarios or (s == "ps" and "constant" in args.scenarios)
+            ]
+            if not wanted:
+                continue
+            port = procs.free_port()
+            argv = procs.fhir_server_argv(port)
+            if workers > 1:
+                argv += ["--workers", str(workers)]
+            label = f"fhir-server ({workers} worker{'s' if workers > 1 else ''}, {variant})"
+            log = work / f"server-{workers}-{variant}.log"
+            with ExitStack() as local:
+                with console.status(f"starting {label}"):
+                    env = {**self._env(), **extra_env}
+                    server = local.enter_context(procs.server(argv, env, log, port=port))
+                console.log(f"{label} ready on {server.base}")
+                if variant == "cache":
+                    with console.status(f"{label}: preloading the availability cache"):
+                        report.preload[workers] = wait_warm(log, workers, server.process)
+                    console.log(f"availability cache warm in {report.preload[workers]:.1f} s")
+                probes = self._probes(server.process.pid, workers)
+                for scenario in wanted:
+                    body = self._scenario(report, workers, scenario, server.base, probes)
+                    if body is not None and (scenario == "ps" or sample_body is None):
+                        sample_body = body
         if "constant" in args.scenarios:
             measure = Measure(report.size, workers, "constant")
             report.measures.append(measure)
@@ -411,6 +440,28 @@ class Bench:
                 measure.skipped = "no search answer to copy"
                 return
             self._constant(work, measure, sample_body, workers)
+
+    def _scenario(
+        self, report: SizeReport, workers: int, scenario: str, base: str, probes: Probes
+    ) -> bytes | None:
+        """Measure one scenario (when asked); returns a sample answer."""
+        args = self.args
+        measure = Measure(report.size, workers, scenario)
+        report.measures.append(measure)
+        make = request_maker(report.spec, scenario, args.seed, args.extra)
+        probe = self.run(self._probe(base, make))
+        if probe is not None:
+            measure.skipped = probe
+            console.print(f"[yellow]{scenario} skipped:[/yellow] {probe}")
+            return None
+        if scenario == "ps" and not report.explain:
+            report.explain = self.run(self._explain(base, make))
+        body: bytes = self.run(self._sample_body(base, make))
+        if scenario in args.scenarios:
+            measure.result = self.run(self._load_run(base, measure, make, probes))
+        else:
+            report.measures.remove(measure)
+        return body
 
     def _constant(self, work: Path, measure: Measure, body: bytes, workers: int) -> None:
         body_file = work / "constant-body.json"
@@ -524,6 +575,8 @@ class Bench:
         console.print(table)
         for row in sql_rows([report]):
             console.print("SQL " + " | ".join(row))
+        for w, sec in report.preload.items():
+            console.print(f"availability cache preload, {w} worker(s): {sec:.1f} s")
         for m in report.measures:
             if m.result is not None:
                 for sample in m.result.error_samples[:3]:
@@ -699,8 +752,22 @@ def doc_section(
         "&start=ge<T>&start=le<T+72h>&schedule.actor:Practitioner.identifier="
         f"{RPPS}%7C8…(×5)&status=free{args.extra}` with 5 random practitioners and a random"
         " 72 h window per request; `ps-refs` asks the same slots with"
-        " `schedule=Schedule/…` instead of the chain; `constant` answers a `ps` answer of"
-        " mean size from memory through the same app (`bench/constant_app.py`)"
+        " `schedule=Schedule/…` instead of the chain; `ps-nocache` is `ps` on a second"
+        " server with the availability cache off (the SQL search: the baseline of `ps`);"
+        " `constant` answers a `ps` answer of mean size from memory through the same app"
+        " (`bench/constant_app.py`)"
+    )
+    lines.append(
+        "- the servers with the cache preload it at start; measurements begin once every"
+        " worker has logged it warm: "
+        + (
+            "; ".join(
+                f"{rep.slots:,} slots, {w} worker{'s' if w > 1 else ''}: {sec:.1f} s"
+                for rep in reports
+                for w, sec in rep.preload.items()
+            )
+            or "no preload measured"
+        )
     )
     lines.append(
         "- CPU columns: shares of one core over the measured seconds (server processes,"

@@ -5,6 +5,7 @@ This is the only module that names concrete adapters.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
 from fhir_server.interactions.context import Context
+from fhir_server.search import availability
 from fhir_server.search.availability import AvailabilityCache
 from fhir_server.search.packages import read_manifest, registry_for
 from fhir_server.settings import Settings
@@ -114,6 +116,29 @@ def _required_profiles(
     return required
 
 
+def _preload(settings: Settings, ctx: Context) -> asyncio.Task[None] | None:
+    """Warm the availability cache in the background (``FHIR_AVAILABILITY_PRELOAD``)."""
+    cache = ctx.availability
+    if cache is None or not settings.availability_preload:
+        return None
+
+    async def run() -> None:
+        try:
+            done = await availability.preload(ctx.store, cache)
+        except Exception:  # a cold cache only costs speed: log it, keep serving
+            log.exception("availability cache preload failed")
+            return
+        log.info(
+            "availability cache warm",
+            schedules=done.schedules,
+            slots=done.slots,
+            seconds=round(done.seconds, 1),
+            complete=done.complete,
+        )
+
+    return asyncio.create_task(run())
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings()
     fhir_logging.configure(settings.log_level, settings.log_format)
@@ -132,9 +157,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             gc.collect()
             gc.freeze()
         log.info("fhir server ready", database=active.dialect)
+        warming = _preload(settings, app.state.wiring.ctx) if own_store else None
         try:
             yield
         finally:
+            if warming is not None:
+                warming.cancel()
             if own_store:
                 await active.close()
 

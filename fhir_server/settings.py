@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         description="Slots whose index rows each process keeps in memory for the SAS slot"
         " search (about 40 bytes each); 0 turns the cache off",
     )
+    availability_preload: bool = Field(
+        True,
+        description="Read every Schedule's agenda into that cache when the server starts"
+        " (in the background; searches are answered meanwhile)",
+    )
     cursor_secret: str | None = Field(
         None,
         description="Key signing search paging cursors; set the same value on every worker",

@@ -36,6 +36,8 @@ bounded by ``max_slots`` (least recently used agendas are dropped first).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -68,7 +70,7 @@ from fhir_server.search.include import COLUMNS, IncludeSpec, stored_from_row
 from fhir_server.search.matchers import date_match, low_bounds
 from fhir_server.search.plan import MAX_PREFETCH
 from fhir_server.storage import schema
-from fhir_server.storage.port import ReadSession, Stored
+from fhir_server.storage.port import ReadSession, Store, Stored
 
 R = schema.resources
 RD = schema.idx_ref_date
@@ -244,6 +246,10 @@ class AvailabilityCache:
         while self._slots > self.max_slots and self._agendas:
             _, evicted = self._agendas.popitem(last=False)
             self._slots -= evicted.size
+
+    @property
+    def slots(self) -> int:
+        return self._slots
 
     def token_number(self, tokens: tuple[Token, ...]) -> int:
         number = self._token_numbers.get(tokens)
@@ -571,6 +577,52 @@ def _token_match(value: p.TokenValue, row: Token) -> bool:
     if value.system is not None and row[0] != (value.system or None):
         return False
     return value.code is None or row[1] == value.code
+
+
+# -- warming up -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preloaded:
+    schedules: int
+    slots: int
+    seconds: float
+    complete: bool  # False: the cache filled up first
+
+
+async def preload(
+    store: Store, cache: AvailabilityCache, *, batch: int = 50, pause: float = 0.0
+) -> Preloaded:
+    """Read the agendas of every Schedule (in pk order) until the cache is full, ``batch``
+    schedules per statement, yielding to the event loop between batches (and ``pause``
+    seconds): a process started on a large database answers its first SAS searches from
+    memory instead of reading each schedule's agenda on the first search that needs it."""
+    started = time.perf_counter()
+    after, schedules = 0, 0
+    listing = (
+        select(R.c.pk, R.c.res_id)
+        .where(R.c.res_type == SCHEDULE, R.c.deleted == false(), R.c.pk > bindparam("after"))
+        .order_by(R.c.pk)
+        .limit(bindparam("batch"))
+    )
+    complete = True
+    while True:
+        if cache.slots >= cache.max_slots:
+            complete = False
+            break
+        async with store.reading() as session:
+            rows = await session.fetch(listing, {"after": after, "batch": batch})
+            if not rows:
+                break
+            after = int(rows[-1][0])
+            wanted = {watch.key(SCHEDULE, str(r[1])): str(r[1]) for r in rows}
+            wanted = {k: v for k, v in wanted.items() if k not in cache}
+            if wanted:
+                versions = await _versions(session, list(wanted))
+                await _fill(session, cache, wanted, versions)
+                schedules += len(wanted)
+        await asyncio.sleep(pause)
+    return Preloaded(schedules, cache.slots, time.perf_counter() - started, complete)
 
 
 # -- statements -----------------------------------------------------------------------------

@@ -302,3 +302,22 @@ async def test_every_write_path_moves_the_counters(store: Store) -> None:
     await reindex(store, plain.registry)  # rewrites the rows of every current resource
     assert (await versions())[holder] == 2  # p0 no longer holds it
     assert (await versions())[f"Practitioner?identifier={RPPS}|810000000009"] == 2
+
+
+async def test_preload_reads_every_agenda_until_the_cache_is_full(store: Store) -> None:
+    rng = random.Random(8)
+    plain, cached = contexts(store)
+    await load(plain, rng)
+    cache = cached.availability
+    assert cache is not None
+    done = await availability.preload(store, cache, batch=2)
+    assert done.complete and done.schedules == 5  # s0..s4 (s5 was never created)
+    fills = cache.fills
+    text = "schedule=Schedule/s0,Schedule/s3&start=ge2024-06-03&status=free"
+    await same_answers(plain, cached, [text])
+    assert cache.fills == fills and cache.served == 1  # no agenda read on the search
+
+    _, small = contexts(store, slots=30)
+    assert small.availability is not None
+    partial = await availability.preload(store, small.availability, batch=1)
+    assert not partial.complete and 0 < partial.schedules < 5
