@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from fhir_server.interactions.instants import Remembered
 from fhir_server.interactions.roles import Role
 from fhir_server.search.availability import AvailabilityCache
 from fhir_server.search.parameters import Registry
@@ -39,6 +40,8 @@ class Context:
     strict_conditional_ids: bool = False
     # this process's agendas for the SAS slot search (search/availability.py); None: off
     availability: AvailabilityCache | None = field(default=None, compare=False, hash=False)
+    # which stored versions' times need rewriting in search answers (instants.py)
+    retimed: Remembered = field(default_factory=Remembered, compare=False, hash=False)
 
     def acting_as(self, role: Role) -> Context:
         """The same context for a client of another role."""

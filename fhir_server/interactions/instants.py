@@ -58,8 +58,36 @@ def rewrite(resource: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return out
 
 
-def normalised(content: bytes, res_type: str, tz: ZoneInfo) -> dict[str, Any] | None:
+class Remembered:
+    """Which stored versions need their times rewritten, by (pk, version): those bytes
+    never change, and a SAS search answers the same hot slots again and again. One per
+    context (pks are only unique within one database); bounded."""
+
+    def __init__(self, limit: int = 200_000) -> None:  # ~25 MB at most
+        self.limit = limit
+        self._known: dict[tuple[int, int], bool] = {}
+
+    def needs_rewrite(self, key: tuple[int, int], content: bytes, tz: ZoneInfo) -> bool:
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= self.limit:
+                self._known.clear()  # crude but bounded; refilled from the hot slots
+            known = self._known[key] = needs_rewrite(content, tz)
+        return known
+
+
+def normalised(
+    content: bytes,
+    res_type: str,
+    tz: ZoneInfo,
+    remembered: tuple[Remembered, tuple[int, int]] | None = None,
+) -> dict[str, Any] | None:
     """The resource with rewritten times, or None when the stored bytes are already right."""
-    if res_type not in TIMED_TYPES or not needs_rewrite(content, tz):
+    if res_type not in TIMED_TYPES:
         return None
-    return rewrite(orjson.loads(content), tz)
+    if remembered is None:
+        rewrite_needed = needs_rewrite(content, tz)
+    else:
+        memo, key = remembered
+        rewrite_needed = memo.needs_rewrite(key, content, tz)
+    return rewrite(orjson.loads(content), tz) if rewrite_needed else None

@@ -204,7 +204,8 @@ def _entry(
     req: SearchRequest, stored: Stored, mode: str, query: p.Query, ctx: Context
 ) -> dict[str, Any]:
     resource: Any = resource_fragment(stored)
-    retimed = instants.normalised(stored.content, stored.res_type, ctx.timezone)
+    memo = None if stored.pk is None else (ctx.retimed, (stored.pk, stored.version))
+    retimed = instants.normalised(stored.content, stored.res_type, ctx.timezone, memo)
     if retimed is not None:
         resource = retimed
     if query.summary not in (None, "false") or query.elements:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.sql import Executable
 
@@ -20,9 +20,11 @@ from sqlalchemy.sql import Executable
 IndexRows = dict[str, list[dict[str, Any]]]
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """One version of a resource as stored. ``content`` is the JSON served back as is."""
+class Stored(NamedTuple):
+    """One version of a resource as stored. ``content`` is the JSON served back as is.
+
+    A named tuple (immutable like a frozen dataclass, five times cheaper to build): a SAS
+    search answer builds ~150 of them."""
 
     res_type: str
     res_id: str
