@@ -593,36 +593,91 @@ class Preloaded:
 async def preload(
     store: Store, cache: AvailabilityCache, *, batch: int = 50, pause: float = 0.0
 ) -> Preloaded:
-    """Read the agendas of every Schedule (in pk order) until the cache is full, ``batch``
-    schedules per statement, yielding to the event loop between batches (and ``pause``
-    seconds): a process started on a large database answers its first SAS searches from
-    memory instead of reading each schedule's agenda on the first search that needs it."""
+    """Read the agendas of every Schedule (in pk order), then the links of the SAS chain
+    (the schedules of every Practitioner actor, the holders of every Practitioner
+    identifier), until the cache is full, ``batch`` agendas (or ten times as many links) per
+    statement, yielding to the event loop between batches (and ``pause`` seconds): a process
+    started on a large database answers its first SAS searches from memory instead of
+    reading what each needs on the first search that does."""
     started = time.perf_counter()
-    after, schedules = 0, 0
+    schedules, complete = 0, True
     listing = (
         select(R.c.pk, R.c.res_id)
         .where(R.c.res_type == SCHEDULE, R.c.deleted == false(), R.c.pk > bindparam("after"))
         .order_by(R.c.pk)
         .limit(bindparam("batch"))
     )
-    complete = True
-    while True:
-        if cache.slots >= cache.max_slots:
-            complete = False
-            break
+    after = 0
+    while complete:
         async with store.reading() as session:
             rows = await session.fetch(listing, {"after": after, "batch": batch})
             if not rows:
                 break
             after = int(rows[-1][0])
             wanted = {watch.key(SCHEDULE, str(r[1])): str(r[1]) for r in rows}
-            wanted = {k: v for k, v in wanted.items() if k not in cache}
-            if wanted:
-                versions = await _versions(session, list(wanted))
-                await _fill(session, cache, wanted, versions)
-                schedules += len(wanted)
+            schedules += await _preload_batch(session, cache, wanted, _fill)
+        complete = cache.slots < cache.max_slots
+        await asyncio.sleep(pause)
+    actors = (
+        select(REF.c.target_id)
+        .where(
+            REF.c.res_type == SCHEDULE,
+            REF.c.param == ACTOR,
+            REF.c.target_type == PRACTITIONER,
+            REF.c.url.is_(None),
+        )
+        .distinct()
+    )
+    identifiers = (
+        select(TOKEN.c.system, TOKEN.c.code)
+        .where(
+            TOKEN.c.res_type == PRACTITIONER,
+            TOKEN.c.param == IDENTIFIER,
+            TOKEN.c.system.is_not(None),
+            TOKEN.c.system != "",
+            TOKEN.c.code.is_not(None),
+        )
+        .distinct()
+    )
+    async with store.reading() as session:
+        ids = [str(r[0]) for r in await session.fetch(actors)]
+        tokens = [(str(r[0]), str(r[1])) for r in await session.fetch(identifiers)]
+    links: list[tuple[dict[str, Any], Filler]] = []
+    for i in range(0, len(ids), batch * 10):
+        chunk = ids[i : i + batch * 10]
+        links.append(
+            (
+                {watch.pointer_key(SCHEDULE, ACTOR, PRACTITIONER, t): t for t in chunk},
+                _fill_pointers,
+            )
+        )
+    for i in range(0, len(tokens), batch * 10):
+        pairs = tokens[i : i + batch * 10]
+        links.append(
+            (
+                {watch.token_key(PRACTITIONER, IDENTIFIER, s, c): (s, c) for s, c in pairs},
+                _fill_holders,
+            )
+        )
+    for wanted, fill in links:
+        complete = complete and cache.slots < cache.max_slots
+        if not complete:
+            break
+        async with store.reading() as session:
+            await _preload_batch(session, cache, wanted, fill)
         await asyncio.sleep(pause)
     return Preloaded(schedules, cache.slots, time.perf_counter() - started, complete)
+
+
+async def _preload_batch(
+    session: ReadSession, cache: AvailabilityCache, wanted: dict[str, Any], fill: Filler
+) -> int:
+    """Read the entries of ``wanted`` that are not cached yet; how many were read."""
+    missing = {k: v for k, v in wanted.items() if k not in cache}
+    if missing:
+        versions = await _versions(session, list(missing))
+        await fill(session, cache, missing, versions)
+    return len(missing)
 
 
 # -- statements -----------------------------------------------------------------------------
