@@ -590,6 +590,14 @@ class Preloaded:
     complete: bool  # False: the cache filled up first
 
 
+_SCHEDULES_AFTER = (
+    select(R.c.pk, R.c.res_id)
+    .where(R.c.res_type == SCHEDULE, R.c.deleted == false(), R.c.pk > bindparam("after"))
+    .order_by(R.c.pk)
+    .limit(bindparam("batch"))
+)
+
+
 async def preload(
     store: Store, cache: AvailabilityCache, *, batch: int = 50, pause: float = 0.0
 ) -> Preloaded:
@@ -601,16 +609,10 @@ async def preload(
     reading what each needs on the first search that does."""
     started = time.perf_counter()
     schedules, complete = 0, True
-    listing = (
-        select(R.c.pk, R.c.res_id)
-        .where(R.c.res_type == SCHEDULE, R.c.deleted == false(), R.c.pk > bindparam("after"))
-        .order_by(R.c.pk)
-        .limit(bindparam("batch"))
-    )
     after = 0
     while complete:
         async with store.reading() as session:
-            rows = await session.fetch(listing, {"after": after, "batch": batch})
+            rows = await session.fetch(_SCHEDULES_AFTER, {"after": after, "batch": batch})
             if not rows:
                 break
             after = int(rows[-1][0])
@@ -695,10 +697,15 @@ def _in(dialect: str, column: Any, name: str, kind: Any) -> Any:
 
 
 async def _versions(session: ReadSession, keys: list[str]) -> dict[str, int]:
-    stmt = select(VERSIONS.c.key, VERSIONS.c.version).where(
-        _in(session.dialect, VERSIONS.c.key, "keys", Text)
-    )
+    stmt = _versions_statement(session.dialect)
     return {str(k): int(v) for k, v in await session.fetch(stmt, {"keys": keys})}
+
+
+@cache
+def _versions_statement(dialect: str) -> Any:
+    return select(VERSIONS.c.key, VERSIONS.c.version).where(
+        _in(dialect, VERSIONS.c.key, "keys", Text)
+    )
 
 
 async def _fill(
@@ -713,49 +720,7 @@ async def _fill(
     cached version, so the next search sees the agenda stale and reads it again; an agenda
     can be newer than its version, never older."""
     ids = list(wanted.values())
-    pair = composites.pair_for(SLOT, "schedule")
-    assert pair is not None
-    status = TOKEN.alias("status")
-    slots = (
-        select(RD.c.target_id, RD.c.res_pk, RD.c.low, RD.c.high, status.c.system, status.c.code)
-        .select_from(
-            RD.outerjoin(
-                status,
-                and_(
-                    status.c.res_pk == RD.c.res_pk,
-                    status.c.res_type == SLOT,
-                    status.c.param == STATUS,
-                ),
-            )
-        )
-        .where(
-            RD.c.res_type == SLOT,
-            RD.c.param == pair.name,
-            RD.c.target_type == SCHEDULE,
-            _in(session.dialect, RD.c.target_id, "ids", Text),
-        )
-    )
-    actor = REF.alias("actor")
-    schedules = (
-        select(R.c.res_id, R.c.pk, actor.c.target_type, actor.c.target_id)
-        .select_from(
-            R.outerjoin(
-                actor,
-                and_(
-                    actor.c.res_pk == R.c.pk,
-                    actor.c.param == ACTOR,
-                    actor.c.url.is_(None),
-                    actor.c.target_id.is_not(None),
-                    actor.c.target_type.is_not(None),
-                ),
-            )
-        )
-        .where(
-            R.c.res_type == SCHEDULE,
-            _in(session.dialect, R.c.res_id, "ids", Text),
-            R.c.deleted == false(),
-        )
-    )
+    slots, schedules = _fill_statements(session.dialect)
     rows: dict[str, dict[int, tuple[int | None, int | None, set[Token]]]] = {i: {} for i in ids}
     for target, pk, low, high, system, code in await session.fetch(slots, {"ids": ids}):
         entry = rows[target].get(pk)
@@ -786,6 +751,55 @@ async def _fill(
         cache.put(key, agenda)
 
 
+@cache
+def _fill_statements(dialect: str) -> tuple[Any, Any]:
+    """An agenda's slot rows (pair row + status tokens) and its Schedule with its actors."""
+    pair = composites.pair_for(SLOT, "schedule")
+    assert pair is not None
+    status = TOKEN.alias("status")
+    slots = (
+        select(RD.c.target_id, RD.c.res_pk, RD.c.low, RD.c.high, status.c.system, status.c.code)
+        .select_from(
+            RD.outerjoin(
+                status,
+                and_(
+                    status.c.res_pk == RD.c.res_pk,
+                    status.c.res_type == SLOT,
+                    status.c.param == STATUS,
+                ),
+            )
+        )
+        .where(
+            RD.c.res_type == SLOT,
+            RD.c.param == pair.name,
+            RD.c.target_type == SCHEDULE,
+            _in(dialect, RD.c.target_id, "ids", Text),
+        )
+    )
+    actor = REF.alias("actor")
+    schedules = (
+        select(R.c.res_id, R.c.pk, actor.c.target_type, actor.c.target_id)
+        .select_from(
+            R.outerjoin(
+                actor,
+                and_(
+                    actor.c.res_pk == R.c.pk,
+                    actor.c.param == ACTOR,
+                    actor.c.url.is_(None),
+                    actor.c.target_id.is_not(None),
+                    actor.c.target_type.is_not(None),
+                ),
+            )
+        )
+        .where(
+            R.c.res_type == SCHEDULE,
+            _in(dialect, R.c.res_id, "ids", Text),
+            R.c.deleted == false(),
+        )
+    )
+    return slots, schedules
+
+
 async def _fill_holders(
     session: ReadSession,
     cache: AvailabilityCache,
@@ -793,23 +807,28 @@ async def _fill_holders(
     versions: dict[str, int],
 ) -> None:
     """Who holds each identifier: key -> (system, value), as ``matchers._token`` matches."""
-    stmt = (
-        select(TOKEN.c.system, TOKEN.c.code, R.c.res_id)
-        .select_from(TOKEN.join(R, R.c.pk == TOKEN.c.res_pk))
-        .where(
-            TOKEN.c.res_type == PRACTITIONER,
-            TOKEN.c.param == IDENTIFIER,
-            _in(session.dialect, TOKEN.c.code, "codes", Text),
-            R.c.deleted == false(),
-        )
-    )
-    holders: dict[tuple[str, str], set[str]] = {}
+    stmt = _holders_statement(session.dialect)
     codes = sorted({c for _, c in wanted.values()})
+    holders: dict[tuple[str, str], set[str]] = {}
     for system, code, res_id in await session.fetch(stmt, {"codes": codes}):
         holders.setdefault((system, code), set()).add(res_id)
     for key, token in wanted.items():
         cache.fills += 1
         cache.put(key, Link(versions.get(key, 0), tuple(sorted(holders.get(token, ())))))
+
+
+@cache
+def _holders_statement(dialect: str) -> Any:
+    return (
+        select(TOKEN.c.system, TOKEN.c.code, R.c.res_id)
+        .select_from(TOKEN.join(R, R.c.pk == TOKEN.c.res_pk))
+        .where(
+            TOKEN.c.res_type == PRACTITIONER,
+            TOKEN.c.param == IDENTIFIER,
+            _in(dialect, TOKEN.c.code, "codes", Text),
+            R.c.deleted == false(),
+        )
+    )
 
 
 async def _fill_pointers(
@@ -819,24 +838,29 @@ async def _fill_pointers(
     versions: dict[str, int],
 ) -> None:
     """Which Schedules have each Practitioner as a (relative) actor: key -> its id."""
-    stmt = (
-        select(REF.c.target_id, R.c.res_id)
-        .select_from(REF.join(R, R.c.pk == REF.c.res_pk))
-        .where(
-            REF.c.res_type == SCHEDULE,
-            REF.c.param == ACTOR,
-            REF.c.target_type == PRACTITIONER,
-            _in(session.dialect, REF.c.target_id, "ids", Text),
-            REF.c.url.is_(None),
-            R.c.deleted == false(),
-        )
-    )
+    stmt = _pointers_statement(session.dialect)
     schedules: dict[str, set[str]] = {}
     for target, res_id in await session.fetch(stmt, {"ids": list(wanted.values())}):
         schedules.setdefault(target, set()).add(res_id)
     for key, target in wanted.items():
         cache.fills += 1
         cache.put(key, Link(versions.get(key, 0), tuple(sorted(schedules.get(target, ())))))
+
+
+@cache
+def _pointers_statement(dialect: str) -> Any:
+    return (
+        select(REF.c.target_id, R.c.res_id)
+        .select_from(REF.join(R, R.c.pk == REF.c.res_pk))
+        .where(
+            REF.c.res_type == SCHEDULE,
+            REF.c.param == ACTOR,
+            REF.c.target_type == PRACTITIONER,
+            _in(dialect, REF.c.target_id, "ids", Text),
+            REF.c.url.is_(None),
+            R.c.deleted == false(),
+        )
+    )
 
 
 @cache

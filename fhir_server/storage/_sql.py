@@ -323,6 +323,7 @@ class SqlStore:
     """
 
     dialect = "sql"
+    read_session_class: type[SqlReadSession] = SqlReadSession
     write_session_class: type[SqlWriteSession] = SqlWriteSession
 
     def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
@@ -332,7 +333,7 @@ class SqlStore:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[SqlReadSession]:
         async with self.read_engine.connect() as conn:
-            yield SqlReadSession(conn)
+            yield self.read_session_class(conn)
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[SqlWriteSession]:

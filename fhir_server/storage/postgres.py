@@ -8,17 +8,27 @@ database: no state that must agree lives in process memory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import TextClause
 
 from fhir_server.storage import schema
-from fhir_server.storage._sql import Key, SqlStore, SqlWriteSession, resource_values
+from fhir_server.storage._sql import (
+    Key,
+    SqlReadSession,
+    SqlStore,
+    SqlWriteSession,
+    resource_values,
+)
 from fhir_server.storage.port import Stored
 
 # Buffered rows are written with one statement per table whatever their number: each column
@@ -88,6 +98,41 @@ _UPDATE_RESOURCES = text(
 )
 
 
+class PostgresReadSession(SqlReadSession):
+    """Statements run with ``params`` are the ones built once and run at every search (the
+    availability cache's): they go to asyncpg's prepared-statement cache directly, without
+    SQLAlchemy's execution and row layers (a third of the cost of a SAS search's one
+    statement). Others run through SQLAlchemy as usual."""
+
+    async def fetch(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Any]:
+        if params is None:
+            return await super().fetch(statement)
+        compiled = _compiled(statement, self.conn.dialect)
+        values = compiled.construct_params(params) or {}  # with the statement's own literals
+        raw = await self.conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        rows: Sequence[Any] = await driver.fetch(
+            compiled.string, *(values[name] for name in compiled.positiontup or ())
+        )
+        return rows
+
+
+_COMPILED: dict[int, tuple[Executable, SQLCompiler]] = {}
+
+
+def _compiled(statement: Executable, dialect: Dialect) -> SQLCompiler:
+    """The statement compiled once (keyed by identity, the statement kept alive with it).
+    Meant for statements built once; the table is emptied if others come by the hundred."""
+    known = _COMPILED.get(id(statement))
+    if known is None or known[0] is not statement:
+        if len(_COMPILED) >= 256:
+            _COMPILED.clear()
+        known = _COMPILED[id(statement)] = (statement, statement.compile(dialect=dialect))  # type: ignore[attr-defined]
+    return known[1]
+
+
 class PostgresWriteSession(SqlWriteSession):
     lock_rows = True
     insert = staticmethod(pg_insert)
@@ -145,6 +190,7 @@ _PLANNER = {"join_collapse_limit": "12", "from_collapse_limit": "12", "geqo_thre
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"
+    read_session_class = PostgresReadSession
     write_session_class = PostgresWriteSession
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
