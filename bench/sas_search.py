@@ -224,6 +224,20 @@ async def sql_samples(url: str, queries: list[str], *, cache: bool = True) -> li
             captured.append((statement, params))
 
         event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        # statements run with bind values go to asyncpg directly (storage/postgres.py)
+        from fhir_server.storage import postgres
+
+        direct = postgres.PostgresReadSession.fetch
+
+        async def recording(self: Any, statement: Any, params: Any = None) -> Any:
+            if params is not None:
+                compiled = postgres._compiled(statement, self.conn.dialect)
+                values = compiled.construct_params(params) or {}
+                args = tuple(values[n] for n in compiled.positiontup or ())
+                captured.append((compiled.string, args))
+            return await direct(self, statement, params)
+
+        postgres.PostgresReadSession.fetch = recording  # type: ignore[method-assign]
         try:
             for query in queries:
                 path, _, raw = query.partition("?")
@@ -259,6 +273,7 @@ async def sql_samples(url: str, queries: list[str], *, cache: bool = True) -> li
                 out.append(SqlSample(query, len(statements), total, took, plans))
         finally:
             event.remove(engine.sync_engine, "before_cursor_execute", capture)
+            postgres.PostgresReadSession.fetch = direct  # type: ignore[method-assign]
     return out
 
 
@@ -825,7 +840,7 @@ def doc_section(
             lines += ["`_explain=true` (the server's own explanation of `ps`):", "", "```text"]
             lines += [last.explain, "```", ""]
         for scenario, samples in last.sql.items():
-            if samples:
+            if samples and any(s.plans for s in samples):
                 median = sorted(samples, key=lambda s: s.sql_ms)[len(samples) // 2]
                 costly = max(median.plans, key=lambda p: p[0])
                 others = ", ".join(f"{ms:.2f}" for ms, _ in median.plans)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ def resource_fragment(stored: Stored) -> orjson.Fragment:
 
 def bundle(
     bundle_type: str,
-    entries: list[dict[str, Any]],
+    entries: Sequence[dict[str, Any] | orjson.Fragment],
     *,
     total: int | None = None,
     links: list[tuple[str, str]] = (),  # type: ignore[assignment]

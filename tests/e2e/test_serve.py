@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -161,3 +162,69 @@ def test_serve_refuses_other_addresses_without_auth(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "refusing" in result.stderr
+
+
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[str]:
+    """Another ``fhir-server serve`` process on the same database; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the second server did not start in 60 s")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_slot_search_cache_sees_writes_of_another_server(
+    server: tuple[str, dict[str, str]],
+) -> None:
+    """Two server processes on one database, each with its availability cache: a Slot
+    written through one is seen at once by the SAS search of the other."""
+    writer, env = server
+    with serving(env) as reader, httpx.Client(timeout=10) as c:
+        doctor = c.get(f"{reader}/Practitioner", params={"_count": "1"}).json()
+        rpps = next(i for i in doctor["entry"][0]["resource"]["identifier"] if "system" in i)
+        query = {
+            "schedule.actor:Practitioner.identifier": f"{rpps['system']}|{rpps['value']}",
+            "start": ["ge2000-01-01", "le2100-01-01"],
+            "status": "free",
+            "_include": "Slot:schedule",
+        }
+
+        def free_ids() -> list[str]:
+            bundle = c.get(f"{reader}/Slot", params=query).json()
+            return [
+                e["resource"]["id"]
+                for e in bundle.get("entry", [])
+                if e["search"]["mode"] == "match"
+            ]
+
+        before = free_ids()
+        assert before, "the demo practitioner has free slots"
+        slot = c.get(f"{writer}/Slot/{before[0]}").json()
+        headers = {"Content-Type": "application/fhir+json"}
+        url = f"{writer}/Slot/{slot['id']}"
+        busy = c.put(url, json={**slot, "status": "busy"}, headers=headers)
+        assert busy.status_code == 200, busy.text
+        assert free_ids() == before[1:]
+        again = c.put(url, json=slot, headers=headers)
+        assert again.status_code == 200, again.text
+        assert free_ids() == before
+        assert c.delete(url).status_code in (200, 204)
+        assert free_ids() == before[1:]
