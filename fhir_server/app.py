@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
 from fhir_server.interactions.context import Context
-from fhir_server.search import availability
-from fhir_server.search.availability import AvailabilityCache
+from fhir_server.search import agendas
+from fhir_server.search.agendas import AvailabilityCache
 from fhir_server.search.packages import read_manifest, registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
@@ -129,7 +129,7 @@ def _preload(settings: Settings, ctx: Context) -> asyncio.Task[None] | None:
 
     async def run() -> None:
         try:
-            done = await availability.preload(ctx.store, cache)
+            done = await agendas.preload(ctx.store, cache)
         except Exception:  # a cold cache only costs speed: log it, keep serving
             log.exception("availability cache preload failed")
             return

@@ -30,68 +30,51 @@ Only this shape is served here; any other search goes through ``plan`` unchanged
 Dates are tested with ``matchers.date_match``, the same definition the SQL is built from,
 here in Python over microseconds.
 
-Memory: about 40 bytes per slot of the cached schedules (arrays of pks and microseconds),
-bounded by ``max_slots`` (least recently used agendas are dropped first).
+What is cached, how it is read and preloaded: ``agendas``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from array import array
 from bisect import bisect_left, bisect_right
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    ColumnElement,
-    Text,
-    and_,
-    any_,
-    bindparam,
-    cast,
-    false,
-    literal,
-    null,
-    select,
-    union_all,
-)
+from sqlalchemy import BigInteger, Text, cast, false, literal, null, select, union_all
 from sqlalchemy.sql import Select
 
 from fhir_server.search import composites, watch
 from fhir_server.search import parse as p
+from fhir_server.search.agendas import (
+    ACTOR,
+    IDENTIFIER,
+    PRACTITIONER,
+    SCHEDULE,
+    SLOT,
+    STATUS,
+    VERSIONS,
+    Agenda,
+    AvailabilityCache,
+    Entry,
+    Filler,
+    Link,
+    R,
+    Token,
+    any_in,
+    fill_agendas,
+    fill_holders,
+    fill_pointers,
+    micros,
+    versions,
+)
 from fhir_server.search.include import COLUMNS, IncludeSpec, stored_from_row
 from fhir_server.search.matchers import date_match, low_bounds
 from fhir_server.search.plan import MAX_PREFETCH
-from fhir_server.storage import schema
-from fhir_server.storage.port import ReadSession, Store, Stored
+from fhir_server.storage.port import ReadSession, Stored
 
-R = schema.resources
-RD = schema.idx_ref_date
-REF = schema.idx_reference
-TOKEN = schema.idx_token
-VERSIONS = schema.watch_versions
-
-SLOT, SCHEDULE, PRACTITIONER = "Slot", "Schedule", "Practitioner"
-STATUS = "status"  # the token parameter of Slot the agendas keep
-ACTOR = "actor"  # Schedule.actor: what ``_include:iterate=Schedule:actor`` follows
-IDENTIFIER = "identifier"  # Practitioner.identifier: the end of the SAS chain
 MAX_ROUNDS = 3  # agendas re-read after a concurrent write; then the SQL search answers
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-Token = tuple[str | None, str | None]  # (system, code) of a status row
-
-
-def _us(moment: datetime) -> int:
-    if moment.tzinfo is None:  # SQLite returns UTC without an offset
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 # -- dates: matchers.date_match in Python ---------------------------------------------------
@@ -124,7 +107,7 @@ class RowSide:
         self.constants: list[int] = []
 
     def _name(self, x: datetime) -> str:
-        self.constants.append(_us(x))
+        self.constants.append(micros(x))
         return f"c{len(self.constants) - 1}"
 
     def starts_before(self, x: datetime) -> Code:
@@ -174,94 +157,6 @@ def _scan(condition: str, constants: int) -> Scan:
     )
     scan: Scan = namespace["scan"]
     return scan
-
-
-# -- what is cached -------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Agenda:
-    """One Schedule's slots as the index says, sorted by start, read at ``version``."""
-
-    version: int
-    schedule_pk: int | None  # None: no such Schedule, or deleted
-    actors: tuple[tuple[str, str], ...]  # its ``actor`` relative references (type, id)
-    lows: array[int] = field(default_factory=lambda: array("q"))
-    highs: array[int] = field(default_factory=lambda: array("q"))
-    pks: array[int] = field(default_factory=lambda: array("q"))
-    statuses: array[int] = field(default_factory=lambda: array("H"))  # AvailabilityCache.tokens
-    servable: bool = True  # False: a slot has an open start range; SQL answers instead
-
-    @property
-    def size(self) -> int:
-        return len(self.pks) + 1
-
-
-@dataclass(slots=True)
-class Link:
-    """The ids a chain step leads to (holders of an identifier, schedules of an actor), read
-    at ``version``."""
-
-    version: int
-    ids: tuple[str, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.ids) + 1
-
-
-Entry = Agenda | Link
-
-
-class AvailabilityCache:
-    """Agendas and links by change key (``watch``), least recently used dropped first once
-    they hold more than ``max_slots`` slots (a link's id counts as one). One per process;
-    coroutines share it (an entry is replaced whole, never modified)."""
-
-    def __init__(self, max_slots: int) -> None:
-        self.max_slots = max_slots
-        self._agendas: OrderedDict[str, Entry] = OrderedDict()
-        self._slots = 0
-        # the distinct status token sets of the slots, numbered (a handful: free, busy...)
-        self.tokens: list[tuple[Token, ...]] = []
-        self._token_numbers: dict[tuple[Token, ...], int] = {}
-        self.served = self.fills = self.stale = self.declined = 0  # for tests and logs
-
-    def __len__(self) -> int:
-        return len(self._agendas)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._agendas
-
-    def get(self, key: str) -> Entry | None:
-        agenda = self._agendas.get(key)
-        if agenda is not None:
-            self._agendas.move_to_end(key)
-        return agenda
-
-    def put(self, key: str, agenda: Entry) -> None:
-        self.drop(key)
-        self._agendas[key] = agenda
-        self._slots += agenda.size
-        while self._slots > self.max_slots and self._agendas:
-            _, evicted = self._agendas.popitem(last=False)
-            self._slots -= evicted.size
-
-    @property
-    def slots(self) -> int:
-        return self._slots
-
-    def token_number(self, tokens: tuple[Token, ...]) -> int:
-        number = self._token_numbers.get(tokens)
-        if number is None:
-            number = self._token_numbers[tokens] = len(self.tokens)
-            self.tokens.append(tokens)
-        return number
-
-    def drop(self, key: str) -> None:
-        old = self._agendas.pop(key, None)
-        if old is not None:
-            self._slots -= old.size
 
 
 # -- which searches ------------------------------------------------------------------------
@@ -467,27 +362,22 @@ async def _agendas(
         wanted = {
             watch.token_key(PRACTITIONER, IDENTIFIER, s, c): (s, c) for s, c in shape.identifiers
         }
-        holders = await _entries(session, cache, wanted, _fill_holders, used)
+        holders = await _entries(session, cache, wanted, fill_holders, used)
         if holders is None:
             return None
         practitioners = sorted({i for link in holders for i in _ids(link)})
         pointers = {watch.pointer_key(SCHEDULE, ACTOR, PRACTITIONER, i): i for i in practitioners}
-        found = await _entries(session, cache, pointers, _fill_pointers, used)
+        found = await _entries(session, cache, pointers, fill_pointers, used)
         if found is None:
             return None
         schedules = sorted({i for link in found for i in _ids(link)})
         if len(schedules) > MAX_PREFETCH:
             return None
     keys = {watch.key(SCHEDULE, s): s for s in schedules}
-    entries = await _entries(session, cache, keys, _fill, used)
+    entries = await _entries(session, cache, keys, fill_agendas, used)
     if entries is None:
         return None
     return [e for e in entries if isinstance(e, Agenda)]
-
-
-Filler = Callable[
-    [ReadSession, "AvailabilityCache", dict[str, Any], dict[str, int]], Awaitable[None]
-]
 
 
 async def _entries(
@@ -501,8 +391,8 @@ async def _entries(
     ``fill`` where missing; None when the cache cannot hold them all."""
     missing = {k: v for k, v in wanted.items() if cache.get(k) is None}
     if missing:
-        versions = await _versions(session, list(missing))  # before the rows: see ``_fill``
-        await fill(session, cache, missing, versions)
+        read_at = await versions(session, list(missing))  # before the rows: see ``agendas``
+        await fill(session, cache, missing, read_at)
     out: list[Entry] = []
     for k in wanted:
         entry = cache.get(k)
@@ -540,10 +430,10 @@ class _Matcher:
             lows = [b[0] for b in bounds]
             highs = [b[1] for b in bounds]
             if all(b is not None for b in lows):
-                c_low = min(_us(b) for b in lows if b is not None)
+                c_low = min(micros(b) for b in lows if b is not None)
                 lower = c_low if lower is None else max(lower, c_low)
             if all(b is not None for b in highs):
-                c_high = max(_us(b) for b in highs if b is not None)
+                c_high = max(micros(b) for b in highs if b is not None)
                 upper = c_high if upper is None else min(upper, c_high)
         condition = conditions[0]
         for other in conditions[1:]:
@@ -579,290 +469,6 @@ def _token_match(value: p.TokenValue, row: Token) -> bool:
     return value.code is None or row[1] == value.code
 
 
-# -- warming up -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Preloaded:
-    schedules: int
-    slots: int
-    seconds: float
-    complete: bool  # False: the cache filled up first
-
-
-_SCHEDULES_AFTER = (
-    select(R.c.pk, R.c.res_id)
-    .where(R.c.res_type == SCHEDULE, R.c.deleted == false(), R.c.pk > bindparam("after"))
-    .order_by(R.c.pk)
-    .limit(bindparam("batch"))
-)
-
-
-async def preload(
-    store: Store, cache: AvailabilityCache, *, batch: int = 50, pause: float = 0.0
-) -> Preloaded:
-    """Read the agendas of every Schedule (in pk order), then the links of the SAS chain
-    (the schedules of every Practitioner actor, the holders of every Practitioner
-    identifier), until the cache is full, ``batch`` agendas (or ten times as many links) per
-    statement, yielding to the event loop between batches (and ``pause`` seconds): a process
-    started on a large database answers its first SAS searches from memory instead of
-    reading what each needs on the first search that does."""
-    started = time.perf_counter()
-    schedules, complete = 0, True
-    after = 0
-    while complete:
-        async with store.reading() as session:
-            rows = await session.fetch(_SCHEDULES_AFTER, {"after": after, "batch": batch})
-            if not rows:
-                break
-            after = int(rows[-1][0])
-            wanted = {watch.key(SCHEDULE, str(r[1])): str(r[1]) for r in rows}
-            schedules += await _preload_batch(session, cache, wanted, _fill)
-        complete = cache.slots < cache.max_slots
-        await asyncio.sleep(pause)
-    actors = (
-        select(REF.c.target_id)
-        .where(
-            REF.c.res_type == SCHEDULE,
-            REF.c.param == ACTOR,
-            REF.c.target_type == PRACTITIONER,
-            REF.c.url.is_(None),
-        )
-        .distinct()
-    )
-    identifiers = (
-        select(TOKEN.c.system, TOKEN.c.code)
-        .where(
-            TOKEN.c.res_type == PRACTITIONER,
-            TOKEN.c.param == IDENTIFIER,
-            TOKEN.c.system.is_not(None),
-            TOKEN.c.system != "",
-            TOKEN.c.code.is_not(None),
-        )
-        .distinct()
-    )
-    async with store.reading() as session:
-        ids = [str(r[0]) for r in await session.fetch(actors)]
-        tokens = [(str(r[0]), str(r[1])) for r in await session.fetch(identifiers)]
-    links: list[tuple[dict[str, Any], Filler]] = []
-    for i in range(0, len(ids), batch * 10):
-        chunk = ids[i : i + batch * 10]
-        links.append(
-            (
-                {watch.pointer_key(SCHEDULE, ACTOR, PRACTITIONER, t): t for t in chunk},
-                _fill_pointers,
-            )
-        )
-    for i in range(0, len(tokens), batch * 10):
-        pairs = tokens[i : i + batch * 10]
-        links.append(
-            (
-                {watch.token_key(PRACTITIONER, IDENTIFIER, s, c): (s, c) for s, c in pairs},
-                _fill_holders,
-            )
-        )
-    for wanted, fill in links:
-        complete = complete and cache.slots < cache.max_slots
-        if not complete:
-            break
-        async with store.reading() as session:
-            await _preload_batch(session, cache, wanted, fill)
-        await asyncio.sleep(pause)
-    return Preloaded(schedules, cache.slots, time.perf_counter() - started, complete)
-
-
-async def _preload_batch(
-    session: ReadSession, cache: AvailabilityCache, wanted: dict[str, Any], fill: Filler
-) -> int:
-    """Read the entries of ``wanted`` that are not cached yet; how many were read."""
-    missing = {k: v for k, v in wanted.items() if k not in cache}
-    if missing:
-        versions = await _versions(session, list(missing))
-        await fill(session, cache, missing, versions)
-    return len(missing)
-
-
-# -- statements -----------------------------------------------------------------------------
-
-
-def _in(dialect: str, column: Any, name: str, kind: Any) -> Any:
-    """``column IN :name``: one array parameter on PostgreSQL (one prepared statement
-    whatever the count), an expanding list on SQLite."""
-    condition: ColumnElement[bool]
-    if dialect == "postgresql":
-        condition = column == any_(bindparam(name, type_=ARRAY(kind)))
-    else:
-        condition = column.in_(bindparam(name, expanding=True))
-    return condition
-
-
-async def _versions(session: ReadSession, keys: list[str]) -> dict[str, int]:
-    stmt = _versions_statement(session.dialect)
-    return {str(k): int(v) for k, v in await session.fetch(stmt, {"keys": keys})}
-
-
-@cache
-def _versions_statement(dialect: str) -> Any:
-    return select(VERSIONS.c.key, VERSIONS.c.version).where(
-        _in(dialect, VERSIONS.c.key, "keys", Text)
-    )
-
-
-async def _fill(
-    session: ReadSession,
-    cache: AvailabilityCache,
-    wanted: dict[str, Any],
-    versions: dict[str, int],
-) -> None:
-    """Read the agendas of ``wanted`` (key -> Schedule id) and cache them at ``versions``.
-
-    The versions were read first: a write committed in between moved its counter past the
-    cached version, so the next search sees the agenda stale and reads it again; an agenda
-    can be newer than its version, never older."""
-    ids = list(wanted.values())
-    slots, schedules = _fill_statements(session.dialect)
-    rows: dict[str, dict[int, tuple[int | None, int | None, set[Token]]]] = {i: {} for i in ids}
-    for target, pk, low, high, system, code in await session.fetch(slots, {"ids": ids}):
-        entry = rows[target].get(pk)
-        if entry is None:
-            entry = (None if low is None else _us(low), None if high is None else _us(high), set())
-            rows[target][pk] = entry
-        if code is not None or system is not None:
-            entry[2].add((system, code))
-    heads: dict[str, tuple[int, list[tuple[str, str]]]] = {}
-    for res_id, pk, target_type, target_id in await session.fetch(schedules, {"ids": ids}):
-        head = heads.setdefault(res_id, (pk, []))
-        if target_type is not None and target_id is not None:
-            head[1].append((target_type, target_id))
-    for key, res_id in wanted.items():
-        pk, actors = heads.get(res_id, (None, []))
-        agenda = Agenda(versions.get(key, 0), pk, tuple(sorted(set(actors))))
-        for slot_pk, (low, high, tokens) in sorted(
-            rows[res_id].items(), key=lambda item: (item[1][0] or 0, item[0])
-        ):
-            if low is None or high is None:
-                agenda.servable = False
-                continue
-            agenda.lows.append(low)
-            agenda.highs.append(high)
-            agenda.pks.append(slot_pk)
-            agenda.statuses.append(cache.token_number(tuple(sorted(tokens, key=str))))
-        cache.fills += 1
-        cache.put(key, agenda)
-
-
-@cache
-def _fill_statements(dialect: str) -> tuple[Any, Any]:
-    """An agenda's slot rows (pair row + status tokens) and its Schedule with its actors."""
-    pair = composites.pair_for(SLOT, "schedule")
-    assert pair is not None
-    status = TOKEN.alias("status")
-    slots = (
-        select(RD.c.target_id, RD.c.res_pk, RD.c.low, RD.c.high, status.c.system, status.c.code)
-        .select_from(
-            RD.outerjoin(
-                status,
-                and_(
-                    status.c.res_pk == RD.c.res_pk,
-                    status.c.res_type == SLOT,
-                    status.c.param == STATUS,
-                ),
-            )
-        )
-        .where(
-            RD.c.res_type == SLOT,
-            RD.c.param == pair.name,
-            RD.c.target_type == SCHEDULE,
-            _in(dialect, RD.c.target_id, "ids", Text),
-        )
-    )
-    actor = REF.alias("actor")
-    schedules = (
-        select(R.c.res_id, R.c.pk, actor.c.target_type, actor.c.target_id)
-        .select_from(
-            R.outerjoin(
-                actor,
-                and_(
-                    actor.c.res_pk == R.c.pk,
-                    actor.c.param == ACTOR,
-                    actor.c.url.is_(None),
-                    actor.c.target_id.is_not(None),
-                    actor.c.target_type.is_not(None),
-                ),
-            )
-        )
-        .where(
-            R.c.res_type == SCHEDULE,
-            _in(dialect, R.c.res_id, "ids", Text),
-            R.c.deleted == false(),
-        )
-    )
-    return slots, schedules
-
-
-async def _fill_holders(
-    session: ReadSession,
-    cache: AvailabilityCache,
-    wanted: dict[str, Any],
-    versions: dict[str, int],
-) -> None:
-    """Who holds each identifier: key -> (system, value), as ``matchers._token`` matches."""
-    stmt = _holders_statement(session.dialect)
-    codes = sorted({c for _, c in wanted.values()})
-    holders: dict[tuple[str, str], set[str]] = {}
-    for system, code, res_id in await session.fetch(stmt, {"codes": codes}):
-        holders.setdefault((system, code), set()).add(res_id)
-    for key, token in wanted.items():
-        cache.fills += 1
-        cache.put(key, Link(versions.get(key, 0), tuple(sorted(holders.get(token, ())))))
-
-
-@cache
-def _holders_statement(dialect: str) -> Any:
-    return (
-        select(TOKEN.c.system, TOKEN.c.code, R.c.res_id)
-        .select_from(TOKEN.join(R, R.c.pk == TOKEN.c.res_pk))
-        .where(
-            TOKEN.c.res_type == PRACTITIONER,
-            TOKEN.c.param == IDENTIFIER,
-            _in(dialect, TOKEN.c.code, "codes", Text),
-            R.c.deleted == false(),
-        )
-    )
-
-
-async def _fill_pointers(
-    session: ReadSession,
-    cache: AvailabilityCache,
-    wanted: dict[str, Any],
-    versions: dict[str, int],
-) -> None:
-    """Which Schedules have each Practitioner as a (relative) actor: key -> its id."""
-    stmt = _pointers_statement(session.dialect)
-    schedules: dict[str, set[str]] = {}
-    for target, res_id in await session.fetch(stmt, {"ids": list(wanted.values())}):
-        schedules.setdefault(target, set()).add(res_id)
-    for key, target in wanted.items():
-        cache.fills += 1
-        cache.put(key, Link(versions.get(key, 0), tuple(sorted(schedules.get(target, ())))))
-
-
-@cache
-def _pointers_statement(dialect: str) -> Any:
-    return (
-        select(REF.c.target_id, R.c.res_id)
-        .select_from(REF.join(R, R.c.pk == REF.c.res_pk))
-        .where(
-            REF.c.res_type == SCHEDULE,
-            REF.c.param == ACTOR,
-            REF.c.target_type == PRACTITIONER,
-            _in(dialect, REF.c.target_id, "ids", Text),
-            REF.c.url.is_(None),
-            R.c.deleted == false(),
-        )
-    )
-
-
 @cache
 def _snapshot(dialect: str, with_pks: bool, with_actors: bool) -> Any:
     """One statement, so one snapshot: the counters of ``:keys`` (rows with a NULL pk) and
@@ -877,17 +483,19 @@ def _snapshot(dialect: str, with_pks: bool, with_actors: bool) -> Any:
             cast(null(), R.c.last_updated.type),
             cast(null(), R.c.deleted.type),
             cast(null(), R.c.content.type),
-        ).where(_in(dialect, VERSIONS.c.key, "keys", Text))
+        ).where(any_in(dialect, VERSIONS.c.key, "keys", Text))
     ]
     if with_pks:
         parts.append(
-            select(*COLUMNS).where(_in(dialect, R.c.pk, "pks", BigInteger), R.c.deleted == false())
+            select(*COLUMNS).where(
+                any_in(dialect, R.c.pk, "pks", BigInteger), R.c.deleted == false()
+            )
         )
     if with_actors:
         parts.append(
             select(*COLUMNS).where(
-                _in(dialect, R.c.res_type, "types", Text),
-                _in(dialect, R.c.res_id, "ids", Text),
+                any_in(dialect, R.c.res_type, "types", Text),
+                any_in(dialect, R.c.res_id, "ids", Text),
                 R.c.deleted == false(),
             )
         )

@@ -21,7 +21,7 @@ from fhir_server.core.fhirtime import PARIS
 from fhir_server.interactions import delete, update
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.search import SearchRequest, search
-from fhir_server.search import availability, include, parse
+from fhir_server.search import agendas, availability, include, parse
 from fhir_server.search.parameters import default_registry
 from fhir_server.search.reindex import reindex
 from fhir_server.storage import schema
@@ -52,7 +52,7 @@ def contexts(store: Store, slots: int = 1_000_000) -> tuple[Context, Context]:
         store=store,
         registry=registry,
         timezone=PARIS,
-        availability=availability.AvailabilityCache(slots),
+        availability=agendas.AvailabilityCache(slots),
     )
     return plain, cached
 
@@ -310,7 +310,7 @@ async def test_preload_reads_every_agenda_until_the_cache_is_full(store: Store) 
     await load(plain, rng)
     cache = cached.availability
     assert cache is not None
-    done = await availability.preload(store, cache, batch=2)
+    done = await agendas.preload(store, cache, batch=2)
     assert done.complete and done.schedules == 5  # s0..s4 (s5 was never created)
     fills = cache.fills
     text = "schedule=Schedule/s0,Schedule/s3&start=ge2024-06-03&status=free"
@@ -320,5 +320,5 @@ async def test_preload_reads_every_agenda_until_the_cache_is_full(store: Store) 
 
     _, small = contexts(store, slots=30)
     assert small.availability is not None
-    partial = await availability.preload(store, small.availability, batch=1)
+    partial = await agendas.preload(store, small.availability, batch=1)
     assert not partial.complete and 0 < partial.schedules < 5
