@@ -80,15 +80,9 @@ def serve(
         raise typer.Exit(2)
     _require_packages(settings)
     if workers > 1:
-        uvicorn.run(
-            "fhir_server.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=settings.log_level,
-            access_log=False,
-        )
+        from fhir_server.workers import serve_workers
+
+        raise typer.Exit(serve_workers(host, port, workers, settings.log_level))
     else:
         from fhir_server.app import create_app
 

@@ -18,7 +18,7 @@ import asyncio
 import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -375,14 +375,24 @@ async def fill_holders(
     versions: dict[str, int],
 ) -> None:
     """Who holds each identifier: key -> (system, value), as ``matchers._token`` matches."""
-    stmt = _holders_statement(session.dialect)
     codes = sorted({c for _, c in wanted.values()})
-    holders: dict[tuple[str, str], set[str]] = {}
-    for system, code, res_id in await session.fetch(stmt, {"codes": codes}):
-        holders.setdefault((system, code), set()).add(res_id)
-    for key, token in wanted.items():
+    rows = await session.fetch(_holders_statement(session.dialect), {"codes": codes})
+    _put_links(cache, wanted, versions, (((system, code), res_id) for system, code, res_id in rows))
+
+
+def _put_links(
+    cache: AvailabilityCache,
+    wanted: dict[str, Any],
+    versions: dict[str, int],
+    found: Iterable[tuple[Any, str]],
+) -> None:
+    """Cache a ``Link`` per wanted key (key -> what it starts from) from (start, id) pairs."""
+    ids: dict[Any, set[str]] = {}
+    for start, res_id in found:
+        ids.setdefault(start, set()).add(res_id)
+    for key, start in wanted.items():
         cache.fills += 1
-        cache.put(key, Link(versions.get(key, 0), tuple(sorted(holders.get(token, ())))))
+        cache.put(key, Link(versions.get(key, 0), tuple(sorted(ids.get(start, ())))))
 
 
 @cache
@@ -406,13 +416,9 @@ async def fill_pointers(
     versions: dict[str, int],
 ) -> None:
     """Which Schedules have each Practitioner as a (relative) actor: key -> its id."""
-    stmt = _pointers_statement(session.dialect)
-    schedules: dict[str, set[str]] = {}
-    for target, res_id in await session.fetch(stmt, {"ids": list(wanted.values())}):
-        schedules.setdefault(target, set()).add(res_id)
-    for key, target in wanted.items():
-        cache.fills += 1
-        cache.put(key, Link(versions.get(key, 0), tuple(sorted(schedules.get(target, ())))))
+    params = {"ids": list(wanted.values())}
+    rows = await session.fetch(_pointers_statement(session.dialect), params)
+    _put_links(cache, wanted, versions, ((target, res_id) for target, res_id in rows))
 
 
 @cache

@@ -7,6 +7,7 @@ and talks to it over HTTP, including with the example client scripts (fhirpy, fh
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,15 +60,22 @@ def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
         assert migrated.returncode == 0, migrated.stderr
     loaded = run([str(BIN / "fhir-server"), "load", str(demo)], env)
     assert loaded.returncode == 0, loaded.stderr
+    with serving(env, tmp_path / "server.log") as base:
+        yield base, env
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A ``fhir-server serve`` process (its output in ``log``); yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -77,10 +85,10 @@ def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, log.read_text(errors="replace")
         else:
-            pytest.fail("server did not start in 60 s")
-        yield base, env
+            pytest.fail(f"server did not start in 60 s:\n{log.read_text(errors='replace')}")
+        yield base
     finally:
         proc.terminate()
         try:
@@ -164,40 +172,13 @@ def test_serve_refuses_other_addresses_without_auth(tmp_path: Path) -> None:
     assert "refusing" in result.stderr
 
 
-@contextmanager
-def serving(env: dict[str, str]) -> Iterator[str]:
-    """Another ``fhir-server serve`` process on the same database; yields its base URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the second server did not start in 60 s")
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-
-
 def test_slot_search_cache_sees_writes_of_another_server(
-    server: tuple[str, dict[str, str]],
+    server: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     """Two server processes on one database, each with its availability cache: a Slot
     written through one is seen at once by the SAS search of the other."""
     writer, env = server
-    with serving(env) as reader, httpx.Client(timeout=10) as c:
+    with serving(env, tmp_path / "reader.log") as reader, httpx.Client(timeout=10) as c:
         doctor = c.get(f"{reader}/Practitioner", params={"_count": "1"}).json()
         rpps = next(i for i in doctor["entry"][0]["resource"]["identifier"] if "system" in i)
         query = {
@@ -235,3 +216,44 @@ def test_slot_search_cache_sees_writes_of_another_server(
         assert free_ids() == before
         assert c.delete(url).status_code in (200, 204)
         assert free_ids() == before[1:]
+
+
+def test_several_workers_share_the_port_and_come_back(pg_url: str, tmp_path: Path) -> None:
+    env = with_packages({**os.environ, "FHIR_DATABASE_URL": pg_url, "FHIR_LOG_LEVEL": "warning"})
+    assert run([str(BIN / "fhir-server"), "migrate"], env).returncode == 0
+    port = free_port()
+    log = (tmp_path / "workers.log").open("wb")
+    argv = [str(BIN / "fhir-server"), "serve", "--port", str(port), "--workers", "2"]
+    parent = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def children() -> list[int]:
+        found = subprocess.run(
+            ["pgrep", "-P", str(parent.pid), "-f", "spawn_main"], capture_output=True, text=True
+        )
+        return [int(p) for p in found.stdout.split()]
+
+    def answering() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metadata", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        deadline = time.monotonic() + 60
+        while not (answering() and len(children()) >= 2) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        workers = children()
+        assert len(workers) >= 2, (tmp_path / "workers.log").read_text()
+        os.kill(workers[0], signal.SIGKILL)  # a worker dies: another takes its place
+        deadline = time.monotonic() + 60
+        while workers[0] in children() or len(children()) < len(workers):
+            assert time.monotonic() < deadline, "the worker was not replaced"
+            time.sleep(0.3)
+        assert answering()
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=30) == 0
+        assert not answering()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        log.close()
