@@ -190,6 +190,7 @@ class SizeReport:
     sql: dict[str, list[SqlSample]] = field(default_factory=dict)
     explain: str = ""  # the server's _explain=true answer for one ps query
     preload: dict[int, float] = field(default_factory=dict)  # workers -> seconds to warm
+    settle: float = 0.0  # seconds from the end of the load to a quiet machine
 
     @property
     def load_seconds(self) -> float:
@@ -363,6 +364,9 @@ class Bench:
                 with console.status("VACUUM ANALYZE and table sizes"):
                     report.tables = self.run(self._sizes(pg.url))
                 console.print(sas_load.size_table(report.tables, report.slots))
+                with console.status("checkpoint, sync, and waiting for a quiet machine"):
+                    report.settle = self.run(self._settle(pg.url))
+                console.log(f"machine quiet after {report.settle:.0f} s")
                 self._sql(report)
                 for workers in args.workers:
                     self._serve_and_measure(stack, work, report, workers)
@@ -384,6 +388,20 @@ class Bench:
                 jobs=args.jobs,
                 first=first,
             )
+
+    async def _settle(self, url: str) -> float:
+        """After a bulk load the kernel writes gigabytes back for minutes (and PostgreSQL
+        checkpoints them): measurements taken meanwhile share the machine with it. Force
+        both now, then wait until the machine is quiet; the seconds it took."""
+        started = time.monotonic()
+        async with (
+            sas_load.opened(url, migrate=False) as ctx,
+            ctx.store.writing() as session,
+        ):
+            await session.conn.exec_driver_sql("CHECKPOINT")  # type: ignore[attr-defined]
+        await asyncio.to_thread(os.sync)
+        await wait_quiet()
+        return time.monotonic() - started
 
     async def _sizes(self, url: str) -> list[sas_load.TableSize]:
         async with sas_load.opened(url, migrate=False) as ctx:
@@ -608,6 +626,17 @@ def _shorten(sql: str) -> str:
     return _LONG_ARRAY.sub(r"'{\1,…,\2}'", sql)
 
 
+async def wait_quiet(limit: float = 0.15, seconds: int = 3, patience: float = 300.0) -> None:
+    """Until the machine's CPU use stays under ``limit`` of all cores for ``seconds`` (at
+    most ``patience`` seconds)."""
+    cores = os.cpu_count() or 1
+    calm, deadline = 0, time.monotonic() + patience
+    while calm < seconds and time.monotonic() < deadline:
+        before = machine_busy()
+        await asyncio.sleep(1.0)
+        calm = calm + 1 if (machine_busy() - before) / cores < limit else 0
+
+
 def machine_busy() -> float:
     """CPU seconds used on the whole machine (every process), from /proc/stat."""
     try:
@@ -771,6 +800,11 @@ def doc_section(
         " server with the availability cache off (the SQL search: the baseline of `ps`);"
         " `constant` answers a `ps` answer of mean size from memory through the same app"
         " (`bench/constant_app.py`)"
+    )
+    lines.append(
+        "- after each load: `CHECKPOINT`, `sync`, then a wait until the machine's CPU use stays"
+        " under 15% for 3 s (the kernel writes the load back for minutes): "
+        + "; ".join(f"{rep.slots:,} slots: {rep.settle:.0f} s" for rep in reports)
     )
     lines.append(
         "- the servers with the cache preload it at start; measurements begin once every"
