@@ -44,6 +44,18 @@ SERVED = {
 }
 
 
+def minimal_slot(**elements: Any) -> dict[str, Any]:
+    """A valid R4 Slot with the required elements, plus (or replaced by) ``elements``."""
+    return {
+        "resourceType": "Slot",
+        "schedule": {"reference": "Schedule/1"},
+        "status": "free",
+        "start": "2024-06-12T16:20:00Z",
+        "end": "2024-06-12T16:40:00Z",
+        **elements,
+    }
+
+
 def _examples() -> list[tuple[str, dict[str, Any]]]:
     out = []
     folders = sorted(PACKAGES.glob("*/package/example"))
@@ -194,14 +206,7 @@ def test_primitive_values_lose_no_error(ftype: str) -> None:
     """Every primitive type (as ``Extension.value[x]``) against odd values."""
     missed = []
     for value in PRIMITIVE_VALUES:
-        slot = {
-            "resourceType": "Slot",
-            "schedule": {"reference": "Schedule/1"},
-            "status": "free",
-            "start": "2024-06-12T16:20:00Z",
-            "end": "2024-06-12T16:40:00Z",
-            "extension": [{"url": "u", f"value{ftype[0].upper()}{ftype[1:]}": value}],
-        }
+        slot = minimal_slot(extension=[{"url": "u", f"value{ftype[0].upper()}{ftype[1:]}": value}])
         if old_check(slot) and not structure_issues(slot):
             missed.append(value)
     assert missed == []
@@ -224,14 +229,9 @@ def test_date_checks_are_fhirtime(value: str) -> None:
 
 
 def test_required_code_and_choice_caught_by_the_walk() -> None:
-    slot = {
-        "resourceType": "Slot",
-        "schedule": {"reference": "Schedule/1"},
-        "status": "later",
-        "start": "2024-06-12T16:20:00Z",
-        "end": "2024-06-12T16:40:00Z",
-        "extension": [{"url": "u", "valueString": "a", "valueCode": "b"}],
-    }
+    slot = minimal_slot(
+        status="later", extension=[{"url": "u", "valueString": "a", "valueCode": "b"}]
+    )
     found = {(i.code, i.expression[0]) for i in structure_issues(slot)}
     assert found == {("code-invalid", "Slot.status"), ("structure", "Slot.extension[0].value")}
     del slot["schedule"], slot["extension"]
@@ -249,14 +249,7 @@ def test_required_code_and_choice_caught_by_the_walk() -> None:
 def test_r4_extension_value_meta_is_accepted() -> None:
     """The one deliberate difference: ``valueMeta`` is R4 (R4B dropped it, so the R4B model
     rejected it)."""
-    slot = {
-        "resourceType": "Slot",
-        "schedule": {"reference": "Schedule/1"},
-        "status": "free",
-        "start": "2024-06-12T16:20:00Z",
-        "end": "2024-06-12T16:40:00Z",
-        "extension": [{"url": "u", "valueMeta": {"versionId": "1"}}],
-    }
+    slot = minimal_slot(extension=[{"url": "u", "valueMeta": {"versionId": "1"}}])
     assert structure_issues(slot) == []
     assert model_issues(slot)
 
