@@ -89,11 +89,11 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     async with ctx.store.reading() as session:
         # The SAS slot search, from this process's agendas (one statement) when it can:
         # with the SAS chain as sent, else once other chains are resolved to references.
-        fast = await _from_agendas(ctx, session, query, specs, size, cursor_text)
+        fast = await _from_agendas(ctx, session, query, specs, size)
         if fast is None:
             resolved = await plan.prefetch_chains(session, ctx.registry, query)
             if resolved is not query and availability.shape_of(query, specs) is None:
-                fast = await _from_agendas(ctx, session, resolved, specs, size, cursor_text)
+                fast = await _from_agendas(ctx, session, resolved, specs, size)
             query = resolved
         if fast is not None:
             page, matches, included = None, fast.matches, fast.included
@@ -122,10 +122,9 @@ async def _from_agendas(
     query: p.Query,
     specs: list[include.IncludeSpec],
     size: int,
-    cursor_text: str | None,
 ) -> availability.Answer | None:
-    if ctx.availability is None or cursor_text is not None or query.summary == "count":
-        return None
+    if ctx.availability is None:
+        return None  # (a cursor or _summary=count: ``availability.shape_of`` declines)
     return await availability.answer(
         session, ctx.availability, query, specs, size, fhirtime.utcnow()
     )

@@ -306,7 +306,8 @@ async def answer(
         if agendas is None or not all(a.servable for a in agendas):
             cache.declined += 1
             return None  # the cache cannot hold them all, a long chain, or an open range
-        found = [(a, matcher.pks(a, cache.tokens)) for a in agendas]
+        ok = matcher.accepted(cache.tokens)  # after the fills: they may number new sets
+        found = [(a, matcher.pks(a, ok)) for a in agendas]
         matched = sorted({pk for _, pks in found for pk in pks})
         if len(matched) > limit:
             cache.declined += 1
@@ -445,13 +446,15 @@ class _Matcher:
             [v for v in c.values if isinstance(v, p.TokenValue)] for c in shape.statuses
         ]
 
-    def pks(self, agenda: Agenda, tokens: list[tuple[Token, ...]]) -> list[int]:
-        """The pks of the agenda's slots that match, in start order; ``tokens`` are the
-        cache's numbered status sets."""
+    def accepted(self, tokens: list[tuple[Token, ...]]) -> list[bool]:
+        """For each of the cache's numbered status sets, whether the status criteria hold."""
+        return [self._status(t) for t in tokens]
+
+    def pks(self, agenda: Agenda, ok: list[bool]) -> list[int]:
+        """The pks of the agenda's slots that match, in start order (``ok``: ``accepted``)."""
         lows = agenda.lows
         first = 0 if self.lower is None else bisect_right(lows, self.lower)
         last = len(lows) if self.upper is None else bisect_left(lows, self.upper)
-        ok = [self._status(t) for t in tokens]
         return self.scan(
             lows, agenda.highs, agenda.pks, agenda.statuses, first, last, ok, *self.constants
         )
