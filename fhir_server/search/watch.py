@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.storage import schema
 from fhir_server.storage.port import IndexRows
 
-KIND = "watch"
+KIND = schema.WATCH_KIND
 SELF = "_self"
 # (resource type, reference parameter) -> the target's own key, or a "who points at it" key
 AGENDA_REFERENCES = frozenset({("Slot", "schedule")})

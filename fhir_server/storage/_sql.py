@@ -215,7 +215,7 @@ class SqlWriteSession(SqlReadSession):
             by_kind: dict[str, list[dict[str, Any]]] = {}
             for ref, (res_type, index) in self._index.items():
                 pk = ref if isinstance(ref, int) else pks[ref]
-                self._touched.update(r["key"] for r in index.get("watch", ()))
+                self._touched.update(r["key"] for r in index.get(schema.WATCH_KIND, ()))
                 for kind, kind_rows in index.items():
                     by_kind.setdefault(kind, []).extend(
                         {**r, "res_pk": pk, "res_type": res_type} for r in kind_rows

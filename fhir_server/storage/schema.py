@@ -155,6 +155,7 @@ idx_geo = _index_table(
 # Every write transaction adds one to the ``watch_versions`` counter of each key its old
 # and new versions touch, so a process can check in one query that what it cached is
 # still what the database holds. A key without a counter row has never changed: version 0.
+WATCH_KIND = "watch"  # the IndexRows key of these rows; storage counts their keys' changes
 idx_watch = _index_table(
     "idx_watch",
     Column("key", Text, nullable=False),
@@ -177,5 +178,5 @@ INDEX_TABLES: dict[str, Table] = {
     "quantity": idx_quantity,
     "special": idx_geo,
     "ref_date": idx_ref_date,  # not a parameter type: pairs of parameters
-    "watch": idx_watch,  # not a parameter type: change keys
+    WATCH_KIND: idx_watch,  # not a parameter type: change keys
 }
