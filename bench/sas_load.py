@@ -65,7 +65,7 @@ from fhir_server.core.fhirtime import format_instant, utcnow
 from fhir_server.interactions import transaction
 from fhir_server.interactions._resource import check_body, stamp, write_version
 from fhir_server.interactions.context import Context
-from fhir_server.search.indexer import index_resource
+from fhir_server.search.indexing.indexer import index_resource
 from fhir_server.settings import Settings
 from fhir_server.storage import schema
 

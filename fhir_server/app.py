@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
 from fhir_server.interactions.context import Context
-from fhir_server.search import agendas
-from fhir_server.search.agendas import AvailabilityCache
-from fhir_server.search.packages import read_manifest, registry_for
+from fhir_server.search.availability import agendas
+from fhir_server.search.availability.agendas import AvailabilityCache
+from fhir_server.search.registry.packages import read_manifest, registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
 from fhir_server.validation.validator import Validator

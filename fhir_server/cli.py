@@ -177,8 +177,8 @@ def reindex(
     changed (e.g. a FHIR package was installed in FHIR_PACKAGE_PATH)."""
     from fhir_server.app import make_context, make_store
     from fhir_server.core.types import SERVED_TYPES
-    from fhir_server.search.reindex import ReindexReport, count_current
-    from fhir_server.search.reindex import reindex as run_reindex
+    from fhir_server.search.indexing.reindex import ReindexReport, count_current
+    from fhir_server.search.indexing.reindex import reindex as run_reindex
 
     if res_type is not None and res_type not in SERVED_TYPES:
         console.print(f"[red]{res_type} is not served[/red] (one of {', '.join(SERVED_TYPES)})")

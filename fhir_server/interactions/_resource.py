@@ -12,7 +12,7 @@ from fhir_server.core.types import is_served, is_valid_id
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.required_profiles import check_required_profiles
 from fhir_server.interactions.unique_identifiers import check_unique_identifiers
-from fhir_server.search.indexer import index_resource
+from fhir_server.search.indexing.indexer import index_resource
 from fhir_server.storage.port import Stored, WriteSession
 from fhir_server.validation.structure import structure_issues
 from fhir_server.validation.validator import Validator

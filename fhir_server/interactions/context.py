@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from fhir_server.interactions.instants import Remembered
 from fhir_server.interactions.roles import Role
-from fhir_server.search.agendas import AvailabilityCache
-from fhir_server.search.parameters import Registry
+from fhir_server.search.availability.agendas import AvailabilityCache
+from fhir_server.search.registry.parameters import Registry
 from fhir_server.storage.port import Store
 from fhir_server.validation.validator import Validator
 

@@ -23,9 +23,10 @@ from fhir_server.interactions._resource import check_type
 from fhir_server.interactions.bundles import bundle, resource_fragment
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.subsetting import subset
-from fhir_server.search import availability, cursor, include, plan
-from fhir_server.search import parse as p
-from fhir_server.search.parameters import Registry
+from fhir_server.search.availability import answer as availability
+from fhir_server.search.query import cursor, include, plan
+from fhir_server.search.query import parse as p
+from fhir_server.search.registry.parameters import Registry
 from fhir_server.storage.port import ReadSession, Stored
 
 

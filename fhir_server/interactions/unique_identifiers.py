@@ -22,8 +22,8 @@ from typing import Any
 from fhir_server.core import errors
 from fhir_server.core.errors import Issue
 from fhir_server.interactions.context import Context
-from fhir_server.search.parse import escape
-from fhir_server.search.plan import search_ids
+from fhir_server.search.query.parse import escape
+from fhir_server.search.query.plan import search_ids
 from fhir_server.storage.port import WriteSession
 
 

@@ -15,9 +15,9 @@ import pytest
 
 import profiles
 from fhir_server.core.fhirtime import PARIS
-from fhir_server.search import plan
-from fhir_server.search.indexer import index_resource
-from fhir_server.search.parameters import Registry, SearchParameter
+from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.search.query import plan
+from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage.port import Store, Stored
 
 T0 = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)

@@ -21,9 +21,11 @@ from fhir_server.core.fhirtime import PARIS
 from fhir_server.interactions import delete, update
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.search import SearchRequest, search
-from fhir_server.search import agendas, availability, include, parse
-from fhir_server.search.parameters import default_registry
-from fhir_server.search.reindex import reindex
+from fhir_server.search.availability import agendas
+from fhir_server.search.availability import answer as availability
+from fhir_server.search.indexing.reindex import reindex
+from fhir_server.search.query import include, parse
+from fhir_server.search.registry.parameters import default_registry
 from fhir_server.storage import schema
 from fhir_server.storage.port import Store
 

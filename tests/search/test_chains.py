@@ -10,8 +10,8 @@ import pytest
 
 from fhir_server.core.errors import Incorrect
 from fhir_server.core.fhirtime import PARIS
-from fhir_server.search import parse, plan
-from fhir_server.search.parameters import default_registry
+from fhir_server.search.query import parse, plan
+from fhir_server.search.registry.parameters import default_registry
 
 if TYPE_CHECKING:
     from conftest import Searcher

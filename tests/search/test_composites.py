@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from alembic import command
 
 from fhir_server.core.fhirtime import PARIS
-from fhir_server.search import composites, parse, plan
-from fhir_server.search.indexer import index_resource
-from fhir_server.search.parameters import default_registry
+from fhir_server.search.indexing import composites
+from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.search.query import parse, plan
+from fhir_server.search.registry.parameters import default_registry
 from fhir_server.storage import migrate, schema
 from fhir_server.storage.port import Store, Stored
 

@@ -15,10 +15,10 @@ from fhirpathpy.models import models
 
 import profiles
 from fhir_server.core.types import SERVED_TYPES
-from fhir_server.search.extract import compile_expression, is_compiled
-from fhir_server.search.indexer import index_resource
-from fhir_server.search.packages import load_registry
-from fhir_server.search.parameters import Registry
+from fhir_server.search.indexing.extract import compile_expression, is_compiled
+from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.search.registry.packages import load_registry
+from fhir_server.search.registry.parameters import Registry
 
 SAS = "ans.fhir.fr.sas#1.1.0"
 SERVICE_TYPE_EXT = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Slot.serviceType"

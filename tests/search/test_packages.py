@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from fhir_server.app import create_app, make_context
 from fhir_server.core.types import SERVED_TYPES
-from fhir_server.search.packages import (
+from fhir_server.search.registry.packages import (
     MANIFEST,
     PackageSpec,
     load_registry,

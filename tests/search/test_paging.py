@@ -14,9 +14,9 @@ import pytest
 
 from fhir_server.core.errors import Incorrect
 from fhir_server.core.fhirtime import PARIS
-from fhir_server.search import cursor as c
-from fhir_server.search import plan
-from fhir_server.search.indexer import index_resource
+from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.search.query import cursor as c
+from fhir_server.search.query import plan
 from fhir_server.storage.port import Stored
 
 if TYPE_CHECKING:
@@ -246,8 +246,8 @@ async def test_bad_cursors_are_400(searcher: Searcher) -> None:
 
 
 def test_a_well_signed_cursor_with_wrong_values_is_a_400() -> None:
-    from fhir_server.search import parse
-    from fhir_server.search.parameters import default_registry
+    from fhir_server.search.query import parse
+    from fhir_server.search.registry.parameters import default_registry
 
     pairs = [("_sort", "family,-_lastUpdated")]
     query = parse.parse(default_registry(), "Practitioner", pairs, default_tz=PARIS)

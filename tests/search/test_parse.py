@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from fhir_server.core.errors import FhirError, Incorrect
 from fhir_server.core.fhirtime import PARIS, parse_range
 from fhir_server.core.types import SERVED_TYPES
-from fhir_server.search import chain
-from fhir_server.search import parse as p
-from fhir_server.search.parameters import default_registry
+from fhir_server.search.query import chain
+from fhir_server.search.query import parse as p
+from fhir_server.search.registry.parameters import default_registry
 
 REG = default_registry()
 

@@ -12,7 +12,7 @@ import pytest
 
 from fhir_server.core.errors import Incorrect
 from fhir_server.core.fhirtime import PARIS, parse_range
-from fhir_server.search import geo, parse, plan
+from fhir_server.search.query import geo, parse, plan
 
 if TYPE_CHECKING:
     from conftest import Searcher
@@ -445,7 +445,7 @@ async def test_bad_values_are_400(searcher: Searcher) -> None:
 
 
 def test_explain_says_what_runs() -> None:
-    from fhir_server.search.parameters import default_registry
+    from fhir_server.search.registry.parameters import default_registry
 
     query = parse.parse(
         default_registry(),
@@ -561,7 +561,7 @@ def test_bounding_box_contains_the_circle() -> None:
 
 
 def test_near_values() -> None:
-    from fhir_server.search.parameters import default_registry
+    from fhir_server.search.registry.parameters import default_registry
 
     def near(value: str) -> Any:
         (c,) = parse.parse(

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 import profiles
 from fhir_server.cli import app as cli_app
-from fhir_server.search.indexer import index_resource
-from fhir_server.search.parameters import Registry, SearchParameter
-from fhir_server.search.reindex import count_current, reindex
+from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.search.indexing.reindex import count_current, reindex
+from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage import schema
 from fhir_server.storage.port import Store, Stored
 

@@ -10,9 +10,9 @@ from alembic import command
 from fhir_server.core.fhirtime import PARIS
 from fhir_server.interactions import update
 from fhir_server.interactions.context import Context
-from fhir_server.search import watch
-from fhir_server.search.indexer import index_resource
-from fhir_server.search.parameters import default_registry
+from fhir_server.search.indexing import watch
+from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.search.registry.parameters import default_registry
 from fhir_server.storage import migrate, schema
 from fhir_server.storage.sqlite import SqliteStore
 

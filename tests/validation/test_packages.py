@@ -95,7 +95,7 @@ def test_manifest_specs_are_accepted() -> None:
     """The server's manifest (profiles/packages.toml, read by search.packages) names the
     packages; validation only needs their names and versions."""
     need_reference()
-    from fhir_server.search.packages import read_manifest
+    from fhir_server.search.registry.packages import read_manifest
 
     store = load_conformance(CACHE, read_manifest(), [NOS])
     assert [p.key for p in store.packages][:2] == [SAS, "hl7.fhir.r4.core#4.0.1"]

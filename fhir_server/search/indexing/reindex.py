@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import ColumnElement, and_, func, select
 
-from fhir_server.search.indexer import index_resource
-from fhir_server.search.parameters import Registry
+from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.search.registry.parameters import Registry
 from fhir_server.storage import schema
 from fhir_server.storage.port import Store
 

@@ -45,9 +45,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Text, cast, false, literal, null, select, union_all
 from sqlalchemy.sql import Select
 
-from fhir_server.search import composites, watch
-from fhir_server.search import parse as p
-from fhir_server.search.agendas import (
+from fhir_server.search.availability.agendas import (
     ACTOR,
     IDENTIFIER,
     PRACTITIONER,
@@ -69,9 +67,11 @@ from fhir_server.search.agendas import (
     micros,
     versions,
 )
-from fhir_server.search.include import COLUMNS, IncludeSpec, stored_from_row
-from fhir_server.search.matchers import date_match, low_bounds
-from fhir_server.search.plan import MAX_PREFETCH
+from fhir_server.search.indexing import composites, watch
+from fhir_server.search.query import parse as p
+from fhir_server.search.query.include import COLUMNS, IncludeSpec, stored_from_row
+from fhir_server.search.query.matchers import date_match, low_bounds
+from fhir_server.search.query.plan import MAX_PREFETCH
 from fhir_server.storage.port import ReadSession, Stored
 
 MAX_ROUNDS = 3  # agendas re-read after a concurrent write; then the SQL search answers

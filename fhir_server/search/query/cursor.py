@@ -34,9 +34,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, false, or_, select
 
 from fhir_server.core import errors, fhirtime
-from fhir_server.search import parse as p
-from fhir_server.search import plan
-from fhir_server.search.parameters import CONTROL_PARAMETERS, Registry
+from fhir_server.search.query import parse as p
+from fhir_server.search.query import plan
+from fhir_server.search.registry.parameters import CONTROL_PARAMETERS, Registry
 from fhir_server.storage.port import ReadSession
 
 _DEFAULT_SECRET = b"fhir-server search cursor v1"

@@ -22,9 +22,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fhir_server.core import fhirtime
-from fhir_server.search import composites, watch
-from fhir_server.search.extract import Value, compile_expression
-from fhir_server.search.parameters import Registry, SearchParameter
+from fhir_server.search.indexing import composites, watch
+from fhir_server.search.indexing.extract import Value, compile_expression
+from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage.port import IndexRows
 
 _STRING_PARTS = {

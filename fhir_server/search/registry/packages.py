@@ -32,8 +32,8 @@ from fhir_server.core.manifest import MANIFEST as MANIFEST
 from fhir_server.core.manifest import PackageSpec as PackageSpec
 from fhir_server.core.manifest import read_manifest as read_manifest
 from fhir_server.core.types import SERVED_TYPES
-from fhir_server.search.extract import check_expression, split_union
-from fhir_server.search.parameters import Registry, SearchParameter
+from fhir_server.search.indexing.extract import check_expression, split_union
+from fhir_server.search.registry.parameters import Registry, SearchParameter
 
 
 def _log() -> Any:

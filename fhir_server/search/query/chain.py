@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from fhir_server.core import errors
 from fhir_server.core.types import SERVED_TYPES
-from fhir_server.search.parameters import Registry, SearchParameter
+from fhir_server.search.registry.parameters import Registry, SearchParameter
 
 MAX_LINKS = 6  # deeper chains are refused (each hop is one more nested subquery)
 _TYPE = re.compile(r"[A-Z][A-Za-z]+\Z")

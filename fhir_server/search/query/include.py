@@ -21,9 +21,9 @@ from sqlalchemy import BigInteger, ColumnElement, and_, any_, bindparam, false, 
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from fhir_server.core import errors
-from fhir_server.search import parse as p
-from fhir_server.search import plan
-from fhir_server.search.parameters import Registry, SearchParameter
+from fhir_server.search.query import parse as p
+from fhir_server.search.query import plan
+from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage import schema
 from fhir_server.storage.port import ReadSession, Stored
 

@@ -26,9 +26,9 @@ from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
 from fhir_server.core import errors, fhirtime
-from fhir_server.search import chain
-from fhir_server.search.chain import Link
-from fhir_server.search.parameters import CONTROL_PARAMETERS, Registry, SearchParameter
+from fhir_server.search.query import chain
+from fhir_server.search.query.chain import Link
+from fhir_server.search.registry.parameters import CONTROL_PARAMETERS, Registry, SearchParameter
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 

@@ -17,7 +17,7 @@ import profiles
 from fhir_server.core.types import SERVED_TYPES
 
 if TYPE_CHECKING:
-    from fhir_server.search.packages import MissingPackage, Package
+    from fhir_server.search.registry.packages import MissingPackage, Package
 
 # Result parameters and controls: never search criteria.
 CONTROL_PARAMETERS = frozenset(

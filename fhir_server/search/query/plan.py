@@ -56,12 +56,13 @@ from sqlalchemy import (
 from sqlalchemy.sql import Select
 
 from fhir_server.core import errors, fhirtime
-from fhir_server.search import composites, geo
-from fhir_server.search import parse as p
-from fhir_server.search.chain import Link
-from fhir_server.search.matchers import Match, Span, any_of, any_value, date_match
-from fhir_server.search.matchers import approximate_range as approximate_range
-from fhir_server.search.parameters import Registry
+from fhir_server.search.indexing import composites
+from fhir_server.search.query import geo
+from fhir_server.search.query import parse as p
+from fhir_server.search.query.chain import Link
+from fhir_server.search.query.matchers import Match, Span, any_of, any_value, date_match
+from fhir_server.search.query.matchers import approximate_range as approximate_range
+from fhir_server.search.registry.parameters import Registry
 from fhir_server.storage import schema
 from fhir_server.storage.port import ReadSession
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import ARRAY, ColumnElement, Text, and_, any_, bindparam, false, select
 
-from fhir_server.search import composites, watch
+from fhir_server.search.indexing import composites, watch
 from fhir_server.storage import schema
 from fhir_server.storage.port import ReadSession, Store
 

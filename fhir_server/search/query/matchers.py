@@ -18,9 +18,9 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, FromClause, String, and_, func, literal, or_
 
-from fhir_server.search import geo
-from fhir_server.search import parse as p
-from fhir_server.search.indexer import normalize
+from fhir_server.search.indexing.indexer import normalize
+from fhir_server.search.query import geo
+from fhir_server.search.query import parse as p
 
 
 @dataclass(frozen=True)
