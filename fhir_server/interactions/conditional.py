@@ -12,7 +12,7 @@ import structlog
 
 from fhir_server.core import errors
 from fhir_server.interactions.context import Context
-from fhir_server.search.query.plan import search_ids
+from fhir_server.search.query.run import search_ids
 from fhir_server.storage.port import ReadSession, WriteSession
 
 log = structlog.get_logger(__name__)

@@ -24,7 +24,7 @@ from fhir_server.interactions.bundles import bundle, resource_fragment
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.subsetting import subset
 from fhir_server.search.availability import answer as availability
-from fhir_server.search.query import cursor, include, plan
+from fhir_server.search.query import cursor, include, plan, run
 from fhir_server.search.query import parse as p
 from fhir_server.search.registry.parameters import Registry
 from fhir_server.storage.port import ReadSession, Stored
@@ -92,7 +92,7 @@ async def search(ctx: Context, req: SearchRequest) -> SearchResult:
         # with the SAS chain as sent, else once other chains are resolved to references.
         fast = await _from_agendas(ctx, session, query, specs, size)
         if fast is None:
-            resolved = await plan.prefetch_chains(session, ctx.registry, query)
+            resolved = await run.prefetch_chains(session, ctx.registry, query)
             if resolved is not query and availability.shape_of(query, specs) is None:
                 fast = await _from_agendas(ctx, session, resolved, specs, size)
             query = resolved

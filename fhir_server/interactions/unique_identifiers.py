@@ -23,7 +23,7 @@ from fhir_server.core import errors
 from fhir_server.core.errors import Issue
 from fhir_server.interactions.context import Context
 from fhir_server.search.query.parse import escape
-from fhir_server.search.query.plan import search_ids
+from fhir_server.search.query.run import search_ids
 from fhir_server.storage.port import WriteSession
 
 

@@ -16,7 +16,7 @@ import pytest
 import profiles
 from fhir_server.core.fhirtime import PARIS
 from fhir_server.search.indexing.indexer import index_resource
-from fhir_server.search.query import plan
+from fhir_server.search.query import parse, plan, run
 from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage.port import Store, Stored
 
@@ -60,16 +60,17 @@ class Searcher:
     async def ids(self, res_type: str, query: str, *, now: datetime | None = None) -> list[str]:
         pairs = parse_qsl(query, keep_blank_values=True)
         async with self.store.reading() as session:
-            ids, _ = await plan.search_ids(
+            ids, _ = await run.search_ids(
                 session, self.registry, res_type, pairs, default_tz=PARIS, now=now
             )
         return ids
 
     async def count(self, res_type: str, query: str) -> int:
         async with self.store.reading() as session:
-            return await plan.count(
-                session, self.registry, res_type, parse_qsl(query), default_tz=PARIS
-            )
+            query = parse.parse(self.registry, res_type, parse_qsl(query), default_tz=PARIS)
+            query = await run.prefetch_chains(session, self.registry, query)
+            rows = await session.fetch(plan.count_statement(query))
+            return int(rows[0][0])
 
     async def check(self, res_type: str, cases: list[tuple[str, set[str]]]) -> None:
         """Run every query and report all mismatches at once."""

@@ -1,5 +1,5 @@
 """Forward chains are resolved to the resources they reach before the main statement
-(``plan.prefetch_chains``), with the same answers as the nested subqueries."""
+(``run.prefetch_chains``), with the same answers as the nested subqueries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from fhir_server.core.fhirtime import PARIS
-from fhir_server.search.query import parse, plan
+from fhir_server.search.query import parse, plan, run
 from fhir_server.search.registry.parameters import default_registry
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ async def test_prefetched_chains_answer_like_subqueries(
     await searcher.put(*data())
     prefetched = [sorted(await searcher.ids("Slot", q)) for q in QUERIES]
     assert prefetched == EXPECTED
-    monkeypatch.setattr(plan, "MAX_PREFETCH", 0)  # every chain stays a subquery
+    monkeypatch.setattr(run, "MAX_PREFETCH", 0)  # every chain stays a subquery
     assert [sorted(await searcher.ids("Slot", q)) for q in QUERIES] == EXPECTED
     assert await searcher.count("Slot", QUERIES[0]) == 4
 
@@ -85,12 +85,12 @@ async def test_prefetch_turns_a_chain_into_references(searcher: Searcher) -> Non
         default_tz=PARIS,
     )
     async with searcher.store.reading() as session:
-        resolved = await plan.prefetch_chains(session, searcher.registry, query)
+        resolved = await run.prefetch_chains(session, searcher.registry, query)
         (criterion,) = resolved.criteria
         assert criterion.path == () and criterion.param.code == "schedule"
         assert criterion.values == (
             parse.ReferenceValue("Schedule", "s1"),
             parse.ReferenceValue("Schedule", "s3"),
         )
-        again = await plan.prefetch_chains(session, searcher.registry, resolved)
+        again = await run.prefetch_chains(session, searcher.registry, resolved)
     assert again is resolved  # nothing left to resolve

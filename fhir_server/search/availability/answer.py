@@ -22,7 +22,7 @@ Only this shape is served here; any other search goes through ``plan`` unchanged
 - ``Slot`` with exactly one ``schedule`` criterion: ``Schedule/id`` references, or the SAS
   chain ``schedule.actor:Practitioner.identifier=system|value,...`` (resolved from cached
   links: who holds the identifier, which schedules have that actor; any other chain is
-  resolved by ``plan.prefetch_chains`` first), at least one plain ``start`` criterion (any
+  resolved by ``run.prefetch_chains`` first), at least one plain ``start`` criterion (any
   prefix), and plain ``status`` token criteria;
 - no ``_sort``, no paging position, no ``_summary=count``, every match in the first page;
 - ``_include`` of ``Slot:schedule`` and ``_include:iterate`` of ``Schedule:actor`` only.
@@ -71,7 +71,7 @@ from fhir_server.search.indexing import composites, watch
 from fhir_server.search.query import parse as p
 from fhir_server.search.query.include import COLUMNS, IncludeSpec, stored_from_row
 from fhir_server.search.query.matchers import date_match, low_bounds
-from fhir_server.search.query.plan import MAX_PREFETCH
+from fhir_server.search.query.run import MAX_PREFETCH
 from fhir_server.storage.port import ReadSession, Stored
 
 MAX_ROUNDS = 3  # agendas re-read after a concurrent write; then the SQL search answers

@@ -35,7 +35,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 
 from fhir_server.core import errors, fhirtime
 from fhir_server.search.query import parse as p
-from fhir_server.search.query import plan
+from fhir_server.search.query import plan, run
 from fhir_server.search.registry.parameters import CONTROL_PARAMETERS, Registry
 from fhir_server.storage.port import ReadSession
 
@@ -239,11 +239,11 @@ async def search_page(
     """The page after (or before) ``cursor``, or the first page. ``_count``/``_offset`` in
     ``pairs`` are ignored: ``limit`` is the page size (the caller applies its maximum).
     ``parsed``: ``pairs`` already parsed by the caller, with its chains already resolved by
-    ``plan.prefetch_chains`` (its criteria, sort and includes are used; paging controls are
+    ``run.prefetch_chains`` (its criteria, sort and includes are used; paging controls are
     not)."""
     if parsed is None:  # a caller that parsed also resolved its chains (prefetch_chains)
         parsed = p.parse(registry, res_type, pairs, default_tz=default_tz)
-        parsed = await plan.prefetch_chains(session, registry, parsed, now=now)
+        parsed = await run.prefetch_chains(session, registry, parsed, now=now)
     query = parsed
     sort = plan.sort_columns(query)
     key, bound = secret or _DEFAULT_SECRET, binding(res_type, pairs)

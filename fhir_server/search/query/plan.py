@@ -36,7 +36,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
@@ -62,9 +61,8 @@ from fhir_server.search.query import parse as p
 from fhir_server.search.query.chain import Link
 from fhir_server.search.query.matchers import Match, Span, any_of, any_value, date_match
 from fhir_server.search.query.matchers import approximate_range as approximate_range
-from fhir_server.search.registry.parameters import Registry
+from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage import schema
-from fhir_server.storage.port import ReadSession
 
 AnySelect = Select[*tuple[Any, ...]]
 R = schema.resources
@@ -541,40 +539,14 @@ def explain(query: p.Query, *, now: datetime | None = None) -> str:
     return "\n".join(lines)
 
 
-# -- chains resolved first ---------------------------------------------------------------
-
-MAX_PREFETCH = 1000
+# -- chains resolved first (run by ``run.prefetch_chains``) ------------------------------
 
 
-async def prefetch_chains(
-    session: ReadSession, registry: Registry, query: p.Query, *, now: datetime | None = None
-) -> p.Query:
-    """The query with its forward chains replaced by the resources they reach.
-
-    A chain is a nest of subqueries that the database may join in any order, and
-    PostgreSQL's estimates for the index rows of one type and parameter are poor (the two
-    columns are correlated): at 10 M slots it drove ``schedule.actor:Practitioner.identifier``
-    from every Schedule of the table and checked each one's practitioner, so the SAS search
-    slowed down with the size of the directory. Resolved first (one small statement: the
-    Schedules of 5 practitioners), the chain becomes plain ``schedule=Schedule/…``
-    references, which the planner answers with one (schedule, start) range scan
-    (``composites``) at any table size. A chain that reaches more than ``MAX_PREFETCH``
-    resources stays a subquery. ``explain`` shows the unresolved plan."""
-    moment = now or fhirtime.utcnow()
-    criteria: list[p.Criterion] = []
-    for c in query.criteria:
-        resolved = None
-        if c.path and not c.path[0].reverse:
-            resolved = await _prefetched(session, registry, c, moment)
-        criteria.append(resolved or c)
-    if all(a is b for a, b in zip(criteria, query.criteria, strict=True)):
-        return query
-    return replace(query, criteria=criteria)
-
-
-async def _prefetched(
-    session: ReadSession, registry: Registry, c: p.Criterion, now: datetime
-) -> p.Criterion | None:
+def chain_targets(
+    registry: Registry, c: p.Criterion, now: datetime, limit: int
+) -> tuple[AnySelect, SearchParameter] | None:
+    """The statement listing (type, id) of what a forward chain's first link reaches, at
+    most ``limit`` rows, and that link's parameter; None when the link is not a reference."""
     link = c.path[0]
     param = registry.get(link.sources[0], link.code)
     if param is None or param.type != "reference":
@@ -586,44 +558,6 @@ async def _prefetched(
     stmt = (
         select(target.c.res_type, target.c.res_id)
         .where(_in(target.c.res_type, link.targets), target.c.deleted == false(), inner.sql)
-        .limit(MAX_PREFETCH + 1)
+        .limit(limit)
     )
-    rows = await session.fetch(stmt)
-    if len(rows) > MAX_PREFETCH:
-        return None
-    values = tuple(p.ReferenceValue(str(t), str(i)) for t, i in sorted(rows))
-    return p.Criterion(c.name, param, None, values, c.raw)
-
-
-async def search_ids(
-    session: ReadSession,
-    registry: Registry,
-    res_type: str,
-    pairs: Sequence[tuple[str, str]],
-    *,
-    default_tz: ZoneInfo,
-    now: datetime | None = None,
-) -> tuple[list[str], p.Query]:
-    """Ids of the matching resources in result order, and the parsed query."""
-    query = p.parse(registry, res_type, pairs, default_tz=default_tz)
-    if query.count == 0:
-        return [], query
-    query = await prefetch_chains(session, registry, query, now=now)
-    rows = await session.fetch(statement(query, now=now, columns=[R.c.res_id]))
-    return [row[0] for row in rows], query
-
-
-async def count(
-    session: ReadSession,
-    registry: Registry,
-    res_type: str,
-    pairs: Sequence[tuple[str, str]],
-    *,
-    default_tz: ZoneInfo,
-    now: datetime | None = None,
-) -> int:
-    """How many resources match (``_count`` and ``_offset`` ignored)."""
-    query = p.parse(registry, res_type, pairs, default_tz=default_tz)
-    query = await prefetch_chains(session, registry, query, now=now)
-    rows = await session.fetch(count_statement(query, now=now))
-    return int(rows[0][0])
+    return stmt, param
