@@ -217,7 +217,8 @@ async def sql_samples(url: str, queries: list[str], *, cache: bool = True) -> li
 
     out = []
     async with sas_load.opened(url, migrate=False) as opened:
-        ctx = opened if cache else dataclasses.replace(opened, availability=None)
+        searcher = dataclasses.replace(opened.search, availability=None)
+        ctx = opened if cache else dataclasses.replace(opened, searcher=searcher)
         engine = ctx.store.engine  # type: ignore[attr-defined]
         captured: list[tuple[str, Any]] = []
 

@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
 from fhir_server.interactions.context import Context
-from fhir_server.search.availability import agendas
 from fhir_server.search.availability.agendas import AvailabilityCache
+from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.packages import read_manifest, registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
@@ -74,23 +74,31 @@ def make_context(settings: Settings, store: Store) -> Context:
     in ``settings.package_path`` (read once per cache path)."""
     validator = make_validator(settings)
     required = _required_profiles(settings, validator)
-    return Context(
-        store=store,
-        registry=registry_for(settings.package_path),
-        timezone=settings.zone,
+    registry = registry_for(settings.package_path)
+    searcher = Searcher(
+        registry,
+        settings.zone,
         default_count=settings.default_count,
         max_count=settings.max_count,
-        validator=validator,
         cursor_secret=settings.cursor_secret.encode() if settings.cursor_secret else None,
-        role=settings.default_role,
-        required_profiles=required,
-        unique_identifiers=frozenset(settings.unique_identifiers),
-        strict_conditional_ids=settings.conditional_update_id == "strict",
         availability=(
             AvailabilityCache(settings.availability_cache_slots)
             if settings.availability_cache_slots
             else None
         ),
+    )
+    return Context(
+        store=store,
+        registry=registry,
+        timezone=settings.zone,
+        default_count=settings.default_count,
+        max_count=settings.max_count,
+        validator=validator,
+        searcher=searcher,
+        role=settings.default_role,
+        required_profiles=required,
+        unique_identifiers=frozenset(settings.unique_identifiers),
+        strict_conditional_ids=settings.conditional_update_id == "strict",
     )
 
 
@@ -123,15 +131,16 @@ GC_THRESHOLDS = (20_000, 20, 20)
 
 def _preload(settings: Settings, ctx: Context) -> asyncio.Task[None] | None:
     """Warm the availability cache in the background (``FHIR_AVAILABILITY_PRELOAD``)."""
-    cache = ctx.availability
-    if cache is None or not settings.availability_preload:
+    if ctx.search.availability is None or not settings.availability_preload:
         return None
 
     async def run() -> None:
         try:
-            done = await agendas.preload(ctx.store, cache)
+            done = await ctx.search.preload(ctx.store)
         except Exception:  # a cold cache only costs speed: log it, keep serving
             log.exception("availability cache preload failed")
+            return
+        if done is None:
             return
         log.info(
             "availability cache warm",

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fhir_server.core.roles import ANY_ROLE, ROLES, Role
 from fhir_server.core.types import is_served
-from fhir_server.interactions.roles import ANY_ROLE, ROLES, Role
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/fhir.sqlite"
 

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from fhir_server.core.roles import Role
 from fhir_server.interactions.instants import Remembered
-from fhir_server.interactions.roles import Role
-from fhir_server.search.availability.agendas import AvailabilityCache
+from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.parameters import Registry
 from fhir_server.storage.port import Store
 from fhir_server.validation.validator import Validator
@@ -24,7 +24,6 @@ class Context:
     timezone: ZoneInfo
     default_count: int = 50
     max_count: int = 1000
-    cursor_secret: bytes | None = None  # None: the built-in key (catches corruption only)
     validator: Validator | None = None  # profile validation of writes; None: base R4 only
     # The client's role (interactions/roles.py). FHIR_AUTH=none: FHIR_DEFAULT_ROLE for every
     # request; the auth module will make one context per request with ``acting_as``.
@@ -38,10 +37,18 @@ class Context:
     # conditional update: a body id that is not the matched (or a free) id is refused as the
     # spec says (400/409) instead of being ignored (docs/api.md)
     strict_conditional_ids: bool = False
-    # this process's agendas for the SAS slot search (search/availability.py); None: off
-    availability: AvailabilityCache | None = field(default=None, compare=False, hash=False)
+    # how searches run (search/execute.py: cursor key, availability cache); None: SQL
+    # searches with this context's registry, zone and page sizes
+    searcher: Searcher | None = field(default=None, compare=False, hash=False)
     # which stored versions' times need rewriting in search answers (instants.py)
     retimed: Remembered = field(default_factory=Remembered, compare=False, hash=False)
+
+    @property
+    def search(self) -> Searcher:
+        """The searcher every search of this context goes through."""
+        if self.searcher is not None:
+            return self.searcher
+        return Searcher(self.registry, self.timezone, self.default_count, self.max_count)
 
     def acting_as(self, role: Role) -> Context:
         """The same context for a client of another role."""

@@ -15,8 +15,8 @@ from typing import Any
 
 from fhir_server.core import errors
 from fhir_server.core.errors import Issue
+from fhir_server.core.roles import ANY_ROLE
 from fhir_server.interactions.context import Context
-from fhir_server.interactions.roles import ANY_ROLE
 
 
 def required_for(ctx: Context, res_type: str) -> list[str]:

@@ -23,6 +23,7 @@ from fhir_server.interactions.context import Context
 from fhir_server.interactions.search import SearchRequest, search
 from fhir_server.search.availability import agendas
 from fhir_server.search.availability import answer as availability
+from fhir_server.search.execute import Searcher
 from fhir_server.search.indexing.reindex import reindex
 from fhir_server.search.query import include, parse
 from fhir_server.search.registry.parameters import default_registry
@@ -54,7 +55,7 @@ def contexts(store: Store, slots: int = 1_000_000) -> tuple[Context, Context]:
         store=store,
         registry=registry,
         timezone=PARIS,
-        availability=agendas.AvailabilityCache(slots),
+        searcher=Searcher(registry, PARIS, availability=agendas.AvailabilityCache(slots)),
     )
     return plain, cached
 
@@ -182,7 +183,7 @@ async def test_cache_answers_exactly_what_sql_answers(store: Store, seed: int) -
     queries = [query(rng) for _ in range(60)]
     await same_answers(plain, cached, queries)  # cold
     await same_answers(plain, cached, queries)  # warm
-    cache = cached.availability
+    cache = cached.search.availability
     assert cache is not None
     assert cache.served >= 60, (cache.served, cache.declined)  # the cache did answer
     for _ in range(25):
@@ -206,7 +207,7 @@ async def test_sas_query_with_instants_as_sent(store: Store) -> None:
     body = orjson.loads(await answer(cached, text))
     modes = {e["search"]["mode"] for e in body["entry"]}
     assert body["total"] > 0 and modes == {"match", "include"}
-    cache = cached.availability
+    cache = cached.search.availability
     assert cache is not None and cache.served == 2
     # the chain was resolved from the cache, not by the SQL prefetch
     assert f"Practitioner?identifier={RPPS}|810000000001" in cache
@@ -221,7 +222,7 @@ async def test_more_matches_than_a_page_go_to_sql_paging(store: Store) -> None:
     await same_answers(plain, cached, [text])
     body = orjson.loads(await answer(cached, text))
     assert [link["relation"] for link in body["link"]] == ["self", "next"]
-    assert cached.availability is not None and cached.availability.declined == 2
+    assert cached.search.availability is not None and cached.search.availability.declined == 2
 
 
 async def test_a_cache_too_small_for_the_search_lets_sql_answer(store: Store) -> None:
@@ -230,7 +231,7 @@ async def test_a_cache_too_small_for_the_search_lets_sql_answer(store: Store) ->
     await load(plain, rng)
     text = "schedule=Schedule/s0,Schedule/s1,Schedule/s2&start=ge2024-06-01&status=free"
     await same_answers(plain, cached, [text, text])
-    cache = cached.availability
+    cache = cached.search.availability
     assert cache is not None and cache.declined == 2 and cache.served == 0
     assert len(cache) <= 10
 
@@ -250,7 +251,7 @@ async def test_other_searches_are_not_served(store: Store) -> None:
         "schedule=https://elsewhere/Schedule/s1&start=ge2024-06-01",
     ]
     await same_answers(plain, cached, queries)
-    assert cached.availability is not None and cached.availability.served == 0
+    assert cached.search.availability is not None and cached.search.availability.served == 0
 
 
 def test_shape_reads_the_resolved_chain() -> None:
@@ -310,7 +311,7 @@ async def test_preload_reads_every_agenda_until_the_cache_is_full(store: Store) 
     rng = random.Random(8)
     plain, cached = contexts(store)
     await load(plain, rng)
-    cache = cached.availability
+    cache = cached.search.availability
     assert cache is not None
     done = await agendas.preload(store, cache, batch=2)
     assert done.complete and done.schedules == 5  # s0..s4 (s5 was never created)
@@ -321,6 +322,6 @@ async def test_preload_reads_every_agenda_until_the_cache_is_full(store: Store) 
     assert cache.fills == fills and cache.served == 2  # nothing read but the answers
 
     _, small = contexts(store, slots=30)
-    assert small.availability is not None
-    partial = await agendas.preload(store, small.availability, batch=1)
+    assert small.search.availability is not None
+    partial = await agendas.preload(store, small.search.availability, batch=1)
     assert not partial.complete and 0 < partial.schedules < 5

@@ -16,7 +16,7 @@ from fhir_server.core.errors import Incorrect
 from fhir_server.core.fhirtime import PARIS
 from fhir_server.search.indexing.indexer import index_resource
 from fhir_server.search.query import cursor as c
-from fhir_server.search.query import plan
+from fhir_server.search.query import parse, plan, run
 from fhir_server.storage.port import Stored
 
 if TYPE_CHECKING:
@@ -56,16 +56,10 @@ async def page(
     **options: Any,
 ) -> c.Page:
     async with searcher.store.reading() as session:
-        return await c.search_page(
-            session,
-            searcher.registry,
-            res_type,
-            parse_qsl(query),
-            default_tz=PARIS,
-            cursor=cursor,
-            limit=limit,
-            **options,
-        )
+        pairs = parse_qsl(query)
+        parsed = parse.parse(searcher.registry, res_type, pairs, default_tz=PARIS)
+        parsed = await run.prefetch_chains(session, searcher.registry, parsed)
+        return await c.search_page(session, parsed, pairs, cursor=cursor, limit=limit, **options)
 
 
 async def walk(searcher: Searcher, res_type: str, query: str, limit: int) -> list[c.Page]:

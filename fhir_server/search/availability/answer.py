@@ -286,16 +286,14 @@ class Answer:
 async def answer(
     session: ReadSession,
     cache: AvailabilityCache,
-    query: p.Query,
-    specs: Sequence[IncludeSpec],
+    shape: Shape,
     limit: int,
     now: datetime,
 ) -> Answer | None:
-    """The first page of the search from the agendas, or None when the SQL search must
-    answer (another shape, more matches than ``limit``, agendas larger than the cache, or
-    writes racing every round)."""
-    shape = shape_of(query, specs)
-    if shape is None or limit <= 0:
+    """The first page of the search ``shape`` (``shape_of``) from the agendas, or None when
+    the SQL search must answer (more matches than ``limit``, agendas larger than the cache,
+    or writes racing every round)."""
+    if limit <= 0:
         return None
     pair = composites.pair_for(SLOT, "schedule")
     assert pair is not None

@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
 
 from fhir_server.core import errors, fhirtime
 from fhir_server.search.query import parse as p
-from fhir_server.search.query import plan, run
-from fhir_server.search.registry.parameters import CONTROL_PARAMETERS, Registry
+from fhir_server.search.query import plan
+from fhir_server.search.registry.parameters import CONTROL_PARAMETERS
 from fhir_server.storage.port import ReadSession
 
 _DEFAULT_SECRET = b"fhir-server search cursor v1"
@@ -65,6 +64,15 @@ class Position:
 
 
 # -- the cursor text ----------------------------------------------------------------------
+
+
+PAGING_PARAMETERS = frozenset({"_count", "_offset", "_cursor"})
+
+
+def without_paging(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The query without what says which page to show: the search a cursor belongs to,
+    and the base of the links to the next and previous pages."""
+    return [(k, v) for k, v in pairs if k not in PAGING_PARAMETERS]
 
 
 def binding(res_type: str, pairs: Sequence[tuple[str, str]]) -> bytes:
@@ -224,27 +232,20 @@ def page_statement(
 
 async def search_page(
     session: ReadSession,
-    registry: Registry,
-    res_type: str,
+    query: p.Query,
     pairs: Sequence[tuple[str, str]],
     *,
-    default_tz: ZoneInfo,
     cursor: str | None,
     limit: int,
     columns: Sequence[Any] = (),
     secret: bytes | None = None,
     now: datetime | None = None,
-    parsed: p.Query | None = None,
 ) -> Page:
-    """The page after (or before) ``cursor``, or the first page. ``_count``/``_offset`` in
-    ``pairs`` are ignored: ``limit`` is the page size (the caller applies its maximum).
-    ``parsed``: ``pairs`` already parsed by the caller, with its chains already resolved by
-    ``run.prefetch_chains`` (its criteria, sort and includes are used; paging controls are
-    not)."""
-    if parsed is None:  # a caller that parsed also resolved its chains (prefetch_chains)
-        parsed = p.parse(registry, res_type, pairs, default_tz=default_tz)
-        parsed = await run.prefetch_chains(session, registry, parsed, now=now)
-    query = parsed
+    """The page after (or before) ``cursor``, or the first page, of ``query`` (parsed from
+    ``pairs``, its chains already resolved by ``run.prefetch_chains``). ``pairs`` bind the
+    cursor to its search; ``limit`` is the page size (``_count``/``_offset`` are the
+    caller's to apply)."""
+    res_type = query.res_type
     sort = plan.sort_columns(query)
     key, bound = secret or _DEFAULT_SECRET, binding(res_type, pairs)
     position = decode(cursor, sort, bound, key) if cursor else None

@@ -5,7 +5,7 @@ A role decides what a client's writes must satisfy (``required_profiles``) and, 
 authentication exists, what it may do at all. ``Context.role`` is the one place the
 interactions read it. Authentication is not built yet: with ``FHIR_AUTH=none`` every request
 acts with ``FHIR_DEFAULT_ROLE``; the auth/policy module will give each request the context of
-its principal (``Context.acting_as(role)``).
+its principal (``interactions.context.Context.acting_as(role)``).
 """
 
 from __future__ import annotations
