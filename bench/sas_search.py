@@ -15,6 +15,9 @@ In one run, on a throwaway PostgreSQL cluster (``procs.py``), for each size of `
      chained ``schedule.actor:Practitioner.identifier`` (what the chain costs);
    - ``ps-nocache``: the ``ps`` query on a second server started with the availability cache
      off (``FHIR_AVAILABILITY_CACHE_SLOTS=0``): the SQL search, the baseline of ``ps``;
+   - ``ps-baseline`` (with ``--baseline DIR``): the ``ps`` query on a server run from another
+     checkout (its own ``.venv``, e.g. the commit before a change) on the same database: the
+     before/after comparison of one run;
    - ``constant``: the same app answering a ``ps`` response of mean size from memory
      (``constant_app.py``): the ceiling for HTTP, routing and JSON bytes of that size;
 
@@ -68,6 +71,8 @@ DOC = HERE.parent / "docs" / "perf.md"
 SCENARIOS = ("ps", "ps-refs", "ps-nocache", "constant")
 # served by a second server started with the availability cache off (the SQL search)
 NOCACHE = "ps-nocache"
+# served by a server of another checkout (--baseline): the same query, the code before a change
+BASELINE = "ps-baseline"
 RPPS = sas_data.RPPS_SYSTEM
 console = Console(width=None if sys.stdout.isatty() else 160)
 Probes = dict[str, Callable[[], float]]
@@ -119,6 +124,7 @@ def ps_refs_query(spec: sas_data.Spec, p: Pick, extra: str = "") -> str:
 
 
 QUERIES: dict[str, Callable[[sas_data.Spec, Pick, str], str]] = {
+    BASELINE: ps_query,
     "ps": ps_query,
     "ps-refs": ps_refs_query,
     NOCACHE: ps_query,
@@ -438,8 +444,14 @@ class Bench:
     ) -> None:
         args = self.args
         sample_body = None
-        variants = [("cache", ["ps", "ps-refs"], {}), ("nocache", [NOCACHE], NO_CACHE_ENV)]
-        for variant, scenarios, extra_env in variants:
+        ours = procs.fhir_server_command()
+        variants = [
+            ("cache", ["ps", "ps-refs"], {}, ours),
+            ("nocache", [NOCACHE], NO_CACHE_ENV, ours),
+        ]
+        if args.baseline is not None:
+            variants.insert(0, ("baseline", [BASELINE], {}, [str(args.baseline_command)]))
+        for variant, scenarios, extra_env, command in variants:
             wanted = [
                 s
                 for s in scenarios
@@ -448,7 +460,7 @@ class Bench:
             if not wanted:
                 continue
             port = procs.free_port()
-            argv = procs.fhir_server_argv(port)
+            argv = [*command, *procs.fhir_server_argv(port)[len(ours) :]]
             if workers > 1:
                 argv += ["--workers", str(workers)]
             label = f"fhir-server ({workers} worker{'s' if workers > 1 else ''}, {variant})"
@@ -458,7 +470,7 @@ class Bench:
                     env = {**self._env(), **extra_env}
                     server = local.enter_context(procs.server(argv, env, log, port=port))
                 console.log(f"{label} ready on {server.base}")
-                if variant == "cache":
+                if variant in ("cache", "baseline"):
                     with console.status(f"{label}: preloading the availability cache"):
                         report.preload[workers] = wait_warm(log, workers, server.process)
                     console.log(f"availability cache warm in {report.preload[workers]:.1f} s")
@@ -801,6 +813,12 @@ def doc_section(
         " server with the availability cache off (the SQL search: the baseline of `ps`);"
         " `constant` answers a `ps` answer of mean size from memory through the same app"
         " (`bench/constant_app.py`)"
+        + (
+            f"; `ps-baseline` is `ps` on a server of the checkout `{args.baseline}`"
+            " (the code before the change), on the same database"
+            if args.baseline is not None
+            else ""
+        )
     )
     lines.append(
         "- after each load: `CHECKPOINT`, `sync`, then a wait until the machine's CPU use stays"
@@ -936,10 +954,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--extra", default="", help="appended to every query, e.g. '&_count=1000' (default none)"
     )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (with its .venv) whose server answers ps-baseline",
+    )
     p.add_argument("--doc", type=Path, default=DOC)
     p.add_argument("--no-doc", action="store_true", help="print only")
     args = p.parse_args(argv)
-    args.scenarios = [s for s in SCENARIOS if s in args.scenarios.split(",")]
+    args.scenarios = [s for s in (*SCENARIOS, BASELINE) if s in args.scenarios.split(",")]
+    if args.baseline is not None:
+        args.baseline_command = args.baseline.resolve() / ".venv" / "bin" / "fhir-server"
+        if not args.baseline_command.exists():
+            p.error(f"--baseline: {args.baseline_command} not found (run scripts/_setup.sh there)")
+        if BASELINE not in args.scenarios:
+            args.scenarios.insert(0, BASELINE)
     if not args.scenarios or not args.slots or not args.workers:
         p.error("--scenarios, --slots and --workers need at least one value")
     if min(args.slots) < 1000 or min(args.workers) < 1 or args.duration <= 0:
