@@ -1,0 +1,1 @@
+"""The availability cache: the SAS slot search answered from per-process agendas."""

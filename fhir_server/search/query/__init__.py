@@ -1,0 +1,1 @@
+"""The query pipeline: parse a query string, plan its SQL, run it, page it, include."""

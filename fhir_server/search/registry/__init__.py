@@ -1,0 +1,1 @@
+"""The search parameters: the R4 table and those of the installed FHIR packages."""
