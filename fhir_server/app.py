@@ -86,6 +86,7 @@ def make_context(settings: Settings, store: Store) -> Context:
         required_profiles=required,
         unique_identifiers=frozenset(settings.unique_identifiers),
         strict_conditional_ids=settings.conditional_update_id == "strict",
+        referential_integrity=settings.referential_integrity,
         availability=(
             AvailabilityCache(settings.availability_cache_slots)
             if settings.availability_cache_slots

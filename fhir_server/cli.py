@@ -116,6 +116,13 @@ def load(
     paths: Annotated[
         list[Path], typer.Argument(help="Files or folders (.json Bundles/resources, .ndjson)")
     ],
+    check_references: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse a file whose relative references name no stored resource; "
+            "--no-check-references loads files that reference each other out of order",
+        ),
+    ] = True,
 ) -> None:
     """Load FHIR data; each file is stored whole or not at all, bad files are reported."""
     from fhir_server.app import make_context, make_store
@@ -129,6 +136,8 @@ def load(
 
     async def run() -> list[FileReport]:
         settings = Settings()
+        if not check_references:
+            settings.referential_integrity = False
         store = make_store(settings)
         await store.migrate()
         ctx = make_context(settings, store)

@@ -38,6 +38,8 @@ class Context:
     # conditional update: a body id that is not the matched (or a free) id is refused as the
     # spec says (400/409) instead of being ignored (docs/api.md)
     strict_conditional_ids: bool = False
+    # writes whose relative references name no stored resource are refused (references.py)
+    referential_integrity: bool = True
     # this process's agendas for the SAS slot search (search/availability.py); None: off
     availability: AvailabilityCache | None = field(default=None, compare=False, hash=False)
     # which stored versions' times need rewriting in search answers (instants.py)
