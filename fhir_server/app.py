@@ -181,6 +181,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         openapi_url=None,
     )
     outcomes.install(app)
+    app.add_middleware(fhir_logging.AccessLog)
     app.include_router(routes.router())
 
     return app

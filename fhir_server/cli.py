@@ -82,7 +82,7 @@ def serve(
     if workers > 1:
         from fhir_server.workers import serve_workers
 
-        raise typer.Exit(serve_workers(host, port, workers, settings.log_level))
+        raise typer.Exit(serve_workers(host, port, workers))
     else:
         from fhir_server.app import create_app
 
@@ -91,7 +91,8 @@ def serve(
             host=host,
             port=port,
             log_level=settings.log_level,
-            access_log=False,
+            access_log=False,  # fhir_server.logging.AccessLog writes one structured line
+            log_config=None,  # uvicorn's records go through our handler (logging.configure)
         )
 
 
