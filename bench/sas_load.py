@@ -81,7 +81,14 @@ def package_path() -> Path:
 
 
 def settings_for(url: str) -> Settings:
-    return Settings(database_url=url, package_path=package_path(), log_level="warning")
+    # A bulk load in concurrent batches (--jobs): a Slot's Schedule may be in a batch not yet
+    # committed, as with `fhir-server load --no-check-references`; the numbers stay comparable.
+    return Settings(
+        database_url=url,
+        package_path=package_path(),
+        log_level="warning",
+        referential_integrity=False,
+    )
 
 
 # -- batches ----------------------------------------------------------------------------------

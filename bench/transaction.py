@@ -186,9 +186,11 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.slots = sas_slots(args.seed)
+        self.schedules: set[str] = set()  # references of the Schedules stored so far
 
     def engine(self, engine: str, runner: asyncio.Runner) -> EngineReport:
         report = EngineReport(engine)
+        self.schedules = set()  # a new database
         try:
             with ExitStack() as stack:
                 self._engine(stack, report, runner)
@@ -266,9 +268,11 @@ class Bench:
                 # Alternate which mode goes first, so neither always follows the other.
                 order = MODES if n % 2 == 0 else MODES[::-1]
                 for mode in order:
-                    body = bundle(list(itertools.islice(self.slots, args.size)))
+                    batch = list(itertools.islice(self.slots, args.size))
+                    body = bundle(batch)
                     report.bundle_bytes = len(body)
                     server = servers[mode]
+                    runner.run(self._schedules_for(server.base, batch))  # not measured
                     cpu0, db0 = procs.cpu_seconds(server.process.pid), db_cpu()
                     wall = runner.run(self._post(server.base, body))
                     sample = Sample(
@@ -297,11 +301,39 @@ class Bench:
             raise RuntimeError(f"transaction failed: HTTP {status} {data[:500]!r}")
         return took
 
+    async def _schedules_for(self, base: str, slots: list[dict[str, Any]]) -> None:
+        """Store the Schedules the slots name (a write naming no stored Schedule is refused),
+        as an agenda's Schedule exists before its slots are pushed."""
+        wanted = {s["schedule"]["reference"] for s in slots} - self.schedules
+        if not wanted:
+            return
+        entries = [
+            {
+                "resource": {
+                    "resourceType": "Schedule",
+                    "id": ref.split("/", 1)[1],
+                    "actor": [{"display": "bench"}],
+                },
+                "request": {"method": "PUT", "url": ref},
+            }
+            for ref in sorted(wanted)
+        ]
+        body = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+        client = loadgen.make_client(self.args.client, base, 1, self.args.timeout)
+        try:
+            status, data = await client.request("POST", "/", body)
+        finally:
+            await client.aclose()
+        if status != 200:
+            raise RuntimeError(f"storing the Schedules failed: HTTP {status} {data[:500]!r}")
+        self.schedules |= wanted
+
     async def _check_modes(self, servers: dict[str, procs.Server]) -> None:
         """The validating server refuses a slot its profile forbids; the other stores it."""
         wrong = next(self.slots)
         wrong["status"] = "busy"  # FrSlotAgregateur fixes status to free
         body = bundle([wrong])
+        await self._schedules_for(servers["no-profiles"].base, [wrong])
         for mode, expected in (("profiles", 422), ("no-profiles", 200)):
             client = loadgen.make_client(self.args.client, servers[mode].base, 1, 30)
             try:

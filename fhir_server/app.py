@@ -99,6 +99,7 @@ def make_context(settings: Settings, store: Store) -> Context:
         required_profiles=required,
         unique_identifiers=frozenset(settings.unique_identifiers),
         strict_conditional_ids=settings.conditional_update_id == "strict",
+        referential_integrity=settings.referential_integrity,
     )
 
 
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         openapi_url=None,
     )
     outcomes.install(app)
+    app.add_middleware(fhir_logging.AccessLog)
     app.include_router(routes.router())
 
     return app

@@ -82,7 +82,7 @@ def serve(
     if workers > 1:
         from fhir_server.workers import serve_workers
 
-        raise typer.Exit(serve_workers(host, port, workers, settings.log_level))
+        raise typer.Exit(serve_workers(host, port, workers))
     else:
         from fhir_server.app import create_app
 
@@ -91,7 +91,8 @@ def serve(
             host=host,
             port=port,
             log_level=settings.log_level,
-            access_log=False,
+            access_log=False,  # fhir_server.logging.AccessLog writes one structured line
+            log_config=None,  # uvicorn's records go through our handler (logging.configure)
         )
 
 
@@ -116,6 +117,13 @@ def load(
     paths: Annotated[
         list[Path], typer.Argument(help="Files or folders (.json Bundles/resources, .ndjson)")
     ],
+    check_references: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse a file whose relative references name no stored resource; "
+            "--no-check-references loads files that reference each other out of order",
+        ),
+    ] = True,
 ) -> None:
     """Load FHIR data; each file is stored whole or not at all, bad files are reported."""
     from fhir_server.app import make_context, make_store
@@ -129,6 +137,8 @@ def load(
 
     async def run() -> list[FileReport]:
         settings = Settings()
+        if not check_references:
+            settings.referential_integrity = False
         store = make_store(settings)
         await store.migrate()
         ctx = make_context(settings, store)

@@ -3,7 +3,10 @@
 Each file is loaded in one write transaction: a file with one bad resource is reported and
 skipped whole, never half-loaded. Transaction/batch Bundles go through the transaction
 interaction (so ``urn:uuid:`` references and conditional entries work); other resources are
-written with update-as-create when they carry an id, create otherwise.
+written with update-as-create when they carry an id, create otherwise. References are
+checked once per file (``interactions/references.py``): resources of one file may reference
+each other in any order, but a reference to a resource of a file loaded later fails unless
+the check is off (``fhir-server load --no-check-references``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import orjson
 from fhir_server.core.errors import FhirError
 from fhir_server.interactions import create, transaction, update
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.references import PendingReferences
 
 SUFFIXES = (".json", ".ndjson")
 
@@ -75,6 +79,7 @@ async def load_file(ctx: Context, path: Path, base_url: str = "urn:load") -> Fil
     try:
         docs = list(_documents(path))
         async with ctx.store.writing() as session:
+            refs = PendingReferences()  # checked once the whole file is written
             for doc in docs:
                 if (
                     isinstance(doc, dict)
@@ -86,10 +91,13 @@ async def load_file(ctx: Context, path: Path, base_url: str = "urn:load") -> Fil
                 for resource in _resources(doc):
                     rtype = str(resource.get("resourceType"))
                     if isinstance(resource.get("id"), str):
-                        await update.update_in(ctx, session, rtype, resource["id"], resource)
+                        await update.update_in(
+                            ctx, session, rtype, resource["id"], resource, references=refs
+                        )
                     else:
-                        await create.create_in(ctx, session, rtype, resource)
+                        await create.create_in(ctx, session, rtype, resource, references=refs)
                     report.resources += 1
+            await refs.verify(session)
         for doc in docs:
             if (
                 isinstance(doc, dict)

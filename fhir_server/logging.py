@@ -1,30 +1,111 @@
-"""Structured logs (structlog). Never log tokens or request bodies: only identifiers."""
+"""Structured logs (structlog). Never log tokens or request bodies: only identifiers.
+
+Every line goes through one stderr handler and one renderer (``FHIR_LOG_FORMAT``: console or
+json): the server's own structlog events, and the standard-library records of uvicorn,
+Alembic and the rest, so that a JSON log is JSON on every line.
+
+``AccessLog`` writes one line per HTTP request: method, path, the *names* of the query
+parameters, status, duration and client address. Query values are left out: a FHIR search
+carries identifiers and names (``Practitioner?identifier=...|810001234567``) that do not
+belong in logs.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl
 
 import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# uvicorn configures these with handlers of their own unless told not to (``log_config=None``);
+# cleared here too, so that their records reach the root handler whoever started uvicorn.
+_FOREIGN = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
 def configure(level: str = "info", fmt: str = "console") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    logging.basicConfig(level=numeric, format="%(message)s")
-    # Alembic announces every migration step at INFO; only its problems are news.
-    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
     )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric)
+    for name in _FOREIGN:
+        foreign = logging.getLogger(name)
+        foreign.handlers.clear()
+        foreign.propagate = True
+    # Alembic announces every migration step at INFO; only its problems are news.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )
+
+
+access_log = structlog.get_logger("fhir_server.access")
+
+
+def _param_names(query_string: bytes) -> list[str]:
+    names: list[str] = []
+    for name, _value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name not in names:
+            names.append(name)
+    return names
+
+
+class AccessLog:
+    """ASGI middleware: one ``request`` line per HTTP request, once it is answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the application fails before answering
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            client = scope.get("client")
+            fields: dict[str, Any] = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "client": client[0] if client else None,
+            }
+            if scope.get("query_string"):
+                fields["params"] = _param_names(scope["query_string"])
+            access_log.info("request", **fields)

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="Conditional update with a body id that is not the target's: ignored "
         "(lenient, what the SAS platform needs) or refused as FHIR R4 says (strict: 400/409)",
     )
+    referential_integrity: bool = Field(
+        True,
+        description="Refuse writes whose relative references (Type/id) name no stored "
+        "resource of a served type (400 not-found); false for loads of data out of order",
+    )
 
     @field_validator("timezone")
     @classmethod

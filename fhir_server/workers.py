@@ -37,17 +37,26 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
+def _worker(host: str, port: int) -> None:
     import uvicorn
 
+    from fhir_server import logging as fhir_logging
+    from fhir_server.settings import Settings
+
+    settings = Settings()  # a spawned process: the same FHIR_* environment as the supervisor
+    fhir_logging.configure(settings.log_level, settings.log_format)
     sock = listening_socket(host, port)
     config = uvicorn.Config(
-        "fhir_server.app:create_app", factory=True, log_level=log_level, access_log=False
+        "fhir_server.app:create_app",
+        factory=True,
+        log_level=settings.log_level,
+        access_log=False,  # fhir_server.logging.AccessLog writes one structured line
+        log_config=None,  # uvicorn's records go through our handler
     )
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve_workers(host: str, port: int, workers: int, log_level: str) -> int:
+def serve_workers(host: str, port: int, workers: int) -> int:
     """Run ``workers`` server processes until SIGINT/SIGTERM; the exit status."""
     if port == 0:
         raise ValueError("several workers need a fixed port (each binds its own socket)")
@@ -56,7 +65,7 @@ def serve_workers(host: str, port: int, workers: int, log_level: str) -> int:
     stopping = False
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        process = context.Process(target=_worker, args=(host, port), daemon=False)
         process.start()
         return process
 

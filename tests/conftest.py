@@ -1,7 +1,8 @@
 """Shared fixtures: a real store on SQLite and on PostgreSQL (pytest-postgresql).
 
 Every test that takes ``store`` runs twice, once per engine. PostgreSQL is a real server
-started once per session from Debian's binaries; each test gets a fresh database.
+started once per session from Debian's binaries; each test gets a fresh database. The tests
+that use it are marked ``postgres`` (``pytest -m "not postgres"`` runs SQLite only).
 """
 
 from __future__ import annotations
@@ -85,6 +86,25 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
+
+
+POSTGRES_FIXTURES = frozenset({"pg_url", "postgresql", "postgresql_proc"})
+
+
+def uses_postgres(item: pytest.Item) -> bool:
+    """A test that asks for a PostgreSQL fixture or runs on the ``database_url`` (hence
+    ``store``) parameter "postgresql"."""
+    if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("database_url") == "postgresql"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the PostgreSQL tests ``postgres``: ``-m "not postgres"`` runs SQLite only."""
+    for item in items:
+        if uses_postgres(item):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture

@@ -1,6 +1,9 @@
 """Talk to the SAS FHIR server with SMART on FHIR's ``fhirclient`` (R4 models).
 
-    python examples/clients/fhirclient_client.py [BASE_URL] [--token TOKEN]
+    .venv/bin/python examples/clients/fhirclient_client.py [BASE_URL] [--token TOKEN]
+
+(``./scripts/run`` installs the client library into ``.venv``; elsewhere
+``pip install -e '.[examples]'``.)
 
 Reads the CapabilityStatement, creates a regulator Practitioner (the SAS INT_R02 shape),
 reads it back, searches it by its national identifier, then searches today's free Slots.

@@ -10,6 +10,7 @@ from fhir_server.core import errors
 from fhir_server.core.fhirtime import format_instant, utcnow
 from fhir_server.core.types import is_served, is_valid_id
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.references import PendingReferences
 from fhir_server.interactions.required_profiles import check_required_profiles
 from fhir_server.interactions.unique_identifiers import check_unique_identifiers
 from fhir_server.search.indexing.indexer import index_resource
@@ -81,12 +82,15 @@ async def write_version(
     res_id: str,
     previous: Stored | None,
     method: str,
+    references: PendingReferences | None = None,
 ) -> Stored:
     """Write the next version (``resource`` None = delete) with its index rows.
 
     Every write that stores a resource passes here, so the rules that depend on who writes
     or on the other stored resources are checked here: the profiles the client's role
-    requires, and identifier uniqueness."""
+    requires, identifier uniqueness and referential integrity (``references.py``). The
+    references are checked now, unless the caller collects them in ``references`` to check
+    a whole unit (a transaction) at its end."""
     if resource is not None:
         check_required_profiles(ctx, res_type, resource)
         await check_unique_identifiers(ctx, session, res_type, res_id, resource)
@@ -110,6 +114,12 @@ async def write_version(
         method=method,
     )
     await session.put(stored, index, previous)
+    if ctx.referential_integrity:
+        # After ``put``: a resource may reference itself.
+        pending = references if references is not None else PendingReferences()
+        pending.wrote(res_type, res_id, resource)
+        if references is None:
+            await pending.verify(session)
     return stored
 
 

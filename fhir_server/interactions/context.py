@@ -37,6 +37,8 @@ class Context:
     # conditional update: a body id that is not the matched (or a free) id is refused as the
     # spec says (400/409) instead of being ignored (docs/api.md)
     strict_conditional_ids: bool = False
+    # writes whose relative references name no stored resource are refused (references.py)
+    referential_integrity: bool = True
     # how searches run (search/execute.py: cursor key, availability cache); None: SQL
     # searches with this context's registry, zone and page sizes
     searcher: Searcher | None = field(default=None, compare=False, hash=False)

@@ -15,6 +15,7 @@ from fhir_server.core import errors
 from fhir_server.interactions._resource import check_body, check_type, write_version
 from fhir_server.interactions.conditional import conditional_matches
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.references import PendingReferences
 from fhir_server.storage.port import Stored, WriteSession
 
 
@@ -32,8 +33,10 @@ async def create_in(
     *,
     if_none_exist: str | None = None,
     res_id: str | None = None,
+    references: PendingReferences | None = None,
 ) -> WriteResult:
-    """Create inside an open write session (used directly by transactions)."""
+    """Create inside an open write session (used directly by transactions; ``references``:
+    see ``write_version``)."""
     check_type(res_type)
     resource = check_body(res_type, body, ctx.validator)
     if if_none_exist:
@@ -50,7 +53,14 @@ async def create_in(
             return WriteResult(existing, created=False)
     new_id = res_id or str(uuid.uuid4())
     stored = await write_version(
-        ctx, session, resource, res_type=res_type, res_id=new_id, previous=None, method="POST"
+        ctx,
+        session,
+        resource,
+        res_type=res_type,
+        res_id=new_id,
+        previous=None,
+        method="POST",
+        references=references,
     )
     return WriteResult(stored, created=True)
 

@@ -10,13 +10,21 @@ from fhir_server.core import errors
 from fhir_server.interactions._resource import check_id, check_if_match, check_type, write_version
 from fhir_server.interactions.conditional import matching_ids
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.references import PendingReferences
 from fhir_server.storage.port import Stored, WriteSession
 
 
 async def delete_in(
-    ctx: Context, session: WriteSession, res_type: str, res_id: str, *, if_match: str | None = None
+    ctx: Context,
+    session: WriteSession,
+    res_type: str,
+    res_id: str,
+    *,
+    if_match: str | None = None,
+    references: PendingReferences | None = None,
 ) -> Stored | None:
-    """Returns the deletion version, or None when there was nothing to delete."""
+    """Returns the deletion version, or None when there was nothing to delete. Deleting a
+    resource other resources reference is allowed (``references.py``)."""
     check_type(res_type)
     check_id(res_id)
     current = await session.current(res_type, res_id)
@@ -24,7 +32,14 @@ async def delete_in(
     if current is None or current.deleted:
         return None
     return await write_version(
-        ctx, session, None, res_type=res_type, res_id=res_id, previous=current, method="DELETE"
+        ctx,
+        session,
+        None,
+        res_type=res_type,
+        res_id=res_id,
+        previous=current,
+        method="DELETE",
+        references=references,
     )
 
 
@@ -36,7 +51,12 @@ async def delete(
 
 
 async def conditional_delete_in(
-    ctx: Context, session: WriteSession, res_type: str, query: str
+    ctx: Context,
+    session: WriteSession,
+    res_type: str,
+    query: str,
+    *,
+    references: PendingReferences | None = None,
 ) -> Stored | None:
     check_type(res_type)
     await session.lock_conditional(res_type)
@@ -48,7 +68,7 @@ async def conditional_delete_in(
         )
     if not ids:
         return None
-    return await delete_in(ctx, session, res_type, ids[0])
+    return await delete_in(ctx, session, res_type, ids[0], references=references)
 
 
 async def conditional_delete(ctx: Context, res_type: str, query: str) -> Stored | None:

@@ -21,6 +21,7 @@ from fhir_server.interactions._resource import (
 )
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.create import WriteResult
+from fhir_server.interactions.references import PendingReferences
 from fhir_server.storage.port import WriteSession
 from fhir_server.validation.structure import structure_issues
 
@@ -48,6 +49,7 @@ async def patch_in(
     operations: Any,
     *,
     if_match: str | None = None,
+    references: PendingReferences | None = None,
 ) -> WriteResult:
     check_type(res_type)
     check_id(res_id)
@@ -67,7 +69,14 @@ async def patch_in(
         raise errors.unprocessable_issues(issues)
     check_profiles(result, ctx.validator)
     stored = await write_version(
-        ctx, session, result, res_type=res_type, res_id=res_id, previous=current, method="PATCH"
+        ctx,
+        session,
+        result,
+        res_type=res_type,
+        res_id=res_id,
+        previous=current,
+        method="PATCH",
+        references=references,
     )
     return WriteResult(stored, created=False)
 

@@ -2,7 +2,9 @@
 
 A transaction runs in one database transaction: every entry succeeds or nothing is stored.
 Entries run in the spec's order (DELETE, POST, PUT/PATCH, GET); ``urn:uuid:`` full URLs of
-created resources are rewritten to ``Type/id`` everywhere they are referenced. A batch runs
+created resources are rewritten to ``Type/id`` everywhere they are referenced, and the
+references of every entry are checked once, after the last entry ran (``references.py``):
+an entry may reference a resource another entry writes, before or after it. A batch runs
 each entry on its own and reports each entry's outcome.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -23,6 +26,7 @@ from fhir_server.interactions import create, delete, patch, read, search, update
 from fhir_server.interactions.bundles import bundle, etag, resource_fragment
 from fhir_server.interactions.conditional import conditional_matches, update_target
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.references import PendingReferences
 from fhir_server.storage.port import Stored, WriteSession
 from fhir_server.validation.structure import structure_issues
 
@@ -225,14 +229,22 @@ async def _assign_ids(ctx: Context, session: WriteSession, entries: list[_Entry]
 
 
 async def _run(
-    ctx: Context, session: WriteSession, e: _Entry, base_url: str, return_resources: bool
+    ctx: Context,
+    session: WriteSession,
+    e: _Entry,
+    base_url: str,
+    return_resources: bool,
+    refs: PendingReferences | None = None,
 ) -> dict[str, Any]:
+    """Run one entry; ``refs`` collects its references (None: checked now, in a batch)."""
     if e.method == "POST":
         match = e.request.get("_match")
         if match:  # ifNoneExist found the resource: nothing is created
             existing = await session.current(e.res_type, match)
             return _response(existing, "200 OK", base_url, return_resources)
-        result = await create.create_in(ctx, session, e.res_type, e.resource, res_id=e.res_id)
+        result = await create.create_in(
+            ctx, session, e.res_type, e.resource, res_id=e.res_id, references=refs
+        )
         return _response(result.stored, "201 Created", base_url, return_resources)
     if e.method == "PUT":
         if e.res_id is None:
@@ -240,7 +252,13 @@ async def _run(
         if isinstance(e.resource, dict) and "id" not in e.resource and e.query:
             e.resource = {**e.resource, "id": e.res_id}
         result = await update.update_in(
-            ctx, session, e.res_type, e.res_id, e.resource, if_match=e.request.get("ifMatch")
+            ctx,
+            session,
+            e.res_type,
+            e.res_id,
+            e.resource,
+            if_match=e.request.get("ifMatch"),
+            references=refs,
         )
         return _response(
             result.stored, "201 Created" if result.created else "200 OK", base_url, return_resources
@@ -250,16 +268,27 @@ async def _run(
             raise errors.incorrect("PATCH needs Type/id", code="invalid")
         ops = _patch_operations(e.resource)
         result = await patch.patch_in(
-            ctx, session, e.res_type, e.res_id, ops, if_match=e.request.get("ifMatch")
+            ctx,
+            session,
+            e.res_type,
+            e.res_id,
+            ops,
+            if_match=e.request.get("ifMatch"),
+            references=refs,
         )
         return _response(result.stored, "200 OK", base_url, return_resources)
     if e.method == "DELETE":
         if e.res_id is not None:
             await delete.delete_in(
-                ctx, session, e.res_type, e.res_id, if_match=e.request.get("ifMatch")
+                ctx,
+                session,
+                e.res_type,
+                e.res_id,
+                if_match=e.request.get("ifMatch"),
+                references=refs,
             )
         elif e.query:
-            await delete.conditional_delete_in(ctx, session, e.res_type, e.query)
+            await delete.conditional_delete_in(ctx, session, e.res_type, e.query, references=refs)
         else:
             raise errors.incorrect("DELETE needs Type/id or Type?query", code="invalid")
         return {"response": {"status": "204 No Content"}}
@@ -315,6 +344,17 @@ def _outcome_entry(exc: FhirError) -> dict[str, Any]:
     }
 
 
+def _entry_expressions(entries: list[_Entry]) -> Callable[[str, str], str]:
+    """Where a written resource is in the Bundle, for the reference errors."""
+    positions = {(e.res_type, e.res_id): e.index for e in entries if e.res_id is not None}
+
+    def where(res_type: str, res_id: str) -> str:
+        index = positions.get((res_type, res_id))
+        return res_type if index is None else f"Bundle.entry[{index}].resource"
+
+    return where
+
+
 async def process(
     ctx: Context, body: Any, base_url: str, *, return_resources: bool = True
 ) -> bytes:
@@ -326,11 +366,15 @@ async def process(
             for e in entries:
                 if mapping and e.resource is not None:
                     e.resource = _rewrite(e.resource, mapping)
+            refs = PendingReferences()
             for e in sorted(entries, key=lambda x: _ORDER[x.method]):
                 try:
-                    responses[e.index] = await _run(ctx, session, e, base_url, return_resources)
+                    responses[e.index] = await _run(
+                        ctx, session, e, base_url, return_resources, refs
+                    )
                 except FhirError as exc:
                     raise _at(exc, e.index) from exc
+            await refs.verify(session, _entry_expressions(entries))
         return bundle("transaction-response", [responses[e.index] for e in entries])
     for e in entries:
         if e.error is not None:

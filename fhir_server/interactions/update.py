@@ -21,6 +21,7 @@ from fhir_server.interactions._resource import (
 from fhir_server.interactions.conditional import update_target
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.create import WriteResult
+from fhir_server.interactions.references import PendingReferences
 from fhir_server.storage.port import WriteSession
 
 
@@ -32,6 +33,7 @@ async def update_in(
     body: Any,
     *,
     if_match: str | None = None,
+    references: PendingReferences | None = None,
 ) -> WriteResult:
     check_type(res_type)
     check_id(res_id)
@@ -58,6 +60,7 @@ async def update_in(
                 res_id=res_id,
                 previous=previous,
                 method="PUT",
+                references=references,
             )
             break
         except errors.Conflict:

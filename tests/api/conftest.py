@@ -37,6 +37,26 @@ async def client(store: Store, settings: Settings) -> AsyncIterator[httpx.AsyncC
             yield c
 
 
+def schedule(res_id: str = "sched-1") -> dict[str, Any]:
+    return {"resourceType": "Schedule", "id": res_id, "actor": [{"display": "Dr Hélène Lefèvre"}]}
+
+
+async def put_schedules(client: httpx.AsyncClient, *ids: str) -> None:
+    """Schedules that the Slots of a test reference: a Slot naming a Schedule that does not
+    exist is refused (interactions/references.py)."""
+    for res_id in ids:
+        r = await client.put(
+            f"/Schedule/{res_id}", json=schedule(res_id), headers={"Content-Type": FHIR}
+        )
+        assert r.status_code == 201, r.text
+
+
+@pytest.fixture
+async def sched_1(client: httpx.AsyncClient) -> None:
+    """Schedule/sched-1, which ``slot()`` references."""
+    await put_schedules(client, "sched-1")
+
+
 def slot(start: str = "2026-06-12T16:20:00.000+02:00", **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "resourceType": "Slot",

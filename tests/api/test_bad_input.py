@@ -151,6 +151,7 @@ async def test_unknown_type_and_ids(client: AsyncClient) -> None:
     assert_outcome(await client.request("PURGE", "/Slot"), 405)
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_patch_producing_invalid_resource(client: AsyncClient, store: Store) -> None:
     await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
     patch_headers = {"Content-Type": "application/json-patch+json"}

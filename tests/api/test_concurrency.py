@@ -12,6 +12,7 @@ from tests.api.conftest import FHIR, slot
 pytestmark = pytest.mark.asyncio
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_racing_updates_make_consecutive_versions(client: AsyncClient) -> None:
     await client.put("/Slot/r", json=slot(id="r"), headers={"Content-Type": FHIR})
     results = await asyncio.gather(
@@ -30,6 +31,7 @@ async def test_racing_updates_make_consecutive_versions(client: AsyncClient) -> 
     ]
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_racing_if_match_lets_exactly_one_win(client: AsyncClient) -> None:
     await client.put("/Slot/m", json=slot(id="m"), headers={"Content-Type": FHIR})
     results = await asyncio.gather(
@@ -47,6 +49,7 @@ async def test_racing_if_match_lets_exactly_one_win(client: AsyncClient) -> None
     assert (await client.get("/Slot/m")).headers["etag"] == 'W/"2"'
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_racing_update_as_create(client: AsyncClient) -> None:
     results = await asyncio.gather(
         *[

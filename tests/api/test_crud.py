@@ -11,6 +11,7 @@ from tests.api.conftest import FHIR, practitioner, slot
 pytestmark = pytest.mark.asyncio
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_create_read_roundtrip_keeps_bytes(client: AsyncClient) -> None:
     body = slot(comment="Créneau réservé SAS", id="client-id")
     r = await client.post("/Slot", content=orjson.dumps(body), headers={"Content-Type": FHIR})
@@ -41,6 +42,7 @@ async def test_accepted_media_types(client: AsyncClient, media: str) -> None:
     assert r.status_code == 201
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_update_vread_history_delete(client: AsyncClient) -> None:
     r = await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
     assert r.status_code == 201  # update-as-create
@@ -66,13 +68,14 @@ async def test_update_vread_history_delete(client: AsyncClient) -> None:
     assert back.status_code == 201 and back.headers["etag"] == 'W/"4"'
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_type_and_system_history_with_since(client: AsyncClient) -> None:
     await client.put("/Slot/a", json=slot(id="a"), headers={"Content-Type": FHIR})
     first = await client.get("/Slot/a")
     since = first.json()["meta"]["lastUpdated"]
     await client.put("/Practitioner/p", json=practitioner(id="p"), headers={"Content-Type": FHIR})
     system = (await client.get("/_history")).json()
-    assert system["total"] == 2
+    assert system["total"] == 3  # with Schedule/sched-1, which the Slot references
     typed = (await client.get("/Slot/_history")).json()
     assert typed["total"] == 1
     later = (await client.get("/_history", params={"_since": since})).json()
@@ -83,6 +86,7 @@ async def test_type_and_system_history_with_since(client: AsyncClient) -> None:
     assert bad.status_code == 400
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_if_match(client: AsyncClient) -> None:
     await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
     await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
@@ -101,6 +105,7 @@ async def test_if_match(client: AsyncClient) -> None:
     assert ok.status_code == 200 and ok.headers["etag"] == 'W/"3"'
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_prefer_return(client: AsyncClient) -> None:
     minimal = await client.post(
         "/Slot", json=slot(), headers={"Content-Type": FHIR, "Prefer": "return=minimal"}
@@ -112,6 +117,7 @@ async def test_prefer_return(client: AsyncClient) -> None:
     assert oo.status_code == 201 and oo.json()["resourceType"] == "OperationOutcome"
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_patch(client: AsyncClient) -> None:
     await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
     ops = [{"op": "replace", "path": "/status", "value": "busy"}]
@@ -176,6 +182,7 @@ async def test_format_and_accept(client: AsyncClient) -> None:
     ).status_code == 200
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_base_url_from_trusted_proxy_only(client: AsyncClient) -> None:
     headers = {
         "Content-Type": FHIR,
@@ -187,6 +194,7 @@ async def test_base_url_from_trusted_proxy_only(client: AsyncClient) -> None:
     assert r.headers["location"].startswith("https://sas.example.org/fhir/Slot/")
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_forwarded_headers_ignored_from_untrusted_client(
     store: object, settings: object
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from httpx import AsyncClient
 
 from fhir_server.storage.port import Store
-from tests.api.conftest import FHIR, PACKAGES
+from tests.api.conftest import FHIR, PACKAGES, put_schedules
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -25,6 +25,7 @@ def example(name: str) -> dict[str, Any]:
 
 
 async def test_conformant_sas_slot_is_stored(client: AsyncClient) -> None:
+    await put_schedules(client, "ExampleSchedule1")
     r = await client.post(
         "/Slot", json=example("Slot-ExampleSlotPSIndiv1"), headers={"Content-Type": FHIR}
     )
@@ -79,6 +80,7 @@ async def test_transaction_reports_the_entry(client: AsyncClient, store: Store) 
 
 
 async def test_unknown_claimed_profile_only_warns(client: AsyncClient) -> None:
+    await put_schedules(client, "ExampleSchedule1")
     body = example("Slot-ExampleSlotPSIndiv1")
     body["meta"]["profile"] = ["http://example.org/StructureDefinition/not-here"]
     r = await client.post("/Slot", json=body, headers={"Content-Type": FHIR})

@@ -20,10 +20,10 @@ from pydantic import ValidationError
 
 from fhir_server.app import create_app, make_context
 from fhir_server.core import errors
-from fhir_server.interactions import create
+from fhir_server.interactions import create, update
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
-from tests.api.conftest import BASE, FHIR, PACKAGES, practitioner, slot
+from tests.api.conftest import BASE, FHIR, PACKAGES, practitioner, put_schedules, schedule, slot
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -59,6 +59,7 @@ async def client_for(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            await put_schedules(c, "sched-1", "ExampleSchedule1")  # what the Slots reference
             yield c
 
 
@@ -169,6 +170,8 @@ async def test_the_role_comes_from_the_context(store: Store, settings: Settings)
     configured = settings.model_copy(update={"required_profiles": VENDOR_SLOTS})
     ctx = make_context(configured, store)
     assert ctx.role == "admin"
+    for res_id in ("sched-1", "ExampleSchedule1"):  # what the Slots reference
+        await update.update(ctx, "Schedule", res_id, schedule(res_id))
     assert (await create.create(ctx, "Slot", plain_slot())).created
     with pytest.raises(errors.Unprocessable) as refused:
         await create.create(ctx.acting_as("vendor"), "Slot", plain_slot())

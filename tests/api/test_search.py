@@ -92,11 +92,11 @@ async def test_revinclude(client: AsyncClient) -> None:
 async def test_has_criteria_narrow_the_revinclude(client: AsyncClient) -> None:
     """SOS shape: the revincluded Slots are the free ones of the window, and a Slot whose
     schedule is another server's Schedule/sc1 (absolute URL) is not one of ours."""
+    await put(client, practitioner(id="p1"))  # before the Schedule that references it
     await put(
         client,
         {"resourceType": "Schedule", "id": "sc1", "actor": [{"reference": "Practitioner/p1"}]},
     )
-    await put(client, practitioner(id="p1"))
     slots = {
         "in-free": ("2026-06-12T10:00:00.000+02:00", "free", "Schedule/sc1"),
         "in-busy": ("2026-06-12T11:00:00.000+02:00", "busy", "Schedule/sc1"),
@@ -211,6 +211,7 @@ async def test_post_search_and_explain(client: AsyncClient) -> None:
     assert "status" in text and "_include=Slot:schedule" in text
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_slot_times_rendered_in_paris_form_in_search(client: AsyncClient) -> None:
     await put(client, slot(id="z", start="2026-01-12T09:00:00Z", end="2026-01-12T09:15:00.5+00:00"))
     await put(

@@ -76,6 +76,7 @@ async def test_transaction_with_one_bad_entry_stores_nothing(
     assert page.total == 0
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_transaction_conditional_entries_and_order(client: AsyncClient) -> None:
     await client.put("/Slot/old", json=slot(id="old"), headers={"Content-Type": FHIR})
     sys_ = "urn:oid:1.2.250.1.71.4.2.1"
@@ -114,6 +115,7 @@ async def test_transaction_conditional_entries_and_order(client: AsyncClient) ->
     ]
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_batch_reports_each_entry(client: AsyncClient) -> None:
     bundle = {
         "resourceType": "Bundle",
@@ -172,6 +174,7 @@ async def test_bad_bundles(client: AsyncClient, store: Store, body: dict[str, An
     assert page.total == 0
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_batch_reads_vreads_and_searches(client: AsyncClient) -> None:
     await client.put("/Slot/b1", json=slot(id="b1"), headers={"Content-Type": FHIR})
     await client.put("/Slot/b1", json=slot(id="b1", status="busy"), headers={"Content-Type": FHIR})

@@ -6,6 +6,7 @@ and talks to it over HTTP, including with the example client scripts (fhirpy, fh
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -114,6 +115,13 @@ def test_served_over_loopback(server: tuple[str, dict[str, str]]) -> None:
         )
         assert created.status_code == 400
         assert created.json()["resourceType"] == "OperationOutcome"
+        # referential integrity: a Slot of a Schedule that does not exist is refused
+        slot = slots["entry"][0]["resource"]
+        slot.pop("id")
+        slot["schedule"] = {"reference": "Schedule/nope"}
+        refused = c.post("/Slot", json=slot, headers={"Content-Type": "application/fhir+json"})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["issue"][0]["expression"] == ["Slot.schedule"]
 
 
 @pytest.mark.parametrize("script", ["fhirpy_client.py", "fhirclient_client.py"])
@@ -121,6 +129,35 @@ def test_example_clients(server: tuple[str, dict[str, str]], script: str) -> Non
     base, env = server
     result = run([sys.executable, f"examples/clients/{script}", base], env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_json_logs_one_access_line_per_request(tmp_path: Path) -> None:
+    """FHIR_LOG_FORMAT=json: uvicorn's lines and the access line of each request are JSON;
+    the access line names the query parameters, never their values."""
+    env = with_packages(
+        {
+            **os.environ,
+            "FHIR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.sqlite",
+            "FHIR_LOG_FORMAT": "json",
+            "FHIR_LOG_LEVEL": "info",
+        }
+    )
+    log = tmp_path / "server.log"
+    with serving(env, log) as base:
+        rpps = "urn:oid:1.2.250.1.71.4.2.1|810001234567"
+        r = httpx.get(f"{base}/Practitioner", params={"identifier": rpps, "_count": "1"})
+        assert r.status_code == 200
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    assert any(
+        r.get("logger") == "uvicorn.error" and "Uvicorn running on" in r["event"] for r in records
+    ), lines
+    access = [r for r in records if r["event"] == "request" and r["path"] == "/Practitioner"]
+    assert len(access) == 1, lines
+    assert access[0]["method"] == "GET" and access[0]["status"] == 200
+    assert access[0]["params"] == ["identifier", "_count"]
+    assert access[0]["client"] == "127.0.0.1" and access[0]["duration_ms"] >= 0
+    assert "810001234567" not in log.read_text()
 
 
 def test_load_reports_bad_files_and_keeps_going(database_url: str, tmp_path: Path) -> None:

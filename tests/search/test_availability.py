@@ -48,14 +48,16 @@ VALUES = [
 
 
 def contexts(store: Store, slots: int = 1_000_000) -> tuple[Context, Context]:
-    """(without cache, with cache) over the same store."""
+    """(without cache, with cache) over the same store. The generated agendas reference
+    resources they do not create (Location/nowhere...): no referential integrity."""
     registry = default_registry()
-    plain = Context(store=store, registry=registry, timezone=PARIS)
+    plain = Context(store=store, registry=registry, timezone=PARIS, referential_integrity=False)
     cached = Context(
         store=store,
         registry=registry,
         timezone=PARIS,
         searcher=Searcher(registry, PARIS, availability=agendas.AvailabilityCache(slots)),
+        referential_integrity=False,
     )
     return plain, cached
 
