@@ -10,9 +10,10 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from fhir_server.api.outcomes import FHIR_JSON, outcome_bytes
+from fhir_server.api.outcomes import FHIR_JSON
 from fhir_server.core import errors
 from fhir_server.core.errors import Issue
+from fhir_server.core.outcomes import outcome_bytes
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Stored
 
@@ -31,9 +32,7 @@ def check_accept(request: Request) -> None:
     fmt = request.query_params.get("_format")
     if fmt is not None:
         if fmt.split(";")[0].strip() not in _FORMAT_ALIASES:
-            raise errors.FhirError(
-                [Issue("not-supported", f"_format {fmt!r} is not supported; use json")], status=406
-            )
+            raise errors.not_acceptable(f"_format {fmt!r} is not supported; use json")
         return
     accept = request.headers.get("accept")
     if not accept:
@@ -42,14 +41,8 @@ def check_accept(request: Request) -> None:
         media = part.split(";")[0].strip().lower()
         if media in JSON_TYPES or media in ("*/*", "application/*", "") or media.endswith("+json"):
             return
-    raise errors.FhirError(
-        [
-            Issue(
-                "not-supported",
-                f"cannot answer in {accept!r}; this server speaks application/fhir+json",
-            )
-        ],
-        status=406,
+    raise errors.not_acceptable(
+        f"cannot answer in {accept!r}; this server speaks application/fhir+json"
     )
 
 

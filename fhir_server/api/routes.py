@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from fhir_server.api import http
-from fhir_server.api.outcomes import outcome_bytes
 from fhir_server.core import errors
+from fhir_server.core.outcomes import outcome_bytes
 from fhir_server.interactions import (
     capabilities,
     create,

@@ -19,6 +19,7 @@ import orjson
 from fhir_server.core import errors
 from fhir_server.core.errors import FhirError, Issue
 from fhir_server.core.fhirtime import format_instant
+from fhir_server.core.outcomes import outcome
 from fhir_server.interactions import create, delete, patch, read, search, update
 from fhir_server.interactions.bundles import bundle, etag, resource_fragment
 from fhir_server.interactions.conditional import conditional_matches, update_target
@@ -307,10 +308,7 @@ def _outcome_entry(exc: FhirError) -> dict[str, Any]:
     return {
         "response": {
             "status": f"{exc.status} {reason}",
-            "outcome": {
-                "resourceType": "OperationOutcome",
-                "issue": [i.to_json() for i in exc.issues],
-            },
+            "outcome": outcome(exc.issues),
         }
     }
 
