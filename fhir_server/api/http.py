@@ -6,12 +6,11 @@ import ipaddress
 from email.utils import format_datetime
 from typing import Any
 
-import orjson
 from fastapi import Request
 from starlette.responses import Response
 
 from fhir_server.api.outcomes import FHIR_JSON
-from fhir_server.core import errors
+from fhir_server.core import errors, json_input
 from fhir_server.core.errors import Issue
 from fhir_server.core.outcomes import outcome_bytes
 from fhir_server.settings import Settings
@@ -49,7 +48,8 @@ def check_accept(request: Request) -> None:
 async def read_body(
     request: Request, settings: Settings, allowed: frozenset[str] = JSON_TYPES
 ) -> Any:
-    """The parsed JSON body; 415 for another media type, 413 over the limit, 400 if not JSON."""
+    """The parsed JSON body; 415 for another media type, 413 over the size limit, 400 if not
+    JSON or nested deeper than the depth limit (checked before anything walks the body)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in allowed:
         raise errors.unsupported_media_type(
@@ -70,10 +70,13 @@ async def read_body(
     raw = b"".join(chunks)
     if not raw.strip():
         raise errors.incorrect("the request body is empty", code="structure")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise errors.incorrect(f"the body is not valid JSON: {exc}", code="structure") from exc
+    return json_input.parse(raw, max_json_depth(settings))
+
+
+def max_json_depth(settings: Settings) -> int:
+    """``FHIR_MAX_JSON_DEPTH``: how deep request JSON may nest (see ``core.json_input``)."""
+    # getattr until Settings declares ``max_json_depth`` (settings.py is being rewritten).
+    return int(getattr(settings, "max_json_depth", json_input.MAX_DEPTH))
 
 
 def base_url(request: Request, settings: Settings) -> str:
