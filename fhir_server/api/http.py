@@ -49,7 +49,8 @@ async def read_body(
     request: Request, settings: Settings, allowed: frozenset[str] = JSON_TYPES
 ) -> Any:
     """The parsed JSON body; 415 for another media type, 413 over the size limit, 400 if not
-    JSON or nested deeper than the depth limit (checked before anything walks the body)."""
+    JSON, holding a control character or nested too deep (``core.json_input``: checked
+    before anything walks the body)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in allowed:
         raise errors.unsupported_media_type(
