@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     )
     timezone: str = Field("Europe/Paris", description="Zone of dates sent without an offset")
     max_body_bytes: int = Field(5 * 1024 * 1024, description="Largest accepted request body")
+    # orjson cannot write 255 levels; the deepest real SAS Bundle nests ~22
+    max_json_depth: int = Field(
+        100, ge=20, le=200, description="Deepest nesting of objects and arrays in request JSON"
+    )
     log_level: str = Field("info", description="debug, info, warning, error")
     log_format: Literal["console", "json"] = Field("console", description="Log renderer")
     trusted_proxies: list[str] = Field(

@@ -6,13 +6,13 @@ import ipaddress
 from email.utils import format_datetime
 from typing import Any
 
-import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from fhir_server.api.outcomes import FHIR_JSON, outcome_bytes
-from fhir_server.core import errors
+from fhir_server.api.outcomes import FHIR_JSON
+from fhir_server.core import errors, json_input
 from fhir_server.core.errors import Issue
+from fhir_server.core.outcomes import outcome_bytes
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Stored
 
@@ -31,9 +31,7 @@ def check_accept(request: Request) -> None:
     fmt = request.query_params.get("_format")
     if fmt is not None:
         if fmt.split(";")[0].strip() not in _FORMAT_ALIASES:
-            raise errors.FhirError(
-                [Issue("not-supported", f"_format {fmt!r} is not supported; use json")], status=406
-            )
+            raise errors.not_acceptable(f"_format {fmt!r} is not supported; use json")
         return
     accept = request.headers.get("accept")
     if not accept:
@@ -42,21 +40,17 @@ def check_accept(request: Request) -> None:
         media = part.split(";")[0].strip().lower()
         if media in JSON_TYPES or media in ("*/*", "application/*", "") or media.endswith("+json"):
             return
-    raise errors.FhirError(
-        [
-            Issue(
-                "not-supported",
-                f"cannot answer in {accept!r}; this server speaks application/fhir+json",
-            )
-        ],
-        status=406,
+    raise errors.not_acceptable(
+        f"cannot answer in {accept!r}; this server speaks application/fhir+json"
     )
 
 
 async def read_body(
     request: Request, settings: Settings, allowed: frozenset[str] = JSON_TYPES
 ) -> Any:
-    """The parsed JSON body; 415 for another media type, 413 over the limit, 400 if not JSON."""
+    """The parsed JSON body; 415 for another media type, 413 over the size limit, 400 if not
+    JSON, holding a control character or nested too deep (``core.json_input``: checked
+    before anything walks the body)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in allowed:
         raise errors.unsupported_media_type(
@@ -77,10 +71,7 @@ async def read_body(
     raw = b"".join(chunks)
     if not raw.strip():
         raise errors.incorrect("the request body is empty", code="structure")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise errors.incorrect(f"the body is not valid JSON: {exc}", code="structure") from exc
+    return json_input.parse(raw, settings.max_json_depth)
 
 
 def base_url(request: Request, settings: Settings) -> str:

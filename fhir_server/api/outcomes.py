@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from fhir_server.core.errors import FhirError, Issue
+from fhir_server.core.outcomes import outcome_bytes
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 log = structlog.get_logger(__name__)
@@ -30,12 +30,6 @@ _HTTP_CODES = {
     429: "throttled",
     503: "transient",
 }
-
-
-def outcome_bytes(issues: list[Issue]) -> bytes:
-    return orjson.dumps(
-        {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
-    )
 
 
 def outcome_response(

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from fhir_server.api import http
-from fhir_server.api.outcomes import outcome_bytes
 from fhir_server.core import errors
+from fhir_server.core.outcomes import outcome_bytes
 from fhir_server.interactions import (
     capabilities,
     create,
@@ -99,7 +99,11 @@ async def post_bundle(request: Request, w: Wired) -> Response:
     body = await http.read_body(request, w.settings)
     base = http.base_url(request, w.settings)
     result = await transaction.process(
-        w.ctx, body, base, return_resources=http.prefer_return(request) != "minimal"
+        w.ctx,
+        body,
+        base,
+        return_resources=http.prefer_return(request) != "minimal",
+        max_depth=w.settings.max_json_depth,
     )
     return http.fhir_response(result)
 
@@ -240,7 +244,12 @@ async def put_conditional(res_type: str, request: Request, w: Wired) -> Response
 async def patch_resource(res_type: str, res_id: str, request: Request, w: Wired) -> Response:
     operations = await http.read_body(request, w.settings, http.PATCH_TYPES)
     result = await patch.patch(
-        w.ctx, res_type, res_id, operations, if_match=request.headers.get("if-match")
+        w.ctx,
+        res_type,
+        res_id,
+        operations,
+        if_match=request.headers.get("if-match"),
+        max_depth=w.settings.max_json_depth,
     )
     base = http.base_url(request, w.settings)
     return http.write_response(request, result.stored, 200, base, location=False)

@@ -8,7 +8,7 @@ a human diagnostic and, where known, a FHIRPath ``expression``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,6 @@ class FhirError(Exception):
         return "; ".join(i.diagnostics for i in self.issues) or type(self).__name__
 
 
-def _one(cls: type[FhirError], status: int, default_code: str) -> Any:
-    def make(
-        diagnostics: str, *, code: str = default_code, expression: tuple[str, ...] | list[str] = ()
-    ) -> FhirError:
-        return cls(issues=[Issue(code, diagnostics, expression=tuple(expression))], status=status)
-
-    return make
-
-
 class Incorrect(FhirError):
     """The request is malformed (400)."""
 
@@ -62,6 +53,10 @@ class Gone(FhirError):
 
 class MethodNotAllowed(FhirError):
     """Method not allowed on this path (405)."""
+
+
+class NotAcceptable(FhirError):
+    """The client asks for a format the server does not speak (406)."""
 
 
 class Conflict(FhirError):
@@ -84,30 +79,53 @@ class Unprocessable(FhirError):
     """Well-formed but fails FHIR rules (422)."""
 
 
-class Forbidden(FhirError):
-    """Authenticated but not allowed (403)."""
-
-
 class Busy(FhirError):
     """Temporarily unable to serve (503)."""
 
 
-incorrect = _one(Incorrect, 400, "invalid")
-not_found = _one(NotFound, 404, "not-found")
-gone = _one(Gone, 410, "deleted")
-method_not_allowed = _one(MethodNotAllowed, 405, "not-supported")
-conflict = _one(Conflict, 409, "conflict")
-precondition_failed = _one(PreconditionFailed, 412, "conflict")
-too_large = _one(TooLarge, 413, "too-costly")
-unsupported_media_type = _one(UnsupportedMediaType, 415, "not-supported")
-unprocessable = _one(Unprocessable, 422, "processing")
-forbidden = _one(Forbidden, 403, "forbidden")
-busy = _one(Busy, 503, "transient")
+_E = TypeVar("_E", bound=FhirError)
+_E_co = TypeVar("_E_co", bound=FhirError, covariant=True)
 
 
-def unprocessable_issues(issues: list[Issue]) -> FhirError:
+class Factory(Protocol[_E_co]):
+    """Makes one error of one category holding a single issue.
+
+    ``expression`` is a list or tuple, not any ``Sequence``: a lone string would pass as a
+    sequence of one-character expressions.
+    """
+
+    def __call__(
+        self, diagnostics: str, *, code: str = ..., expression: tuple[str, ...] | list[str] = ()
+    ) -> _E_co: ...
+
+
+def _factory(cls: type[_E], status: int, default_code: str) -> Factory[_E]:
+    def make(
+        diagnostics: str, *, code: str = default_code, expression: tuple[str, ...] | list[str] = ()
+    ) -> _E:
+        return cls(issues=[Issue(code, diagnostics, expression=tuple(expression))], status=status)
+
+    return make
+
+
+incorrect = _factory(Incorrect, 400, "invalid")
+not_found = _factory(NotFound, 404, "not-found")
+gone = _factory(Gone, 410, "deleted")
+method_not_allowed = _factory(MethodNotAllowed, 405, "not-supported")
+not_acceptable = _factory(NotAcceptable, 406, "not-supported")
+conflict = _factory(Conflict, 409, "conflict")
+precondition_failed = _factory(PreconditionFailed, 412, "conflict")
+too_large = _factory(TooLarge, 413, "too-costly")
+unsupported_media_type = _factory(UnsupportedMediaType, 415, "not-supported")
+unprocessable = _factory(Unprocessable, 422, "processing")
+busy = _factory(Busy, 503, "transient")
+
+
+def unprocessable_issues(issues: list[Issue]) -> Unprocessable:
+    """A 422 carrying every issue found (validation reports them all at once)."""
     return Unprocessable(issues=issues, status=422)
 
 
-def incorrect_issues(issues: list[Issue]) -> FhirError:
+def incorrect_issues(issues: list[Issue]) -> Incorrect:
+    """A 400 carrying every issue found."""
     return Incorrect(issues=issues, status=400)

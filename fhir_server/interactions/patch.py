@@ -11,7 +11,7 @@ from typing import Any
 import jsonpatch
 import orjson
 
-from fhir_server.core import errors
+from fhir_server.core import errors, json_input
 from fhir_server.interactions._resource import (
     check_id,
     check_if_match,
@@ -50,6 +50,7 @@ async def patch_in(
     *,
     if_match: str | None = None,
     references: PendingReferences | None = None,
+    max_depth: int = json_input.MAX_DEPTH,
 ) -> WriteResult:
     check_type(res_type)
     check_id(res_id)
@@ -60,6 +61,8 @@ async def patch_in(
         raise errors.gone(f"{res_type}/{res_id} was deleted")
     check_if_match(if_match, current, f"{res_type}/{res_id}")
     result = _apply(orjson.loads(current.content), operations)
+    # Each patch may nest its values deeper: bound the result, not only the patch body.
+    json_input.check_depth(result, max_depth, "the patched resource")
     if not isinstance(result, dict) or result.get("resourceType") != res_type:
         raise errors.unprocessable("the patch would change the resource type", code="invalid")
     if result.get("id") != res_id:
@@ -82,7 +85,15 @@ async def patch_in(
 
 
 async def patch(
-    ctx: Context, res_type: str, res_id: str, operations: Any, *, if_match: str | None = None
+    ctx: Context,
+    res_type: str,
+    res_id: str,
+    operations: Any,
+    *,
+    if_match: str | None = None,
+    max_depth: int = json_input.MAX_DEPTH,
 ) -> WriteResult:
     async with ctx.store.writing() as session:
-        return await patch_in(ctx, session, res_type, res_id, operations, if_match=if_match)
+        return await patch_in(
+            ctx, session, res_type, res_id, operations, if_match=if_match, max_depth=max_depth
+        )

@@ -19,9 +19,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from fhir_server.core import errors
+from fhir_server.core import errors, json_input
 from fhir_server.core.errors import FhirError, Issue
 from fhir_server.core.fhirtime import format_instant
+from fhir_server.core.outcomes import outcome
 from fhir_server.interactions import create, delete, patch, read, search, update
 from fhir_server.interactions.bundles import bundle, etag, resource_fragment
 from fhir_server.interactions.conditional import conditional_matches, update_target
@@ -76,15 +77,18 @@ def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
             f"Bundle.type must be 'batch' or 'transaction', got {kind!r}",
             expression=["Bundle.type"],
         )
+    raw_entries = body.get("entry", [])
+    if not isinstance(raw_entries, list) or not all(isinstance(e, dict) for e in raw_entries):
+        raise errors.incorrect(
+            "Bundle.entry must be an array of objects",
+            code="structure",
+            expression=["Bundle.entry"],
+        )
     # Check the envelope with the entries' resources taken out: each resource is checked
     # by its own interaction, with the entry's position in the error.
     shell = {
         **body,
-        "entry": [
-            {k: v for k, v in e.items() if k != "resource"}
-            for e in body.get("entry", [])
-            if isinstance(e, dict)
-        ],
+        "entry": [{k: v for k, v in e.items() if k != "resource"} for e in raw_entries],
     }
     if not shell["entry"]:
         shell.pop("entry")
@@ -92,7 +96,7 @@ def _entries(body: Any, base_url: str) -> tuple[str, list[_Entry]]:
     if issues:
         raise errors.incorrect_issues(issues)
     out = []
-    for i, raw in enumerate(body.get("entry", [])):
+    for i, raw in enumerate(raw_entries):
         request = raw.get("request")
         if not isinstance(request, dict) or "method" not in request or "url" not in request:
             raise errors.incorrect(
@@ -234,6 +238,7 @@ async def _run(
     e: _Entry,
     base_url: str,
     return_resources: bool,
+    max_depth: int,
     refs: PendingReferences | None = None,
 ) -> dict[str, Any]:
     """Run one entry; ``refs`` collects its references (None: checked now, in a batch)."""
@@ -266,7 +271,7 @@ async def _run(
     if e.method == "PATCH":
         if e.res_id is None:
             raise errors.incorrect("PATCH needs Type/id", code="invalid")
-        ops = _patch_operations(e.resource)
+        ops = _patch_operations(e.resource, max_depth)
         result = await patch.patch_in(
             ctx,
             session,
@@ -275,6 +280,7 @@ async def _run(
             ops,
             if_match=e.request.get("ifMatch"),
             references=refs,
+            max_depth=max_depth,
         )
         return _response(result.stored, "200 OK", base_url, return_resources)
     if e.method == "DELETE":
@@ -310,15 +316,17 @@ async def _run(
     return _response(current, "200 OK", base_url, True)
 
 
-def _patch_operations(resource: Any) -> Any:
+def _patch_operations(resource: Any, max_depth: int) -> Any:
     """In a Bundle a JSON Patch travels as a Binary resource (base64 ``data``)."""
     if isinstance(resource, dict) and resource.get("resourceType") == "Binary":
         try:
-            return orjson.loads(base64.b64decode(str(resource.get("data", ""))))
-        except (ValueError, orjson.JSONDecodeError) as exc:
+            raw = base64.b64decode(str(resource.get("data", "")))
+        except ValueError as exc:
             raise errors.incorrect(
                 "the Binary of a PATCH entry is not a JSON Patch", code="structure"
             ) from exc
+        # Decoded here, not by the API: the same depth limit as a request body.
+        return json_input.parse(raw, max_depth, "the Binary of a PATCH entry")
     if isinstance(resource, list):
         return resource
     raise errors.incorrect("a PATCH entry carries a Binary with a JSON Patch", code="structure")
@@ -336,10 +344,7 @@ def _outcome_entry(exc: FhirError) -> dict[str, Any]:
     return {
         "response": {
             "status": f"{exc.status} {reason}",
-            "outcome": {
-                "resourceType": "OperationOutcome",
-                "issue": [i.to_json() for i in exc.issues],
-            },
+            "outcome": outcome(exc.issues),
         }
     }
 
@@ -356,8 +361,14 @@ def _entry_expressions(entries: list[_Entry]) -> Callable[[str, str], str]:
 
 
 async def process(
-    ctx: Context, body: Any, base_url: str, *, return_resources: bool = True
+    ctx: Context,
+    body: Any,
+    base_url: str,
+    *,
+    return_resources: bool = True,
+    max_depth: int = json_input.MAX_DEPTH,
 ) -> bytes:
+    """Runs a batch or transaction Bundle; ``max_depth`` bounds the JSON Patches it carries."""
     kind, entries = _entries(body, base_url)
     responses: dict[int, dict[str, Any]] = {}
     if kind == "transaction":
@@ -370,7 +381,7 @@ async def process(
             for e in sorted(entries, key=lambda x: _ORDER[x.method]):
                 try:
                     responses[e.index] = await _run(
-                        ctx, session, e, base_url, return_resources, refs
+                        ctx, session, e, base_url, return_resources, max_depth, refs
                     )
                 except FhirError as exc:
                     raise _at(exc, e.index) from exc
@@ -383,7 +394,9 @@ async def process(
         try:
             async with ctx.store.writing() as session:
                 await _assign_ids(ctx, session, [e])
-                responses[e.index] = await _run(ctx, session, e, base_url, return_resources)
+                responses[e.index] = await _run(
+                    ctx, session, e, base_url, return_resources, max_depth
+                )
         except FhirError as exc:
             responses[e.index] = _outcome_entry(exc)
     return bundle("batch-response", [responses[e.index] for e in entries])

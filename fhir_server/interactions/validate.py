@@ -34,7 +34,14 @@ def _unwrap(req: ValidateRequest) -> tuple[Any, str | None, str | None]:
     body, mode, profile = req.body, req.mode, req.profile
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
         resource = None
-        for param in body.get("parameter", []):
+        params = body.get("parameter", [])
+        if not isinstance(params, list):
+            raise errors.incorrect(
+                "Parameters.parameter must be an array",
+                code="structure",
+                expression=["Parameters.parameter"],
+            )
+        for param in params:
             name = param.get("name") if isinstance(param, dict) else None
             if name == "resource":
                 resource = param.get("resource")
@@ -51,6 +58,8 @@ async def validate(ctx: Context, req: ValidateRequest) -> list[Issue]:
     if req.res_id is not None:
         check_id(req.res_id)
     resource, mode, profile = _unwrap(req)
+    if profile is not None and not isinstance(profile, str):
+        raise errors.incorrect("profile must be a canonical URL", expression=["profile"])
     if mode is not None and mode not in MODES:
         raise errors.incorrect(f"mode must be one of {', '.join(MODES)}", expression=["mode"])
     if mode == "delete":

@@ -29,6 +29,8 @@ from fhir_server.validation.structure import _primitive_check, model_issues, str
 from tests.conftest import REFERENCE
 
 PACKAGES = REFERENCE / "fhir-packages"
+# The R4 regex of time (StructureDefinition-time.json), as the old check used it.
+TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?$")
 SERVED = {
     "Practitioner",
     "PractitionerRole",
@@ -348,7 +350,7 @@ def _legacy_walk(resource: dict[str, Any]) -> list[Issue]:
         "date": fhirtime.is_date,
         "dateTime": fhirtime.is_datetime,
         "instant": fhirtime.is_instant,
-        "time": lambda v: bool(fhirtime.TIME_RE.match(v)),
+        "time": lambda v: bool(TIME_RE.match(v)),
         "id": lambda v: bool(re.match(r"^[A-Za-z0-9\-.]{1,64}$", v)),
         "code": lambda v: bool(re.match(r"^[^\s]+( [^\s]+)*$", v)),
     }
