@@ -219,8 +219,7 @@ app.add_typer(packages_app, name="packages")
 
 def _missing_required(settings: Settings) -> list[str]:
     """The start-up error lines when a required package is missing (profile validation on)."""
-    from fhir_server.core.manifest import read_manifest
-    from fhir_server.package_cache import missing_message, missing_required
+    from fhir_server.package_cache import missing_message, missing_required, read_manifest
 
     if not settings.validate_profiles:
         return []
@@ -240,8 +239,7 @@ def _require_packages(settings: Settings) -> None:
 def packages_list() -> None:
     """The packages of profiles/packages.toml, R4 core and their dependencies: installed or
     missing in FHIR_PACKAGE_PATH."""
-    from fhir_server.core.manifest import read_manifest
-    from fhir_server.package_cache import closure, is_installed, manifest_roots
+    from fhir_server.package_cache import closure, is_installed, manifest_roots, read_manifest
 
     settings = Settings()
     cache = settings.package_path.expanduser()
@@ -303,7 +301,6 @@ def packages_install(
 ) -> None:
     """Install missing packages (and their dependencies) into FHIR_PACKAGE_PATH, from local
     folders or tarballs (--from) or the FHIR package registry."""
-    from fhir_server.core.manifest import read_manifest
     from fhir_server.package_cache import (
         DirectorySource,
         InstallError,
@@ -314,6 +311,7 @@ def packages_install(
         Wanted,
         install,
         manifest_roots,
+        read_manifest,
     )
 
     settings = Settings()

@@ -20,11 +20,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fhir_server.cli import app
-from fhir_server.core.manifest import PackageSpec
 from fhir_server.package_cache import (
     R4_CORE,
     DirectorySource,
     InstallError,
+    PackageSpec,
     QuietListener,
     Ref,
     RegistrySource,

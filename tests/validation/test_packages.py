@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.validation.packages import Ref, load_conformance
+from fhir_server.validation.packages import load_conformance
 from tests.validation.conftest import CACHE, NOS, SAS, need_reference, write_package
 
 
@@ -68,12 +68,6 @@ def test_loose_folder_and_memory_resources(tmp_path: Path) -> None:
         store.add_resource({"resourceType": "Patient"})
 
 
-def test_ref_parse() -> None:
-    assert Ref.parse("ans.fhir.fr.sas#1.1.0") == Ref("ans.fhir.fr.sas", "1.1.0")
-    with pytest.raises(ValueError):
-        Ref.parse("no-version")
-
-
 def test_reference_cache_sas_and_core() -> None:
     need_reference()
     store = load_conformance(CACHE, [SAS], [NOS])
@@ -95,7 +89,7 @@ def test_manifest_specs_are_accepted() -> None:
     """The server's manifest (profiles/packages.toml, read by search.packages) names the
     packages; validation only needs their names and versions."""
     need_reference()
-    from fhir_server.search.registry.packages import read_manifest
+    from fhir_server.package_cache import read_manifest
 
     store = load_conformance(CACHE, read_manifest(), [NOS])
     assert [p.key for p in store.packages][:2] == [SAS, "hl7.fhir.r4.core#4.0.1"]
