@@ -102,3 +102,27 @@ def test_validator_without_core_says_so(tmp_path: Path) -> None:
     (issue,) = Validator(store).validate({"resourceType": "Slot"})
     assert (issue.severity, issue.code) == ("error", "not-supported")
     assert "R4 core" in issue.diagnostics
+
+
+def test_missing_packages_are_one_short_line_each(tmp_path: Path) -> None:
+    """Start-up logs: what is missing and for whom, one line per package, then one hint."""
+    from structlog.testing import capture_logs
+
+    from fhir_server.validation.packages import log_missing_packages
+
+    write_package(tmp_path, "top", "1", [], {"gone.a": "1.0.0", "gone.b": "2.0.0"})
+    store = load_conformance(tmp_path, ["top#1"], core=False)
+    with capture_logs() as logs:
+        log_missing_packages(store)
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["package"], e["needed_by"]) for e in warnings] == [
+        ("gone.a#1.0.0", "top#1"),
+        ("gone.b#2.0.0", "top#1"),
+    ]
+    assert all(set(e) == {"event", "log_level", "package", "needed_by"} for e in warnings)
+    assert all(len(e["event"]) < 80 for e in warnings)
+    [hint] = [e for e in logs if e["log_level"] == "info"]
+    assert "fhir-server packages install" in hint["event"]
+    with capture_logs() as quiet:
+        log_missing_packages(load_conformance(tmp_path, [], core=False))
+    assert quiet == []
