@@ -4,10 +4,10 @@
 ``meta.profile`` (and any given with ``profiles=``), or against its base R4 definition when
 it claims none that is available. Profiles are compiled once (``snapshot.Compiler``); the
 walk inside a resource is ``walk.Walk``, which hands nested resources back to ``_nested``
-here; this module handles resources: which profiles,
-nested resources (contained ones against the profile their reference requires, Bundle
-entries against their slice's profile), and "does this resource conform" for profile
-discriminators.
+here. This module handles resources: which profiles, nested resources (contained ones
+against the profile their reference requires, Bundle entries against their slice's
+profile), and "does this resource conform" for profile discriminators (``_conforms``, which
+each ``Run`` carries).
 
 Issues carry a FHIRPath ``expression`` with indexes on repeating elements
 (``Slot.meta.security[0].code``; a choice is ``Extension.value.ofType(Reference)``) and a

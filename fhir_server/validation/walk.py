@@ -1,11 +1,11 @@
 """The walk over a resource's JSON: objects, elements, slices, values, extensions.
 
 ``Walk`` visits what is inside one resource; nested resources (contained, Bundle entries)
-are handed to the ``Nested`` function it is given (``Validator`` handles resources: which
-profiles, how deep). Checks: unknown
-elements, JSON arrays versus single values, primitive formats, cardinality (slices
-included), fixed and pattern values, slicing (open, closed, ordered, open at end), bindings,
-invariants, references, and extensions (slices, definitions looked up by URL, context).
+are handed to the ``Nested`` function it is given (``Validator``, which handles resources:
+which profiles, how deep). Checks: unknown elements, JSON arrays versus single values,
+primitive formats, cardinality (slices included), fixed and pattern values, slicing (open,
+closed, ordered, open at end), bindings, invariants, references, and extensions (slices,
+definitions looked up by URL, context).
 """
 
 from __future__ import annotations
