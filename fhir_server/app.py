@@ -18,11 +18,13 @@ from fastapi import FastAPI
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
 from fhir_server.interactions.context import Context
+from fhir_server.package_cache import read_manifest
 from fhir_server.search.availability.agendas import AvailabilityCache
 from fhir_server.search.execute import Searcher
-from fhir_server.search.registry.packages import read_manifest, registry_for
+from fhir_server.search.registry.packages import registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
+from fhir_server.validation.packages import log_missing_packages
 from fhir_server.validation.validator import Validator
 
 log = structlog.get_logger(__name__)
@@ -55,8 +57,6 @@ def make_validator(settings: Settings) -> Validator | None:
 @cache
 def _validator_for(package_path: Path, terminology_paths: tuple[Path, ...]) -> Validator | None:
     validator = Validator.load(package_path, read_manifest(), terminology_paths)
-    for missing in validator.conformance.missing:
-        log.warning("profile validation incomplete", package=missing.message())
     if not validator.conformance.has_core:
         log.warning(
             "profile validation is off: hl7.fhir.r4.core#4.0.1 is not in the package cache",
@@ -64,6 +64,7 @@ def _validator_for(package_path: Path, terminology_paths: tuple[Path, ...]) -> V
             fix="point FHIR_PACKAGE_PATH at a FHIR package cache holding it and the SAS package",
         )
         return None
+    log_missing_packages(validator.conformance)
     validator.best_practice = False  # no "resource should have narrative" on every write
     log.info("profiles compiled", profiles=len(validator.precompile()))
     return validator

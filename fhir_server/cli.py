@@ -112,6 +112,18 @@ def migrate() -> None:
     console.print("[green]database schema is up to date[/green]")
 
 
+# `load` and `reindex` write the search index: without a package that defines search
+# parameters, the rows of those parameters would be missing until a reindex.
+AllowMissingPackages = Annotated[
+    bool,
+    typer.Option(
+        "--allow-missing-packages",
+        help="Index with the R4 search parameters only when a FHIR package that adds some "
+        "(profiles/packages.toml) is not in FHIR_PACKAGE_PATH; reindex once it is installed",
+    ),
+]
+
+
 @app.command()
 def load(
     paths: Annotated[
@@ -124,11 +136,13 @@ def load(
             "--no-check-references loads files that reference each other out of order",
         ),
     ] = True,
+    allow_missing_packages: AllowMissingPackages = False,
 ) -> None:
     """Load FHIR data; each file is stored whole or not at all, bad files are reported."""
     from fhir_server.app import make_context, make_store
     from fhir_server.loader import FileReport, files_under, load_file
 
+    _require_search_packages(Settings(), allowed=allow_missing_packages)
     files = files_under(paths)
     missing = [p for p in files if not p.exists()]
     if missing:
@@ -182,6 +196,7 @@ def reindex(
         str | None, typer.Option("--type", help="Only this resource type (e.g. Slot)")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Resources per write transaction")] = 500,
+    allow_missing_packages: AllowMissingPackages = False,
 ) -> None:
     """Recompute the search index of stored resources, after the search parameter definitions
     changed (e.g. a FHIR package was installed in FHIR_PACKAGE_PATH)."""
@@ -193,6 +208,7 @@ def reindex(
     if res_type is not None and res_type not in SERVED_TYPES:
         console.print(f"[red]{res_type} is not served[/red] (one of {', '.join(SERVED_TYPES)})")
         raise typer.Exit(2)
+    _require_search_packages(Settings(), allowed=allow_missing_packages)
 
     async def run() -> ReindexReport:
         settings = Settings()
@@ -229,8 +245,7 @@ app.add_typer(packages_app, name="packages")
 
 def _missing_required(settings: Settings) -> list[str]:
     """The start-up error lines when a required package is missing (profile validation on)."""
-    from fhir_server.core.manifest import read_manifest
-    from fhir_server.package_cache import missing_message, missing_required
+    from fhir_server.package_cache import missing_message, missing_required, read_manifest
 
     if not settings.validate_profiles:
         return []
@@ -246,12 +261,36 @@ def _require_packages(settings: Settings) -> None:
         raise typer.Exit(1)
 
 
+def _require_search_packages(settings: Settings, *, allowed: bool) -> None:
+    """Exit 1, saying what to install, when a required package that adds search parameters
+    is missing (profile validation on or off: the index needs them); ``allowed``: one
+    warning line instead."""
+    from fhir_server.package_cache import missing_message, missing_required, read_manifest
+
+    missing = missing_required(settings.package_path, read_manifest(), indexing_only=True)
+    if not missing:
+        return
+    if allowed:
+        keys = " ".join(w.key for w in missing)
+        console.print(
+            f"warning: indexing without the search parameters of {keys} (not installed in "
+            f"{settings.package_path.expanduser()}); run `fhir-server reindex` once installed",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+            style="yellow",
+        )
+        return
+    for line in missing_message(settings.package_path, missing, indexing=True):
+        console.print(line, markup=False, highlight=False, soft_wrap=True, style="red")
+    raise typer.Exit(1)
+
+
 @packages_app.command("list")
 def packages_list() -> None:
     """The packages of profiles/packages.toml, R4 core and their dependencies: installed or
     missing in FHIR_PACKAGE_PATH."""
-    from fhir_server.core.manifest import read_manifest
-    from fhir_server.package_cache import closure, is_installed, manifest_roots
+    from fhir_server.package_cache import closure, is_installed, manifest_roots, read_manifest
 
     settings = Settings()
     cache = settings.package_path.expanduser()
@@ -313,7 +352,6 @@ def packages_install(
 ) -> None:
     """Install missing packages (and their dependencies) into FHIR_PACKAGE_PATH, from local
     folders or tarballs (--from) or the FHIR package registry."""
-    from fhir_server.core.manifest import read_manifest
     from fhir_server.package_cache import (
         DirectorySource,
         InstallError,
@@ -324,6 +362,7 @@ def packages_install(
         Wanted,
         install,
         manifest_roots,
+        read_manifest,
     )
 
     settings = Settings()

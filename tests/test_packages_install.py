@@ -20,11 +20,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fhir_server.cli import app
-from fhir_server.core.manifest import PackageSpec
 from fhir_server.package_cache import (
     R4_CORE,
     DirectorySource,
     InstallError,
+    PackageSpec,
     QuietListener,
     Ref,
     RegistrySource,
@@ -369,6 +369,42 @@ def test_serve_refuses_to_start_without_a_required_package(cli_cache: Path) -> N
     assert "FHIR_VALIDATE_PROFILES=false" in result.stderr
     check = CliRunner().invoke(app, ["packages", "check"])
     assert check.exit_code == 1 and f"fhir-server packages install {SAS}" in check.stderr
+
+
+@pytest.mark.parametrize("command", [["load", "data.json"], ["reindex"]])
+def test_load_and_reindex_refuse_without_the_search_parameter_packages(
+    tmp_path: Path, cli_cache: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """Outside scripts/run (no FHIR_PACKAGE_PATH), indexing without the SAS package would
+    silently lack its search parameters: refused, with the command that fixes it, profile
+    validation or not; nothing is written."""
+    monkeypatch.setenv("FHIR_VALIDATE_PROFILES", "false")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.json").write_text('{"resourceType": "Practitioner", "id": "p1"}')
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1, result.output
+    assert f"FHIR package {SAS} is not installed in {cli_cache}" in result.stderr
+    assert "the search index needs its search parameters" in result.stderr
+    assert f"fhir-server packages install {SAS} " in result.stderr
+    assert R4_CORE.key not in result.stderr  # only what indexing needs
+    assert "--allow-missing-packages" in result.stderr
+    assert not (tmp_path / "fhir.sqlite").exists()
+
+
+def test_load_goes_on_when_told_and_once_the_package_is_installed(
+    tmp_path: Path, cli_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FHIR_VALIDATE_PROFILES", "false")
+    data = tmp_path / "data.json"
+    data.write_text('{"resourceType": "Practitioner", "id": "p1"}')
+    told = CliRunner().invoke(app, ["load", str(data), "--allow-missing-packages"])
+    assert told.exit_code == 0, told.output
+    assert f"warning: indexing without the search parameters of {SAS}" in told.stderr
+    name, version = SAS.split("#")
+    write_package(cli_cache / SAS, name, version)
+    installed = CliRunner().invoke(app, ["load", str(data)])
+    assert installed.exit_code == 0, installed.output
+    assert "warning" not in installed.stderr
 
 
 def test_check_passes_without_profile_validation(

@@ -1,33 +1,51 @@
-"""FHIR packages in the package cache: listing, checking and installing them.
+"""The FHIR package cache: the manifest, reading installed packages, installing the others.
 
-Used by ``fhir-server packages list|install|check`` and by ``fhir-server serve`` (which refuses
-to start without a required package). See ``cache`` for the layout and what "required" means,
-``sources`` for where packages come from.
+The one place that knows the cache (``FHIR_PACKAGE_PATH``): search reads its SearchParameters
+through it, validation its StructureDefinitions, ValueSets and CodeSystems, and the
+``fhir-server packages list|install|check`` commands what is wanted and missing. Modules:
+``manifest`` (``profiles/packages.toml``), ``reader`` (layout, ``package.json``, resources),
+``wanted`` (what the server wants, what is missing), ``install`` with ``sources``.
 """
 
-from fhir_server.package_cache.cache import (
+from fhir_server.package_cache.errors import InstallError
+from fhir_server.package_cache.install import Failure, InstallReport, install
+from fhir_server.package_cache.manifest import MANIFEST, PackageSpec, read_manifest
+from fhir_server.package_cache.reader import (
+    Entry,
+    entries,
+    is_installed,
+    package_folder,
+    package_json,
+    resources,
+)
+from fhir_server.package_cache.sources import DirectorySource, RegistrySource, Source, TarballSource
+from fhir_server.package_cache.types import Listener, QuietListener, Ref
+from fhir_server.package_cache.wanted import (
+    DECLARED,
     R4_CORE,
-    Failure,
-    InstallReport,
+    Located,
+    MissingPackage,
     Wanted,
     closure,
-    install,
-    is_installed,
+    locate,
     manifest_roots,
     missing_message,
     missing_required,
 )
-from fhir_server.package_cache.errors import InstallError
-from fhir_server.package_cache.sources import DirectorySource, RegistrySource, Source, TarballSource
-from fhir_server.package_cache.types import Listener, QuietListener, Ref
 
 __all__ = [
+    "DECLARED",
+    "MANIFEST",
     "R4_CORE",
     "DirectorySource",
+    "Entry",
     "Failure",
     "InstallError",
     "InstallReport",
     "Listener",
+    "Located",
+    "MissingPackage",
+    "PackageSpec",
     "QuietListener",
     "Ref",
     "RegistrySource",
@@ -35,9 +53,15 @@ __all__ = [
     "TarballSource",
     "Wanted",
     "closure",
+    "entries",
     "install",
     "is_installed",
+    "locate",
     "manifest_roots",
     "missing_message",
     "missing_required",
+    "package_folder",
+    "package_json",
+    "read_manifest",
+    "resources",
 ]

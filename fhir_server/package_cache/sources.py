@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
-import orjson
 
 from fhir_server.package_cache import _tarball
 from fhir_server.package_cache.errors import InstallError, NotHere
+from fhir_server.package_cache.reader import read_json
 from fhir_server.package_cache.types import Listener, Ref
 
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -37,15 +37,7 @@ class Source(Protocol):
         folder beside it (for downloads). Raises ``NotHere`` or ``InstallError``."""
 
 
-def _read_json(path: Path) -> dict[str, object] | None:
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _key_of(manifest: dict[str, object] | None) -> str:
+def _key_of(manifest: dict[str, Any] | None) -> str:
     """``name#version`` from a package.json (what a source holds)."""
     if manifest is None:
         return "no readable package.json"
@@ -87,7 +79,7 @@ class DirectorySource:
             if single is not None:
                 root, is_package_folder = single
                 package = root if is_package_folder else root / "package"
-                manifest = _read_json(package / "package.json")
+                manifest = read_json(package / "package.json")
                 if _key_of(manifest) != ref.key:
                     raise NotHere(f"{self.label} holds {_key_of(manifest)}")
                 _copy_tree(root, into / "package" if is_package_folder else into)
@@ -108,7 +100,7 @@ class TarballSource:
         self.label = str(self.path)
         if not self.path.is_file():
             raise InstallError(f"{self.label}: no such file or folder")
-        self._manifest: dict[str, object] | None = None
+        self._manifest: dict[str, Any] | None = None
 
     def fetch(self, ref: Ref, into: Path, scratch: Path, listener: Listener) -> None:
         listener.fetching(ref, self.label)

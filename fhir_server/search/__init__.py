@@ -6,7 +6,8 @@ importing only the ones listed after it:
 - ``availability``: the per-process agendas that answer the SAS slot search from memory;
 - ``query``: the query pipeline (``parse`` -> ``chain`` -> ``plan`` builds SQL, ``run``
   runs what must run first; ``cursor`` pages, ``include`` adds included resources);
-- ``indexing``: write-time index rows (``extract``, ``indexer``, ``composites``, ``watch``)
+- ``indexing``: write-time index rows (``indexer``, ``composites``, ``watch``)
   and ``reindex``;
-- ``registry``: the search parameters (R4 table plus the packages' SearchParameters).
+- ``registry``: the search parameters (R4 table plus the packages' SearchParameters) and
+  their FHIRPath expressions (``expressions``).
 """

@@ -1,22 +1,32 @@
 """The state of one validation: the issues found (``Run``) and the resource being walked
-(``Frame``: its container for ``#id`` references, its Bundle for the others)."""
+(``Frame``: its container for ``#id`` references, its Bundle for the others).
+
+"Does this resource conform to that profile" (profile discriminators of slicing) needs the
+whole validator; the run carries it as a function (``Conforms``) given by the validator, so
+this module stays below everything that uses it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fhir_server.core.errors import Issue
 from fhir_server.validation import messages
 from fhir_server.validation.references import BundleIndex, contained_by_id
 
-if TYPE_CHECKING:
-    from fhir_server.validation.validator import Validator
+
+class Conforms(Protocol):
+    """True when ``resource`` is valid against the profile ``url`` (``Validator``)."""
+
+    def __call__(
+        self, run: Run, resource: dict[str, Any], url: str, bundle: BundleIndex | None, /
+    ) -> bool: ...
 
 
 @dataclass
 class Run:
-    validator: Validator
+    conforms: Conforms
     lang: str
     issues: list[Issue] = field(default_factory=list)
     conforms_cache: dict[tuple[int, str], bool] = field(default_factory=dict)
@@ -57,7 +67,7 @@ class Frame:
         return self.bundle.lookup(ref) if self.bundle is not None else None
 
     def conforms(self, resource: dict[str, Any], url: str) -> bool:
-        return self.run.validator._conforms(self.run, resource, url, self.bundle)
+        return self.run.conforms(self.run, resource, url, self.bundle)
 
 
 def claimed(resource: dict[str, Any]) -> list[str]:

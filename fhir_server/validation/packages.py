@@ -1,33 +1,41 @@
 """Conformance resources for validation: StructureDefinitions, ValueSets and CodeSystems.
 
-Read from FHIR packages in a package cache (the standard layout
-``<cache>/<name>#<version>/package/*.json``, see
-https://confluence.hl7.org/display/FHIR/FHIR+Package+Cache) and from loose folders of JSON
-files (the NOS terminologies). Each package's ``package.json`` dependencies are followed in
-the same cache, so naming ``ans.fhir.fr.sas#1.1.0`` also brings ``hl7.fhir.r4.core#4.0.1``.
+Read from FHIR packages in a package cache (through ``fhir_server.package_cache``) and from
+loose folders of JSON files (the NOS terminologies). Each package's ``package.json``
+dependencies are followed in the same cache, so naming ``ans.fhir.fr.sas#1.1.0`` also brings
+``hl7.fhir.r4.core#4.0.1``.
 
 Resources are indexed by canonical URL and by ``url|version`` once, at load; the JSON of a
 resource is parsed again only when it is first asked for, so the 60 MB of R4 definitions are
 not held in memory. The first source that defines a URL wins: the packages asked for, then
 their dependencies, then the loose folders.
 
-A package that is not in the cache is not an exception: it becomes a ``MissingPackage``
-naming it, where it was looked for and how to install it. Which packages to ask for comes
-from the manifest (``profiles/packages.toml``); the caller reads it, this module only needs
-names and versions.
+A package that is not in the cache is not an exception: it becomes a
+``package_cache.MissingPackage`` naming it, where it was looked for and how to install it.
+Which packages to ask for comes from the manifest (``profiles/packages.toml``); the caller
+reads it, this module only needs names and versions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
+import structlog
+
+from fhir_server.package_cache import (
+    R4_CORE,
+    MissingPackage,
+    Ref,
+    Wanted,
+    entries,
+    locate,
+)
+from fhir_server.package_cache.reader import read_json
 
 KINDS = ("StructureDefinition", "ValueSet", "CodeSystem")
-R4_CORE = ("hl7.fhir.r4.core", "4.0.1")
 CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
 
 
@@ -39,57 +47,6 @@ class PackageRef(Protocol):
 
     @property
     def version(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class Ref:
-    name: str
-    version: str
-
-    @classmethod
-    def parse(cls, text: str) -> Ref:
-        """``name#version``."""
-        name, _, version = text.partition("#")
-        if not name or not version:
-            raise ValueError(f"expected name#version, got {text!r}")
-        return cls(name, version)
-
-
-@dataclass(frozen=True)
-class MissingPackage:
-    """A package asked for (or needed by one) that the cache does not hold."""
-
-    name: str
-    version: str
-    looked_in: Path
-    required_by: str | None = None  # "name#version" of the package that depends on it
-    other_versions: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}#{self.version}"
-
-    def message(self, lang: str = "en") -> str:
-        others = ", ".join(self.other_versions)
-        if lang == "fr":
-            text = f"Paquet FHIR {self.key} introuvable (cherché dans {self.looked_in})"
-            if self.required_by:
-                text += f", dépendance de {self.required_by}"
-            if others:
-                text += f" ; versions présentes : {others}"
-            return text + (
-                f". Installez-le avec `fhir-server packages install {self.key}` ou copiez "
-                f"le dossier {self.key}/package/ dans le cache (FHIR_PACKAGE_PATH)."
-            )
-        text = f"FHIR package {self.key} not found (looked in {self.looked_in})"
-        if self.required_by:
-            text += f", a dependency of {self.required_by}"
-        if others:
-            text += f"; versions present: {others}"
-        return text + (
-            f". Install it with `fhir-server packages install {self.key}` or copy the folder "
-            f"{self.key}/package/ into the package cache (FHIR_PACKAGE_PATH)."
-        )
 
 
 @dataclass(frozen=True)
@@ -150,7 +107,7 @@ class Conformance:
         if entry is None:
             return None
         if entry.path not in self._cache:
-            self._cache[entry.path] = _read(entry.path)
+            self._cache[entry.path] = read_json(entry.path)
         return self._cache[entry.path]
 
     def structure_definition(self, url: str) -> dict[str, Any] | None:
@@ -179,61 +136,20 @@ class Conformance:
         return self.core_type("Resource") is not None
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+def _entries(folder: Path, source: str) -> list[_Entry]:
+    return [
+        _Entry(e.path, e.resource_type, e.url, e.version, source)
+        for e in entries(folder, KINDS)
+        if e.url
+    ]
 
 
-def _index_file(directory: Path) -> Iterator[_Entry] | None:
-    """Entries from the package's ``.index.json`` (written by the FHIR tooling), if any."""
-    data = _read(directory / ".index.json")
-    if data is None or not isinstance(data.get("files"), list):
-        return None
-    return (
-        _Entry(
-            directory / str(f["filename"]),
-            str(f["resourceType"]),
-            str(f["url"]),
-            str(f.get("version") or ""),
-            "",
-        )
-        for f in data["files"]
-        if isinstance(f, dict)
-        and f.get("resourceType") in KINDS
-        and isinstance(f.get("url"), str)
-        and isinstance(f.get("filename"), str)
-    )
-
-
-def _scan(directory: Path) -> Iterator[_Entry]:
-    """Entries from reading every conformance file (packages without ``.index.json``)."""
-    for path in sorted(directory.glob("*.json")):
-        prefix = path.name.split("-", 1)[0]
-        if "-" in path.name and prefix[:1].isupper() and prefix not in KINDS:
-            continue  # "SearchParameter-x.json": named by its type, not one we need
-        if path.name == "package.json":
-            continue
-        data = _read(path)
-        if data is None or data.get("resourceType") not in KINDS:
-            continue
-        url = data.get("url")
-        if isinstance(url, str):
-            yield _Entry(path, data["resourceType"], url, str(data.get("version") or ""), "")
-
-
-def _entries(directory: Path, source: str) -> list[_Entry]:
-    found = _index_file(directory)
-    entries = list(found) if found is not None else list(_scan(directory))
-    return [_Entry(e.path, e.kind, e.url, e.version, source) for e in entries]
-
-
-def _other_versions(cache: Path, name: str) -> tuple[str, ...]:
-    if not cache.is_dir():
-        return ()
-    return tuple(sorted(p.name.split("#", 1)[1] for p in cache.glob(f"{name}#*") if p.is_dir()))
+def _ref(item: PackageRef | tuple[str, str] | str) -> Ref:
+    if isinstance(item, str):
+        return Ref.parse(item)
+    if isinstance(item, tuple):
+        return Ref(item[0], item[1])
+    return Ref(item.name, item.version)
 
 
 def load_conformance(
@@ -246,50 +162,18 @@ def load_conformance(
 ) -> Conformance:
     """Index the packages (``PackageSpec``, ``("name", "version")`` or ``"name#version"``),
     their dependencies found in ``cache``, R4 core (unless ``core=False``) and the folders."""
-    cache = cache.expanduser()
-    queue: list[tuple[Ref, str | None]] = []
-    for item in packages:
-        if isinstance(item, str):
-            ref = Ref.parse(item)
-        elif isinstance(item, tuple):
-            ref = Ref(item[0], item[1])
-        else:
-            ref = Ref(item.name, item.version)
-        queue.append((ref, None))
+    roots = [Wanted(_ref(item), True, "asked for") for item in packages]
     if core:
-        queue.append((Ref(*R4_CORE), None))
+        roots.append(Wanted(R4_CORE, True, "base of profile validation"))
+    # Dependencies come after what was asked for: the packages named first win.
+    located = locate(cache, roots, with_dependencies=dependencies)
     store = Conformance()
     loaded: list[LoadedPackage] = []
-    missing: list[MissingPackage] = []
-    seen: set[Ref] = set()
-    while queue:
-        ref, required_by = queue.pop(0)
-        if ref in seen:
-            continue
-        seen.add(ref)
-        key = f"{ref.name}#{ref.version}"
-        directory = cache / key / "package"
-        if not directory.is_dir():
-            missing.append(
-                MissingPackage(
-                    ref.name,
-                    ref.version,
-                    directory,
-                    required_by,
-                    _other_versions(cache, ref.name),
-                )
-            )
-            continue
-        entries = _entries(directory, key)
-        for entry in entries:
+    for wanted, folder in located.found:
+        found = _entries(folder, wanted.key)
+        for entry in found:
             store.add(entry)
-        loaded.append(LoadedPackage(ref.name, ref.version, directory, len(entries)))
-        if dependencies:
-            manifest = _read(directory / "package.json") or {}
-            deps = manifest.get("dependencies")
-            if isinstance(deps, dict):
-                # Dependencies go after what was asked for: the packages named first win.
-                queue.extend((Ref(str(n), str(v)), key) for n, v in deps.items())
+        loaded.append(LoadedPackage(wanted.ref.name, wanted.ref.version, folder, len(found)))
     folder_list = []
     for folder in folders:
         folder = folder.expanduser()
@@ -297,5 +181,27 @@ def load_conformance(
         if folder.is_dir():
             for entry in _entries(folder, str(folder)):
                 store.add(entry)
-    store.packages, store.missing, store.folders = tuple(loaded), tuple(missing), tuple(folder_list)
+    store.packages, store.missing, store.folders = (
+        tuple(loaded),
+        located.missing,
+        tuple(folder_list),
+    )
     return store
+
+
+def log_missing_packages(conformance: Conformance) -> None:
+    """One short warning per missing package (validation goes without its profiles and
+    terminologies), then where to look: the dependencies of the SAS guide are often missing
+    offline, and repeating the whole install advice for each made start-up logs unreadable."""
+    log = structlog.get_logger(__name__)
+    for missing in conformance.missing:
+        log.warning(
+            "fhir package missing: validation goes without its definitions",
+            package=missing.key,
+            needed_by=missing.required_by,
+        )
+    if conformance.missing:
+        log.info(
+            "`fhir-server packages list` shows the missing packages, "
+            "`fhir-server packages install` installs those a source holds"
+        )

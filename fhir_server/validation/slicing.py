@@ -20,20 +20,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fhir_server.validation.compiled import (
     NOTHING,
     Element,
     Matcher,
+    Profile,
     Slice,
     matches_fixed,
     matches_pattern,
 )
+from fhir_server.validation.terminology import Terminology
 
 if TYPE_CHECKING:
     from fhir_server.validation.context import Frame
-    from fhir_server.validation.snapshot import Compiler
+
+
+class Compiler(Protocol):
+    """What matchers look up while they are built: ``snapshot.Compiler``, which builds them
+    (hence a protocol: slicing sits below the compiler)."""
+
+    @property
+    def terminology(self) -> Terminology: ...
+
+    def profile(self, url: str) -> Profile | None: ...
+
 
 _EXTENSION_CALL = re.compile(r"^extension\('([^']*)'\)$")
 _OF_TYPE = re.compile(r"^ofType\((\w+)\)$")

@@ -3,10 +3,11 @@
 ``Validator.validate(resource)`` checks the resource against each profile it claims in
 ``meta.profile`` (and any given with ``profiles=``), or against its base R4 definition when
 it claims none that is available. Profiles are compiled once (``snapshot.Compiler``); the
-walk inside a resource is ``walk.Walk``; this module handles resources: which profiles,
-nested resources (contained ones against the profile their reference requires, Bundle
-entries against their slice's profile), and "does this resource conform" for profile
-discriminators.
+walk inside a resource is ``walk.Walk``, which hands nested resources back to ``_nested``
+here. This module handles resources: which profiles, nested resources (contained ones
+against the profile their reference requires, Bundle entries against their slice's
+profile), and "does this resource conform" for profile discriminators (``_conforms``, which
+each ``Run`` carries).
 
 Issues carry a FHIRPath ``expression`` with indexes on repeating elements
 (``Slot.meta.security[0].code``; a choice is ``Extension.value.ofType(Reference)``) and a
@@ -34,7 +35,7 @@ from fhir_server.validation.walk import Walk
 _MAX_DEPTH = 12  # nested resources (contained, entries): deeper is refused, not recursed
 
 
-class Validator(Walk):
+class Validator:
     """Compiled profiles of a ``Conformance`` index and the walk that checks resources."""
 
     def __init__(
@@ -47,10 +48,25 @@ class Validator(Walk):
     ) -> None:
         """``best_practice=False`` drops best-practice warnings (dom-6: no narrative)."""
         self.conformance = conformance
-        self.best_practice = best_practice
         self.terminology = terminology or Terminology(conformance)
         self.compiler = Compiler(conformance, self.terminology, supplements)
         self.primitives = Primitives(conformance)
+        self.walk = Walk(
+            self.compiler,
+            self.terminology,
+            self.primitives,
+            self._nested,
+            best_practice=best_practice,
+        )
+
+    @property
+    def best_practice(self) -> bool:
+        """Best-practice warnings (dom-6: no narrative) on or off."""
+        return self.walk.best_practice
+
+    @best_practice.setter
+    def best_practice(self, on: bool) -> None:
+        self.walk.best_practice = on
 
     @classmethod
     def load(
@@ -100,7 +116,7 @@ class Validator(Walk):
         """Issues of ``resource`` against ``profiles`` and (``declared``) the profiles it
         claims; against its base definition when none is available. ``lang``: ``fr``
         (or ``fr-FR``...) for French diagnostics, English otherwise."""
-        run = Run(self, "fr" if lang.lower().startswith("fr") else "en")
+        run = Run(self._conforms, "fr" if lang.lower().startswith("fr") else "en")
         if isinstance(profiles, str):
             profiles = [profiles]
         try:
@@ -169,7 +185,9 @@ class Validator(Walk):
         elif alternatives:
             best: list[Issue] | None = None
             for prof in alternatives:
-                trial = Run(self, run.lang, conforms_cache=run.conforms_cache, depth=run.depth)
+                trial = Run(
+                    self._conforms, run.lang, conforms_cache=run.conforms_cache, depth=run.depth
+                )
                 self._resource(trial, prof, resource, loc, frame)
                 errors = sum(i.severity == "error" for i in trial.issues)
                 if best is None or errors < sum(i.severity == "error" for i in best):
@@ -182,9 +200,9 @@ class Validator(Walk):
         kids = self.compiler.kids(prof.root, TypeRef(prof.type))
         frame.contained_profiles = {}
         if kids is not None:
-            self._object(run, kids, resource, loc, frame, prof.type, resource=True)
+            self.walk.check_object(run, kids, resource, loc, frame, prof.type, resource=True)
         for c in prof.root.constraints:
-            self._constraint(run, c, resource, loc, frame, prof.root)
+            self.walk.check_constraint(run, c, resource, loc, frame, prof.root)
 
     def _nested(
         self,
@@ -232,7 +250,9 @@ class Validator(Walk):
         key = (id(resource), url)
         if key not in run.conforms_cache:
             run.conforms_cache[key] = False  # recursion guard
-            trial = Run(self, run.lang, conforms_cache=run.conforms_cache, depth=run.depth + 1)
+            trial = Run(
+                self._conforms, run.lang, conforms_cache=run.conforms_cache, depth=run.depth + 1
+            )
             prof = self.compiler.profile(url)
             rtype = resource.get("resourceType")
             if prof is not None and prof.type == rtype and trial.depth < _MAX_DEPTH:
@@ -240,8 +260,6 @@ class Validator(Walk):
                 self._resource(trial, prof, resource, str(rtype), frame)
                 run.conforms_cache[key] = not any(i.severity == "error" for i in trial.issues)
         return run.conforms_cache[key]
-
-    # -- objects and elements ----------------------------------------------------------------
 
 
 def _root_name(resource: Any) -> str:

@@ -1,16 +1,17 @@
 """The walk over a resource's JSON: objects, elements, slices, values, extensions.
 
-``Walk`` is the part of ``Validator`` that visits what is inside one resource; nested
-resources (contained, Bundle entries) go back to ``Validator._nested``. Checks: unknown
-elements, JSON arrays versus single values, primitive formats, cardinality (slices
-included), fixed and pattern values, slicing (open, closed, ordered, open at end), bindings,
-invariants, references, and extensions (slices, definitions looked up by URL, context).
+``Walk`` visits what is inside one resource; nested resources (contained, Bundle entries)
+are handed to the ``Nested`` function it is given (``Validator``, which handles resources:
+which profiles, how deep). Checks: unknown elements, JSON arrays versus single values,
+primitive formats, cardinality (slices included), fixed and pattern values, slicing (open,
+closed, ordered, open at end), bindings, invariants, references, and extensions (slices,
+definitions looked up by URL, context).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from fhir_server.validation import messages
 from fhir_server.validation.bindings import check_binding
@@ -25,20 +26,19 @@ from fhir_server.validation.compiled import (
 )
 from fhir_server.validation.context import Frame, Run
 from fhir_server.validation.primitives import Primitives
-from fhir_server.validation.references import check_reference
+from fhir_server.validation.reference_check import check_reference
 from fhir_server.validation.snapshot import Compiler
 from fhir_server.validation.terminology import Terminology
 
 _ANY_CONTEXT = frozenset({"Element", "Resource", "DomainResource", "BackboneElement"})
 
 
-class Walk:
-    compiler: Compiler
-    terminology: Terminology
-    primitives: Primitives
-    best_practice: bool
+class Nested(Protocol):
+    """Validate a resource found inside the one walked (``Validator``): ``expected`` type,
+    against every ``must`` profile or the best of ``one_of``; ``contained`` ones resolve
+    ``#id`` against the container."""
 
-    def _nested(
+    def __call__(
         self,
         run: Run,
         item: Any,
@@ -49,10 +49,27 @@ class Walk:
         must: Sequence[str] = (),
         one_of: Sequence[str] = (),
         contained: bool = False,
-    ) -> None:
-        raise NotImplementedError  # Validator._nested
+    ) -> None: ...
 
-    def _object(
+
+class Walk:
+    def __init__(
+        self,
+        compiler: Compiler,
+        terminology: Terminology,
+        primitives: Primitives,
+        nested: Nested,
+        *,
+        best_practice: bool = True,
+    ) -> None:
+        """``best_practice=False`` drops best-practice warnings (dom-6: no narrative)."""
+        self.compiler = compiler
+        self.terminology = terminology
+        self.primitives = primitives
+        self.nested = nested
+        self.best_practice = best_practice
+
+    def check_object(
         self,
         run: Run,
         kids: Kids,
@@ -132,7 +149,7 @@ class Walk:
             if not isinstance(item, dict):
                 run.error("structure", at, "not-object", type="Element")
             elif kids is not None:
-                self._object(run, kids, item, at, frame, "Element")
+                self.check_object(run, kids, item, at, frame, "Element")
 
     def _element(
         self,
@@ -296,9 +313,9 @@ class Walk:
             if element.name == "contained":
                 cid = item.get("id") if isinstance(item, dict) else None
                 required = frame.contained_profiles.get(cid, []) if isinstance(cid, str) else []
-                self._nested(run, item, at, frame, one_of=required, contained=True)
+                self.nested(run, item, at, frame, one_of=required, contained=True)
             else:
-                self._nested(
+                self.nested(
                     run, item, at, frame, expected=type_ref.code, must=list(type_ref.profiles)
                 )
             return
@@ -321,13 +338,13 @@ class Walk:
             if kids is not None:
                 if not element.children and type_ref.profiles:
                     self._type_profile_known(run, type_ref, at)
-                self._object(run, kids, item, at, frame, type_ref.code)
+                self.check_object(run, kids, item, at, frame, type_ref.code)
             if type_ref.code == "Reference":
                 check_reference(run, self.compiler, type_ref, item, at, frame)
         if element.binding is not None:
             check_binding(run, self.terminology, element.binding, type_ref.code, item, at)
         for c in element.constraints:
-            self._constraint(run, c, item, at, frame, element)
+            self.check_constraint(run, c, item, at, frame, element)
 
     def _type_profile_known(self, run: Run, type_ref: TypeRef, at: str) -> None:
         if not any(self.compiler.profile(u) is not None for u in type_ref.profiles):
@@ -351,9 +368,9 @@ class Walk:
             return
         kids = self.compiler.kids(prof.root, TypeRef("Extension"))
         if kids is not None:
-            self._object(run, kids, item, at, frame, "Extension")
+            self.check_object(run, kids, item, at, frame, "Extension")
         for c in prof.root.constraints:
-            self._constraint(run, c, item, at, frame, prof.root)
+            self.check_constraint(run, c, item, at, frame, prof.root)
         where = element.path.rsplit(".", 1)[0]
         contexts = [e for t, e in prof.contexts if t == "element"]
         allowed = (
@@ -367,7 +384,7 @@ class Walk:
                 "extension", at, "ext-context", url=url, path=where, contexts=", ".join(contexts)
             )
 
-    def _constraint(
+    def check_constraint(
         self, run: Run, c: Constraint, item: Any, at: str, frame: Frame, element: Element
     ) -> None:
         if c.best_practice and not self.best_practice:

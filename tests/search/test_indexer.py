@@ -15,8 +15,8 @@ from fhirpathpy.models import models
 
 import profiles
 from fhir_server.core.types import SERVED_TYPES
-from fhir_server.search.indexing.extract import compile_expression, is_compiled
 from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.search.registry.expressions import compile_expression, is_compiled
 from fhir_server.search.registry.packages import load_registry
 from fhir_server.search.registry.parameters import Registry
 

@@ -13,13 +13,8 @@ from structlog.testing import capture_logs
 
 from fhir_server.app import create_app, make_context
 from fhir_server.core.types import SERVED_TYPES
-from fhir_server.search.registry.packages import (
-    MANIFEST,
-    PackageSpec,
-    load_registry,
-    read_manifest,
-    registry_for,
-)
+from fhir_server.package_cache import MANIFEST, PackageSpec, read_manifest
+from fhir_server.search.registry.packages import load_registry, registry_for
 from fhir_server.settings import Settings
 
 SAS = "ans.fhir.fr.sas#1.1.0"
@@ -106,7 +101,7 @@ def test_a_missing_package_is_reported_and_r4_stays(tmp_path: Path) -> None:
     assert start is not None and "gt" in start.comparator
     assert registry.get("Slot", "service-type-reference") is None
     assert registry.packages == ()
-    assert [m.spec.key for m in registry.missing_packages] == [SAS]
+    assert [m.key for m in registry.missing_packages] == [SAS]
 
 
 async def test_the_server_starts_without_its_packages(tmp_path: Path) -> None:

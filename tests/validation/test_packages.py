@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.validation.packages import Ref, load_conformance
+from fhir_server.validation.packages import load_conformance
 from tests.validation.conftest import CACHE, NOS, SAS, need_reference, write_package
 
 
@@ -68,12 +68,6 @@ def test_loose_folder_and_memory_resources(tmp_path: Path) -> None:
         store.add_resource({"resourceType": "Patient"})
 
 
-def test_ref_parse() -> None:
-    assert Ref.parse("ans.fhir.fr.sas#1.1.0") == Ref("ans.fhir.fr.sas", "1.1.0")
-    with pytest.raises(ValueError):
-        Ref.parse("no-version")
-
-
 def test_reference_cache_sas_and_core() -> None:
     need_reference()
     store = load_conformance(CACHE, [SAS], [NOS])
@@ -95,7 +89,7 @@ def test_manifest_specs_are_accepted() -> None:
     """The server's manifest (profiles/packages.toml, read by search.packages) names the
     packages; validation only needs their names and versions."""
     need_reference()
-    from fhir_server.search.registry.packages import read_manifest
+    from fhir_server.package_cache import read_manifest
 
     store = load_conformance(CACHE, read_manifest(), [NOS])
     assert [p.key for p in store.packages][:2] == [SAS, "hl7.fhir.r4.core#4.0.1"]
@@ -108,3 +102,27 @@ def test_validator_without_core_says_so(tmp_path: Path) -> None:
     (issue,) = Validator(store).validate({"resourceType": "Slot"})
     assert (issue.severity, issue.code) == ("error", "not-supported")
     assert "R4 core" in issue.diagnostics
+
+
+def test_missing_packages_are_one_short_line_each(tmp_path: Path) -> None:
+    """Start-up logs: what is missing and for whom, one line per package, then one hint."""
+    from structlog.testing import capture_logs
+
+    from fhir_server.validation.packages import log_missing_packages
+
+    write_package(tmp_path, "top", "1", [], {"gone.a": "1.0.0", "gone.b": "2.0.0"})
+    store = load_conformance(tmp_path, ["top#1"], core=False)
+    with capture_logs() as logs:
+        log_missing_packages(store)
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["package"], e["needed_by"]) for e in warnings] == [
+        ("gone.a#1.0.0", "top#1"),
+        ("gone.b#2.0.0", "top#1"),
+    ]
+    assert all(set(e) == {"event", "log_level", "package", "needed_by"} for e in warnings)
+    assert all(len(e["event"]) < 80 for e in warnings)
+    [hint] = [e for e in logs if e["log_level"] == "info"]
+    assert "fhir-server packages install" in hint["event"]
+    with capture_logs() as quiet:
+        log_missing_packages(load_conformance(tmp_path, [], core=False))
+    assert quiet == []

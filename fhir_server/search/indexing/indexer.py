@@ -23,7 +23,7 @@ from typing import Any
 
 from fhir_server.core import fhirtime
 from fhir_server.search.indexing import composites, watch
-from fhir_server.search.indexing.extract import Value, compile_expression
+from fhir_server.search.registry.expressions import Value, compile_expression
 from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage.port import IndexRows
 

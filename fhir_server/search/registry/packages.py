@@ -1,26 +1,25 @@
 """FHIR packages from the package cache, and the search parameters they add.
 
 Which packages: the manifest ``profiles/packages.toml`` (name, version, and what each one
-provides). Where: a FHIR package cache in the standard layout,
-``<FHIR_PACKAGE_PATH>/<name>#<version>/package/*.json`` (what the FHIR npm tooling writes under
-``~/.fhir/packages``; see https://confluence.hl7.org/display/FHIR/FHIR+Package+Cache).
+provides). Where: the FHIR package cache, ``FHIR_PACKAGE_PATH``, read through
+``fhir_server.package_cache``.
 
-Every ``SearchParameter-*.json`` of a package whose base is a served type is added to the
+Every SearchParameter of a package whose base is a served type is added to the
 registry, replacing the R4 parameter with the same code. A reference parameter that declares
 no target, like SAS ``service-type-reference`` on an extension, gets the targets of the
 extension's ``value[x]`` from the extension definition found in the loaded packages.
 
-A missing package never stops the server: a warning names the package, the search
-parameters that are therefore unavailable (from the manifest) and how to install it.
+A missing package does not make loading the registry fail: a warning names the package, the
+search parameters that are therefore unavailable (from the manifest) and how to install it.
+(``fhir-server load`` and ``reindex`` refuse to run without it unless told otherwise: the index
+they write would lack those parameters.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,21 @@ from typing import Any
 import structlog
 
 import profiles
-from fhir_server.core.manifest import MANIFEST as MANIFEST
-from fhir_server.core.manifest import PackageSpec as PackageSpec
-from fhir_server.core.manifest import read_manifest as read_manifest
 from fhir_server.core.types import SERVED_TYPES
-from fhir_server.search.indexing.extract import check_expression, split_union
-from fhir_server.search.registry.parameters import Registry, SearchParameter
+from fhir_server.package_cache import (
+    DECLARED,
+    MANIFEST,
+    MissingPackage,
+    PackageSpec,
+    Ref,
+    Wanted,
+    locate,
+    package_json,
+    read_manifest,
+    resources,
+)
+from fhir_server.search.registry.expressions import check_expression, split_union
+from fhir_server.search.registry.parameters import Package, Registry, SearchParameter
 
 
 def _log() -> Any:
@@ -45,58 +53,6 @@ def _log() -> Any:
 _ALL_TYPES = ("Resource", "DomainResource")
 _CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 _EXTENSION_URL = re.compile(r"extension(?:\.where\(url\s*=\s*|\()'([^']+)'\)")
-
-
-@dataclass(frozen=True)
-class Package:
-    """A package found in the cache, and what the registry took from it."""
-
-    name: str
-    version: str
-    directory: Path
-    canonical: str = ""
-    title: str = ""
-    implementation_guides: tuple[str, ...] = ()  # ImplementationGuide canonical URLs
-    search_parameters: tuple[str, ...] = ()  # "Type.code" added to the registry
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}#{self.version}"
-
-
-@dataclass(frozen=True)
-class MissingPackage:
-    spec: PackageSpec
-    looked_in: Path
-    other_versions: tuple[str, ...] = ()
-
-
-def package_directory(cache_path: Path, name: str, version: str) -> Path | None:
-    directory = cache_path.expanduser() / f"{name}#{version}" / "package"
-    return directory if directory.is_dir() else None
-
-
-def _other_versions(cache_path: Path, name: str) -> tuple[str, ...]:
-    root = cache_path.expanduser()
-    if not root.is_dir():
-        return ()
-    return tuple(sorted(p.name.split("#", 1)[1] for p in root.glob(f"{name}#*") if p.is_dir()))
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        _log().warning("unreadable file in fhir package", file=str(path), error=str(exc))
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _resources(directory: Path, resource_type: str) -> Iterator[dict[str, Any]]:
-    for path in sorted(directory.glob(f"{resource_type}-*.json")):
-        data = _read_json(path)
-        if data is not None and data.get("resourceType") == resource_type:
-            yield data
 
 
 def _branches_for(expression: str, res_type: str) -> str:
@@ -120,7 +76,7 @@ class _Extensions:
         if self._by_url is None:
             self._by_url = {}
             for directory in self.directories:
-                for sd in _resources(directory, "StructureDefinition"):
+                for sd in resources(directory, "StructureDefinition"):
                     if sd.get("type") == "Extension" and isinstance(sd.get("url"), str):
                         self._by_url[sd["url"]] = sd
         definition = self._by_url.get(url)
@@ -178,12 +134,12 @@ def _parameters(
 
 
 def _load(registry: Registry, spec: PackageSpec, directory: Path, ext: _Extensions) -> Package:
-    manifest = _read_json(directory / "package.json") or {}
+    manifest = package_json(directory)
     guides = tuple(
-        str(ig["url"]) for ig in _resources(directory, "ImplementationGuide") if "url" in ig
+        str(ig["url"]) for ig in resources(directory, "ImplementationGuide") if "url" in ig
     )
     added: list[str] = []
-    for sp in _resources(directory, "SearchParameter"):
+    for sp in resources(directory, "SearchParameter"):
         if sp.get("status") == "retired" or not sp.get("code") or not sp.get("type"):
             continue
         for res_type, param in _parameters(sp, ext):
@@ -225,8 +181,7 @@ def _load(registry: Registry, spec: PackageSpec, directory: Path, ext: _Extensio
     )
 
 
-def _warn_missing(registry: Registry, missing: MissingPackage) -> None:
-    spec = missing.spec
+def _warn_missing(registry: Registry, spec: PackageSpec, missing: MissingPackage) -> None:
     unavailable = []
     for name in spec.search_parameters:
         res_type, _, code = name.partition(".")
@@ -248,30 +203,23 @@ def _warn_missing(registry: Registry, missing: MissingPackage) -> None:
 def load_registry(cache_path: Path, manifest: Path = MANIFEST) -> Registry:
     """The R4 parameters plus those of every manifest package found in ``cache_path``."""
     registry = Registry(profiles.r4_search_parameters())
-    specs = read_manifest(manifest)
-    found = [(s, package_directory(cache_path, s.name, s.version)) for s in specs]
+    specs = {s.key: s for s in read_manifest(manifest)}
+    roots = [Wanted(Ref(s.name, s.version), s.required, DECLARED) for s in specs.values()]
+    located = locate(cache_path, roots, with_dependencies=False)
     extensions = _Extensions()
-    extensions.directories = [d for _s, d in found if d is not None]
+    extensions.directories = [folder for _w, folder in located.found]
     loaded: list[Package] = []
-    missing: list[MissingPackage] = []
-    for spec, directory in found:
-        if directory is None:
-            gone = MissingPackage(
-                spec,
-                cache_path.expanduser() / spec.key / "package",
-                _other_versions(cache_path, spec.name),
-            )
-            _warn_missing(registry, gone)
-            missing.append(gone)
-            continue
-        package = _load(registry, spec, directory, extensions)
+    for missing in located.missing:  # first: "R4 definition used instead" means just that
+        _warn_missing(registry, specs[missing.key], missing)
+    for wanted, folder in located.found:
+        package = _load(registry, specs[wanted.key], folder, extensions)
         _log().info(
             "fhir package loaded",
             package=package.key,
             search_parameters=list(package.search_parameters),
         )
         loaded.append(package)
-    registry.packages, registry.missing_packages = tuple(loaded), tuple(missing)
+    registry.packages, registry.missing_packages = tuple(loaded), located.missing
     return registry
 
 

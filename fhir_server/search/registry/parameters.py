@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import profiles
 from fhir_server.core.types import SERVED_TYPES
-
-if TYPE_CHECKING:
-    from fhir_server.search.registry.packages import MissingPackage, Package
+from fhir_server.package_cache import MissingPackage
 
 # Result parameters and controls: never search criteria.
 CONTROL_PARAMETERS = frozenset(
@@ -49,6 +48,23 @@ class SearchParameter:
     target: tuple[str, ...] = ()
     comparator: tuple[str, ...] = ()
     modifier: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Package:
+    """A FHIR package the registry took definitions from (``packages.load_registry``)."""
+
+    name: str
+    version: str
+    directory: Path
+    canonical: str = ""
+    title: str = ""
+    implementation_guides: tuple[str, ...] = ()  # ImplementationGuide canonical URLs
+    search_parameters: tuple[str, ...] = ()  # "Type.code" added to the registry
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}#{self.version}"
 
 
 class Registry:

@@ -3,7 +3,8 @@
 Read by search (the search parameters a package adds), validation (its profiles) and the
 package cache commands (``fhir-server packages list|install|check``). Each entry names a
 package and its version; a package is *required* unless it says ``required = false``:
-``fhir-server serve`` refuses to start without it while profile validation is on.
+``fhir-server serve`` refuses to start without it while profile validation is on, and
+``load`` and ``reindex`` refuse without those that provide search parameters.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ JSON key for a choice element (``value`` found as ``valueReference`` is a ``Refe
 
 Anything else (functions, indexes, arithmetic) falls back to ``fhirpathpy`` with the R4 model,
 which is what lets it see ``value`` as ``value[x]`` too.
+
+This module sits with the registry, below indexing: the registry only takes a package's
+parameter when its expression can be evaluated here (``check_expression``), and the indexer
+evaluates them (``compile_expression``).
 """
 
 from __future__ import annotations
