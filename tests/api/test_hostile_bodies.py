@@ -14,7 +14,7 @@ from httpx import AsyncClient, Response
 
 from fhir_server.core.json_input import MAX_DEPTH, nests_deeper
 from fhir_server.storage.port import Store
-from tests.api.conftest import FHIR, slot
+from tests.api.conftest import FHIR, put_schedules, slot
 from tests.api.test_bad_input import assert_nothing_stored, assert_outcome
 
 pytestmark = pytest.mark.asyncio
@@ -69,6 +69,8 @@ def too_deep(r: Response) -> None:
 
 
 async def stored_s1(client: AsyncClient) -> None:
+    """Slot/s1 and the Schedule it names (referential integrity)."""
+    await put_schedules(client, "sched-1")
     r = await client.put("/Slot/s1", json=slot(id="s1"), headers={"Content-Type": FHIR})
     assert r.status_code == 201, r.text
 
@@ -76,7 +78,7 @@ async def stored_s1(client: AsyncClient) -> None:
 async def unchanged_s1(client: AsyncClient, store: Store) -> None:
     assert (await client.get("/Slot/s1")).headers["etag"] == 'W/"1"'
     page = await store.history(res_type=None, res_id=None, since=None, at=None, count=1, offset=0)
-    assert page.total == 1
+    assert page.total == 2  # the Schedule and the Slot, one version each
 
 
 async def test_the_helpers_nest_exactly() -> None:
@@ -85,6 +87,7 @@ async def test_the_helpers_nest_exactly() -> None:
         assert not nests_deeper(doc, depth) and nests_deeper(doc, depth - 1)
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_a_resource_at_the_limit_is_stored(client: AsyncClient) -> None:
     r = await client.post("/Slot", content=nested_slot(MAX_DEPTH), headers={"Content-Type": FHIR})
     assert r.status_code == 201, r.text
@@ -146,6 +149,7 @@ async def test_a_patch_may_not_nest_the_resource_past_the_limit(
     client: AsyncClient, store: Store
 ) -> None:
     """Each patch body is shallow, but patches could deepen a resource a little at a time."""
+    await put_schedules(client, "sched-1")
     body = nested_slot(MAX_DEPTH - 1, id="s1")
     r = await client.put("/Slot/s1", content=body, headers={"Content-Type": FHIR})
     assert r.status_code == 201, r.text
@@ -229,6 +233,7 @@ async def test_resource_type_not_the_urls(
     await assert_nothing_stored(store)
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_duplicate_keys_last_one_wins(client: AsyncClient) -> None:
     """RFC 8259 leaves duplicate names to the parser; orjson keeps the last, and what is
     stored and served is that parsed resource: no copy of the body keeps the first."""
@@ -296,6 +301,7 @@ async def test_control_characters_in_strings(client: AsyncClient, store: Store, 
     await unchanged_s1(client, store)
 
 
+@pytest.mark.usefixtures("sched_1")
 async def test_allowed_whitespace_and_escaped_backslashes(client: AsyncClient) -> None:
     text = "tab\t, CR\r, LF\n, a backslash then u0000: \\u0000, then b: \\b"
     r = await client.post("/Slot", json=slot(comment=text), headers={"Content-Type": FHIR})

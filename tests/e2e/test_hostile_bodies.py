@@ -56,5 +56,7 @@ def test_deep_bodies_are_refused_and_the_server_keeps_serving(
         assert c.get("/metadata").status_code == 200
         assert c.get("/Slot", params={"_summary": "count"}).json()["total"] == 0
         assert c.get("/_history").json()["total"] == 0
+        schedule = {"resourceType": "Schedule", "id": "s", "actor": [{"display": "Dr A"}]}
+        assert c.put("/Schedule/s", json=schedule, headers=FHIR).status_code == 201
         assert c.post("/Slot", content=nested_slot(2), headers=FHIR).status_code == 201
     assert "Traceback" not in log.read_text(errors="replace")
