@@ -277,3 +277,21 @@ async def test_tampered_cursor_is_a_400(client: AsyncClient) -> None:
     assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
     other = await client.get(next_url.replace("_count=1", "status=busy&_count=1"))
     assert other.status_code == 400  # a cursor belongs to its query
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/Practitioner?name=a%00b",
+        "/Practitioner?identifier=urn:x%7Ca%01b",
+        "/Practitioner?_id=%1f",
+        "/Practitioner?na%00me=x",
+    ],
+)
+async def test_control_characters_in_a_query_are_a_400(client: AsyncClient, query: str) -> None:
+    """R4 strings hold no control character, and PostgreSQL text no NUL (a 500 before)."""
+    r = await client.get(query)
+    assert r.status_code == 400, r.text
+    assert r.json()["issue"][0]["code"] == "value"
+    r = await client.put(query, json=practitioner())
+    assert r.status_code == 400, r.text  # the conditional update's search is parsed the same way

@@ -222,6 +222,9 @@ class Query:
 # -- entry point --------------------------------------------------------------------------
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def parse(
     registry: Registry,
     res_type: str,
@@ -232,6 +235,13 @@ def parse(
     """The typed query for a search on ``res_type``. Raises ``errors.incorrect`` on bad input."""
     query = Query(res_type)
     for name, value in pairs:
+        if _CONTROL_CHARACTER.search(name) or _CONTROL_CHARACTER.search(value):
+            # R4 strings hold none, and PostgreSQL text cannot hold a NUL (a 500 otherwise)
+            raise errors.incorrect(
+                f"search parameter {name!r}: control characters are not allowed",
+                code="value",
+                expression=[_CONTROL_CHARACTER.sub("?", name)],
+            )
         if chain.is_chained(name):
             path = chain.resolve(registry, res_type, name)
             found = _criterion(name, path.param, path.modifier, value, default_tz)
