@@ -108,4 +108,9 @@ class Store(Protocol):
 
     async def migrate(self) -> None: ...
 
+    async def optimize(self) -> None:
+        """After bulk writes (``load``, ``reindex``): bring the query planner's statistics
+        up to date where the engine does not do it by itself (SQLite)."""
+        ...
+
     async def close(self) -> None: ...
