@@ -99,6 +99,7 @@ def _insert_returning(dialect_insert: Any) -> Any:
 
 
 # Methods whose creates carry an id the server made up (see SqlWriteSession).
+_PREFETCH_CHUNK = 500  # ids per statement of ``prefetch``
 _SERVER_ASSIGNED_IDS = frozenset({"POST"})
 
 # A resource not yet in ``resources`` is known by its type and id until ``flush`` gives it a pk.
@@ -128,10 +129,12 @@ class SqlWriteSession(SqlReadSession):
     POST) is written at once, with the buffered ones before it, because a concurrent create
     of that id must raise ``Conflict`` from ``put`` itself: update-as-create catches it and
     updates the other request's version instead. A server-assigned id (a fresh UUID) cannot
-    meet that race, so its conflict check can wait for the flush.
+    meet that race, so its conflict check can wait for the flush; nor can any id where
+    writers are serialized (SQLite: ``concurrent_creates`` False).
     """
 
     lock_rows = False  # SELECT ... FOR UPDATE where the engine has it
+    concurrent_creates = True  # another transaction may create the same id meanwhile
     insert: Any = None  # the dialect's INSERT construct (ON CONFLICT DO NOTHING)
 
     def __init__(self, conn: AsyncConnection) -> None:
@@ -144,6 +147,7 @@ class SqlWriteSession(SqlReadSession):
         self._index: dict[int | Key, tuple[str, IndexRows]] = {}
         self._clear: set[int] = set()
         self._touched: set[str] = set()  # change keys of the old and new versions written
+        self._known: dict[Key, Stored | None] = {}  # prefetched current versions, not written
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -152,24 +156,43 @@ class SqlWriteSession(SqlReadSession):
         return await super().fetch(statement, params)
 
     async def current(self, res_type: str, res_id: str) -> Stored | None:
+        if (res_type, res_id) in self._known:
+            return self._known[(res_type, res_id)]
         if (res_type, res_id) in self._pending:
             await self.flush()  # read (and lock) the version this session wrote
         stmt = _CURRENT_FOR_UPDATE if self.lock_rows else _CURRENT
         row = (await self.conn.execute(stmt, {"res_type": res_type, "res_id": res_id})).first()
         return _stored(row) if row else None
 
+    async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
+        by_type: dict[str, list[str]] = {}
+        for key in dict.fromkeys(keys):
+            if key not in self._pending and key not in self._known:
+                by_type.setdefault(key[0], []).append(key[1])
+                self._known[key] = None  # unless found below
+        for res_type, ids in by_type.items():
+            for start in range(0, len(ids), _PREFETCH_CHUNK):
+                chunk = ids[start : start + _PREFETCH_CHUNK]
+                stmt = select(_RES).where(_RES.c.res_type == res_type, _RES.c.res_id.in_(chunk))
+                if self.lock_rows:
+                    stmt = stmt.with_for_update()
+                for row in (await self.conn.execute(stmt)).fetchall():
+                    stored = _stored(row)
+                    self._known[(stored.res_type, stored.res_id)] = stored
+
     async def lock_conditional(self, res_type: str) -> None:
         return None
 
     async def put(self, stored: Stored, index: IndexRows, previous: Stored | None) -> None:
         key = (stored.res_type, stored.res_id)
+        self._known.pop(key, None)
         ref: int | Key
         if previous is None:
             if key in self._creates:
                 await self.flush()  # the second create then conflicts, as if written at once
             self._creates[key] = stored
             self._pending.add(key)
-            if stored.method not in _SERVER_ASSIGNED_IDS:
+            if self.concurrent_creates and stored.method not in _SERVER_ASSIGNED_IDS:
                 await self._flush_resources()  # Conflict here: nothing of it stays buffered
             ref = key
         else:

@@ -60,6 +60,12 @@ class WriteSession(ReadSession, Protocol):
         """The current version, locked until the end of the transaction where supported."""
         ...
 
+    async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Read the current versions of these (type, id) at once, locked as ``current`` locks
+        them: ``current`` then answers them without a query until they are written (bulk
+        loads: one statement per few hundred resources instead of one each)."""
+        ...
+
     async def lock_conditional(self, res_type: str) -> None:
         """Serialize conditional create/update on a type (two racing creates make one)."""
         ...

@@ -128,6 +128,9 @@ def _engine(
 
 class SqliteWriteSession(SqlWriteSession):
     insert = staticmethod(sqlite_insert)
+    # The transaction holds the database's write lock from BEGIN IMMEDIATE: no other writer
+    # can create an id between ``current`` and the flush, so every create waits for it.
+    concurrent_creates = False
 
 
 class SqliteStore(SqlStore):
