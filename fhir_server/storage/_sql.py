@@ -129,8 +129,9 @@ class SqlWriteSession(SqlReadSession):
     POST) is written at once, with the buffered ones before it, because a concurrent create
     of that id must raise ``Conflict`` from ``put`` itself: update-as-create catches it and
     updates the other request's version instead. A server-assigned id (a fresh UUID) cannot
-    meet that race, so its conflict check can wait for the flush; nor can any id where
-    writers are serialized (SQLite: ``concurrent_creates`` False).
+    meet that race, so its conflict check can wait for the flush; nor can an id that
+    ``prefetch`` found free where writers are serialized (SQLite: ``concurrent_creates``
+    False): no other transaction can create it meanwhile.
     """
 
     lock_rows = False  # SELECT ... FOR UPDATE where the engine has it
@@ -185,14 +186,16 @@ class SqlWriteSession(SqlReadSession):
 
     async def put(self, stored: Stored, index: IndexRows, previous: Stored | None) -> None:
         key = (stored.res_type, stored.res_id)
-        self._known.pop(key, None)
+        found_free = key in self._known and self._known[key] is None
+        self._known.pop(key, None)  # written now: ``current`` reads it again
+        free = found_free and not self.concurrent_creates
         ref: int | Key
         if previous is None:
             if key in self._creates:
                 await self.flush()  # the second create then conflicts, as if written at once
             self._creates[key] = stored
             self._pending.add(key)
-            if self.concurrent_creates and stored.method not in _SERVER_ASSIGNED_IDS:
+            if stored.method not in _SERVER_ASSIGNED_IDS and not free:
                 await self._flush_resources()  # Conflict here: nothing of it stays buffered
             ref = key
         else:

@@ -129,7 +129,7 @@ def _engine(
 class SqliteWriteSession(SqlWriteSession):
     insert = staticmethod(sqlite_insert)
     # The transaction holds the database's write lock from BEGIN IMMEDIATE: no other writer
-    # can create an id between ``current`` and the flush, so every create waits for it.
+    # can create an id that ``prefetch`` found free before this transaction's flush.
     concurrent_creates = False
 
 

@@ -1,6 +1,7 @@
 """What makes bulk writes cheap (``fhir-server load``): current versions read a few hundred
-at a time (``WriteSession.prefetch``), and on SQLite creates of client-chosen ids buffered
-like the others (writers are serialized there, so no other can create the id meanwhile)."""
+at a time (``WriteSession.prefetch``), and on SQLite the creates of client-chosen ids that it
+found free buffered like the others (writers are serialized there: no other transaction can
+create such an id meanwhile)."""
 
 from __future__ import annotations
 
@@ -64,10 +65,12 @@ async def test_prefetched_versions_answer_current(store: Store) -> None:
 
 
 async def test_creates_of_chosen_ids(store: Store) -> None:
-    """PostgreSQL writes such a create at once (a concurrent create of the id must fail at
-    ``put``, for update-as-create); SQLite waits for the flush, as for server-chosen ids."""
+    """Such a create is written at once (a concurrent create of the id must fail at ``put``,
+    for update-as-create), unless SQLite's prefetch found the id free."""
     async with store.writing() as session:
+        await session.prefetch([("Organization", "o1")])
         with statements(store) as sent:
             await session.put(org("o1"), {}, None)
-        assert len(sent) == (0 if store.dialect == "sqlite" else 1)
+            await session.put(org("o2"), {}, None)  # not prefetched
+        assert len(sent) == (1 if store.dialect == "sqlite" else 2)
     assert await store.read("Organization", "o1") is not None
