@@ -49,7 +49,17 @@ def _row(row: tuple[Any, ...]) -> Stored:
     return Stored(row[0], row[1], row[2], when, bool(row[4]), bytes(row[5]), method, row[6])
 
 
-_BUSY_TIMEOUT_MS = 30_000  # without a statement limit: wait for another process's write lock
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event decide how transactions start (see _on_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
 _CHECK_EVERY = 100_000  # virtual-machine steps between two looks at the clock (~1 ms)
 _ANALYSIS_LIMIT = 1000  # rows ANALYZE reads per index: milliseconds whatever the size
 _UNLIMITED = "fhir_unlimited"  # execution option: no time limit (schema migrations)
@@ -70,12 +80,15 @@ class _Deadline:
 
 def _limit_statements(engine: AsyncEngine, seconds: float) -> None:
     """Interrupt a statement after ``seconds`` (rows included: aiosqlite fetches them inside
-    the execute call). The clock runs between the cursor events only, so never while
-    SQLAlchemy commits or rolls back."""
+    the execute call), and wait as long for another process's write lock. The clock runs
+    between the cursor events only, so never while SQLAlchemy commits or rolls back."""
 
     def connect(dbapi_connection: Any, record: Any) -> None:
         deadline = record.info["deadline"] = _Deadline()
         dbapi_connection.run_async(lambda c: c.set_progress_handler(deadline.passed, _CHECK_EVERY))
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={round(seconds * 1000)}")
+        cursor.close()
 
     def start(conn: Any, _cursor: Any, _sql: Any, _params: Any, context: Any, _many: Any) -> None:
         if context is None or not context.execution_options.get(_UNLIMITED):
@@ -102,27 +115,15 @@ def _engine(
     engine = create_async_engine(
         url, pool_reset_on_return=None if begin is None else "rollback", **(pool or {})
     )
-    busy_ms = statement_ms or _BUSY_TIMEOUT_MS
-
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event decide how transactions start (see on_begin).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
-        cursor.close()
-
-    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "connect", _on_connect)
     if statement_ms:
         _limit_statements(engine, statement_ms / 1000)
     if begin is not None:
 
-        def on_begin(conn: Any) -> None:
+        def _on_begin(conn: Any) -> None:
             conn.exec_driver_sql(begin)
 
-        event.listen(engine.sync_engine, "begin", on_begin)
+        event.listen(engine.sync_engine, "begin", _on_begin)
     return engine
 
 
