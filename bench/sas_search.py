@@ -436,13 +436,18 @@ class Bench:
         checkpoints them): measurements taken meanwhile share the machine with it. Force
         both now, then wait until the machine is quiet; the seconds it took."""
         started = time.monotonic()
-        async with (
-            sas_load.opened(url, migrate=False) as ctx,
-            ctx.store.writing() as session,
-        ):
-            sqlite = ctx.store.dialect == "sqlite"
-            checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)" if sqlite else "CHECKPOINT"
-            await session.conn.exec_driver_sql(checkpoint)  # type: ignore[attr-defined]
+        if url.startswith("sqlite"):  # outside any transaction
+            conn = sqlite3.connect(url.split("///", 1)[1])
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+        else:
+            async with (
+                sas_load.opened(url, migrate=False) as ctx,
+                ctx.store.writing() as session,
+            ):
+                await session.conn.exec_driver_sql("CHECKPOINT")  # type: ignore[attr-defined]
         await asyncio.to_thread(os.sync)
         await wait_quiet()
         return time.monotonic() - started
