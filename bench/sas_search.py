@@ -1,10 +1,12 @@
 """SAS search benchmark: the PS slot search (INT_R01) at growing data sizes.
 
-In one run, on a throwaway PostgreSQL cluster (``procs.py``), for each size of ``--slots``
-(ascending; each size adds practitioners to the previous one, ``sas_data.py``):
+In one run, on a throwaway PostgreSQL cluster (``procs.py``) or, with ``--engine sqlite``, on
+a SQLite file in a temporary folder, for each size of ``--slots`` (ascending; each size adds
+practitioners to the previous one, ``sas_data.py``):
 
-1. load the data set with ``sas_load.py`` (the server's write path, or ``--load-method copy``),
-   ``VACUUM ANALYZE``, and measure table and index sizes;
+1. load the data set with ``sas_load.py`` (the server's write path, or ``--load-method copy``
+   on PostgreSQL), take statistics (``VACUUM ANALYZE``; on SQLite the ``ANALYZE`` that
+   ``fhir-server load`` and the server's start take), and measure table and index sizes;
 2. start ``fhir-server serve`` (one uvicorn process; ``--workers 1,2`` for more) and drive a
    bounded closed loop (``loadgen.py``) of these scenarios:
 
@@ -23,8 +25,9 @@ In one run, on a throwaway PostgreSQL cluster (``procs.py``), for each size of `
 
 3. measure the bare SQL: the search interaction runs in process on sample queries (warm, then
    measured), every statement it sends is captured and re-run under
-   ``EXPLAIN (ANALYZE, BUFFERS)``, with the availability cache (``ps``) and without
-   (``ps-nocache``); the server's ``_explain=true`` answer is recorded too.
+   ``EXPLAIN (ANALYZE, BUFFERS)`` (SQLite: re-run and timed, with its ``EXPLAIN QUERY PLAN``),
+   with the availability cache (``ps``) and without (``ps-nocache``); the server's
+   ``_explain=true`` answer is recorded too.
 
 The servers preload the availability cache when they start (``FHIR_AVAILABILITY_PRELOAD``);
 each measurement starts once every worker has logged "availability cache warm", and the
@@ -34,6 +37,7 @@ Results are printed and appended to ``docs/perf.md``. A benchmark, not a test; e
 bounded in time and count; only 127.0.0.1 is contacted.
 
     python bench/sas_search.py --slots 100000                        # ~3 minutes
+    python bench/sas_search.py --slots 100000 --engine sqlite        # the embedded default
     python bench/sas_search.py --slots 100000,1000000 --workers 1,2 --load-method copy
 """
 
@@ -45,6 +49,7 @@ import os
 import random
 import re
 import shlex
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -226,12 +231,15 @@ async def sql_samples(url: str, queries: list[str], *, cache: bool = True) -> li
         searcher = dataclasses.replace(opened.search, availability=None)
         ctx = opened if cache else dataclasses.replace(opened, searcher=searcher)
         engine = ctx.store.engine  # type: ignore[attr-defined]
+        # SQLite searches on their own engine; PostgreSQL's read engine shares the events
+        engines = [engine, ctx.store.read_engine] if ctx.store.dialect == "sqlite" else [engine]  # type: ignore[attr-defined]
         captured: list[tuple[str, Any]] = []
 
         def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
             captured.append((statement, params))
 
-        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        for e in engines:
+            event.listen(e.sync_engine, "before_cursor_execute", capture)
         # statements run with bind values go to asyncpg directly (storage/postgres.py)
         from fhir_server.storage import postgres
 
@@ -265,6 +273,10 @@ async def sql_samples(url: str, queries: list[str], *, cache: bool = True) -> li
                 took = (time.perf_counter() - started) * 1000
                 statements = list(captured)
                 total, plans = 0.0, []
+                if ctx.store.dialect == "sqlite":
+                    total, plans = await _sqlite_timings(engines[-1], statements)
+                    out.append(SqlSample(query, len(statements), total, took, plans))
+                    continue
                 async with engine.connect() as conn:
                     for statement, params in statements:
                         prefix = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
@@ -280,9 +292,34 @@ async def sql_samples(url: str, queries: list[str], *, cache: bool = True) -> li
                         plans.append((ms, _shorten(statement) + "\n\n" + _shorten(lines)))
                 out.append(SqlSample(query, len(statements), total, took, plans))
         finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+            for e in engines:
+                event.remove(e.sync_engine, "before_cursor_execute", capture)
             postgres.PostgresReadSession.fetch = direct  # type: ignore[method-assign]
     return out
+
+
+async def _sqlite_timings(
+    engine: Any, statements: list[tuple[str, Any]]
+) -> tuple[float, list[tuple[float, str]]]:
+    """SQLite has no EXPLAIN ANALYZE: each statement re-run and timed (rows fetched, through
+    aiosqlite's thread as the server runs it; best of 3), with its EXPLAIN QUERY PLAN."""
+    total, plans = 0.0, []
+    async with engine.connect() as conn:
+        for statement, params in statements:
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                (await conn.exec_driver_sql(statement, params)).fetchall()
+                best = min(best, (time.perf_counter() - started) * 1000)
+            total += best
+            steps = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+            depth: dict[int, int] = {0: -1}
+            lines = []
+            for node, parent, _, detail in steps.fetchall():
+                depth[node] = depth.get(parent, -1) + 1
+                lines.append("  " * depth[node] + str(detail))
+            plans.append((best, _shorten(statement) + "\n\n" + "\n".join(lines)))
+    return total, plans
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -344,15 +381,19 @@ class Bench:
     def all(self) -> list[SizeReport]:
         args = self.args
         reports: list[SizeReport] = []
-        bin_dir = procs.pg_bin_dir()
-        if bin_dir is None:
-            raise SystemExit("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin")
         with ExitStack() as stack:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sas-search-")))
-            with console.status("starting a throwaway PostgreSQL cluster"):
-                pg = stack.enter_context(procs.postgres(bin_dir))
-            self.pg = pg
-            self.run(self._migrate(pg.url))
+            self.pg: procs.Postgres | None = None
+            if args.engine == "sqlite":
+                self.url = f"sqlite+aiosqlite:///{work}/fhir.sqlite"
+            else:
+                bin_dir = procs.pg_bin_dir()
+                if bin_dir is None:
+                    raise SystemExit("PostgreSQL binaries not found under /usr/lib/postgresql")
+                with console.status("starting a throwaway PostgreSQL cluster"):
+                    self.pg = stack.enter_context(procs.postgres(bin_dir))
+                self.url = self.pg.url
+            self.run(self._migrate(self.url))
             loaded = 0  # practitioners already in the database
             for size in args.slots:
                 console.rule(f"[bold]{size:,} slots")
@@ -361,18 +402,18 @@ class Bench:
                 report = SizeReport(size, spec)
                 reports.append(report)
                 if n > loaded:
-                    report.load.append(self.run(self._load(pg.url, spec, loaded)))
+                    report.load.append(self.run(self._load(self.url, spec, loaded)))
                     sas_load.print_report(report.load[-1])
                     loaded = n
                 report.slots = sas_data.count_slots(spec)
                 report.resources = report.slots + sum(
                     1 + 2 * sas_data.practice(spec, i).places for i in range(n)
                 )
-                with console.status("VACUUM ANALYZE and table sizes"):
-                    report.tables = self.run(self._sizes(pg.url))
+                with console.status("statistics (ANALYZE) and table sizes"):
+                    report.tables = self.run(self._sizes(self.url))
                 console.print(sas_load.size_table(report.tables, report.slots))
                 with console.status("checkpoint, sync, and waiting for a quiet machine"):
-                    report.settle = self.run(self._settle(pg.url))
+                    report.settle = self.run(self._settle(self.url))
                 console.log(f"machine quiet after {report.settle:.0f} s")
                 self._sql(report)
                 for workers in args.workers:
@@ -394,6 +435,7 @@ class Bench:
                 batch=args.batch,
                 jobs=args.jobs,
                 first=first,
+                engine=ctx.store.dialect,
             )
 
     async def _settle(self, url: str) -> float:
@@ -401,17 +443,27 @@ class Bench:
         checkpoints them): measurements taken meanwhile share the machine with it. Force
         both now, then wait until the machine is quiet; the seconds it took."""
         started = time.monotonic()
-        async with (
-            sas_load.opened(url, migrate=False) as ctx,
-            ctx.store.writing() as session,
-        ):
-            await session.conn.exec_driver_sql("CHECKPOINT")  # type: ignore[attr-defined]
+        if url.startswith("sqlite"):  # outside any transaction
+            conn = sqlite3.connect(url.split("///", 1)[1])
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+        else:
+            async with (
+                sas_load.opened(url, migrate=False) as ctx,
+                ctx.store.writing() as session,
+            ):
+                await session.conn.exec_driver_sql("CHECKPOINT")  # type: ignore[attr-defined]
         await asyncio.to_thread(os.sync)
         await wait_quiet()
         return time.monotonic() - started
 
     async def _sizes(self, url: str) -> list[sas_load.TableSize]:
         async with sas_load.opened(url, migrate=False) as ctx:
+            if ctx.store.dialect == "sqlite":
+                await ctx.store.optimize()
+                return sqlite_sizes(url.split("///", 1)[1])
             return await sas_load.analyze_and_size(ctx)
 
     def _sql(self, report: SizeReport) -> None:
@@ -426,14 +478,14 @@ class Bench:
             try:
                 with console.status(f"EXPLAIN ANALYZE of {scenario} ({len(queries)} queries)"):
                     report.sql[scenario] = self.run(
-                        sql_samples(self.pg.url, queries, cache=scenario != NOCACHE)
+                        sql_samples(self.url, queries, cache=scenario != NOCACHE)
                     )
             except Exception as exc:  # a query the engine does not support yet
                 console.print(f"[yellow]{scenario}: no SQL timing ({_short(exc)})[/yellow]")
 
     def _env(self) -> dict[str, str]:
         return {
-            "FHIR_DATABASE_URL": self.pg.url,
+            "FHIR_DATABASE_URL": self.url,
             "FHIR_PACKAGE_PATH": str(sas_load.package_path()),
             "FHIR_LOG_LEVEL": "info",  # "availability cache warm" (no per-request lines)
             "FHIR_AUTH": "none",
@@ -529,8 +581,10 @@ class Bench:
             measure.result = self.run(self._load_run(const.base, measure, make, probes))
 
     def _probes(self, pid: int, workers: int) -> Probes:
+        pg = self.pg
+
         def db() -> float:
-            postmaster = self.pg.postmaster_pid()
+            postmaster = pg.postmaster_pid() if pg else None
             return procs.children_cpu_seconds(postmaster) if postmaster else 0.0
 
         server: Callable[[], float] = (
@@ -538,7 +592,10 @@ class Bench:
             if workers > 1
             else (lambda: procs.cpu_seconds(pid))
         )
-        return {"server": server, "db": db, "client": time.process_time, "machine": machine_busy}
+        probes = {"server": server, "db": db, "client": time.process_time, "machine": machine_busy}
+        if pg is None:  # SQLite runs inside the server process
+            del probes["db"]
+        return probes
 
     async def _probe(self, base: str, make: Callable[[int], loadgen.Request]) -> str | None:
         """None when the query answers 200 with a Bundle, else why not."""
@@ -637,6 +694,36 @@ def _shorten(sql: str) -> str:
     """Long ``IN ($2, $3, … $134)`` lists and array literals cut to their ends."""
     sql = _LONG_LIST.sub(r"\1…, \2", sql)
     return _LONG_ARRAY.sub(r"'{\1,…,\2}'", sql)
+
+
+def sqlite_sizes(path: str) -> list[sas_load.TableSize]:
+    """Each table's rows and bytes (tables, their indexes) from SQLite's ``dbstat`` table,
+    or the whole file when it is not compiled in."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%' AND name <> 'alembic_version'"
+            )
+        ]
+        try:
+            pages = dict(conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"))
+            owner = dict(conn.execute("SELECT name, tbl_name FROM sqlite_schema"))
+        except sqlite3.OperationalError:
+            size = Path(path).stat().st_size
+            return [sas_load.TableSize("(SQLite file, dbstat not available)", 0, size, 0)]
+        out = []
+        for table in tables:
+            rows = int(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+            index_bytes = sum(
+                int(n) for name, n in pages.items() if owner.get(name) == table and name != table
+            )
+            out.append(sas_load.TableSize(table, rows, int(pages.get(table, 0)), index_bytes))
+        return sorted(out, key=lambda t: -t.total)
+    finally:
+        conn.close()
 
 
 async def wait_quiet(limit: float = 0.15, seconds: int = 3, patience: float = 300.0) -> None:
@@ -793,6 +880,12 @@ def doc_section(
         "",
         f"- command: `{command}` ({seconds:.0f} s in all)",
         f"- machine: {info}",
+        "- engine: "
+        + (
+            f"SQLite {sqlite3.sqlite_version} (a file in /tmp, WAL; ANALYZE after the load)"
+            if args.engine == "sqlite"
+            else "PostgreSQL (a throwaway cluster, default settings)"
+        ),
         f"- load: client `{args.client}`, concurrency {args.concurrency},"
         f" {args.duration:g} s measured per scenario after {args.warmup:g} s of warm-up,"
         f" cap {args.max_requests:,} requests; the load generator shares the machine",
@@ -821,7 +914,8 @@ def doc_section(
         )
     )
     lines.append(
-        "- after each load: `CHECKPOINT`, `sync`, then a wait until the machine's CPU use stays"
+        "- after each load: `CHECKPOINT` (SQLite: `wal_checkpoint`), `sync`, then a wait until"
+        " the machine's CPU use stays"
         " under 15% for 3 s (the kernel writes the load back for minutes): "
         + "; ".join(f"{rep.slots:,} slots: {rep.settle:.0f} s" for rep in reports)
     )
@@ -867,8 +961,12 @@ def doc_section(
         lines += [
             "",
             "Bare SQL: every statement the search interaction sends for a sample query, re-run"
-            " under `EXPLAIN (ANALYZE, BUFFERS)` (planning + execution, summed per query);"
-            " the in-process search is the interaction without HTTP.",
+            + (
+                " and timed (best of 3, rows fetched; summed per query)"
+                if args.engine == "sqlite"
+                else " under `EXPLAIN (ANALYZE, BUFFERS)` (planning + execution, summed per query)"
+            )
+            + "; the in-process search is the interaction without HTTP.",
             "",
             "| " + " | ".join(SQL_HEADERS) + " |",
             "|" + " --- |" * len(SQL_HEADERS),
@@ -937,6 +1035,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--slots", type=_ints, default=[100_000], help="data sizes, e.g. 1e5,1e6")
+    p.add_argument("--engine", choices=("postgresql", "sqlite"), default="postgresql")
     p.add_argument("--days", type=int, default=sas_data.DEFAULT_DAYS)
     p.add_argument("--seed", type=int, default=sas_data.DEFAULT_SEED)
     p.add_argument("--workers", type=_ints, default=[1], help="server processes, e.g. 1,2")
@@ -975,6 +1074,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--slots at least 1000, --workers at least 1, --duration positive")
     if args.extra and not args.extra.startswith("&"):
         p.error("--extra must start with '&'")
+    if args.engine == "sqlite" and (args.workers != [1] or args.load_method == "copy"):
+        p.error("--engine sqlite serves with one worker and loads with the server's path")
     return args
 
 

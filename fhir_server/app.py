@@ -31,14 +31,16 @@ log = structlog.get_logger(__name__)
 
 
 def make_store(settings: Settings) -> Store:
-    if settings.database_url.startswith("sqlite"):
+    url, size, wait = settings.database_url, settings.db_pool_size, settings.db_pool_timeout
+    limit = settings.statement_timeout_ms
+    if url.startswith("sqlite"):
         from fhir_server.storage.sqlite import SqliteStore
 
-        return SqliteStore(settings.database_url)
-    if settings.database_url.startswith("postgresql"):
+        return SqliteStore(url, pool_size=size, pool_timeout=wait, statement_timeout_ms=limit)
+    if url.startswith("postgresql"):
         from fhir_server.storage.postgres import PostgresStore
 
-        return PostgresStore(settings.database_url, pool_size=settings.db_pool_size)
+        return PostgresStore(url, pool_size=size, pool_timeout=wait, statement_timeout_ms=limit)
     raise SystemExit(
         f"FHIR_DATABASE_URL {settings.database_url.split(':', 1)[0]}:... is not supported; "
         "use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"

@@ -50,6 +50,12 @@ def _counting_progress() -> Progress:
     )
 
 
+def _batch_settings() -> Settings:
+    """Settings for ``migrate``, ``load`` and ``reindex``: their statements are not a
+    request's, so FHIR_STATEMENT_TIMEOUT_MS does not cut them short."""
+    return Settings().model_copy(update={"statement_timeout_ms": 0})
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -102,7 +108,7 @@ def migrate() -> None:
     from fhir_server.app import make_store
 
     async def run() -> None:
-        store = make_store(Settings())
+        store = make_store(_batch_settings())
         try:
             await store.migrate()
         finally:
@@ -140,7 +146,7 @@ def load(
 ) -> None:
     """Load FHIR data; each file is stored whole or not at all, bad files are reported."""
     from fhir_server.app import make_context, make_store
-    from fhir_server.loader import FileReport, files_under, load_file
+    from fhir_server.loader import SUFFIXES, FileReport, count_resources, files_under, load_file
 
     _require_search_packages(Settings(), allowed=allow_missing_packages)
     files = files_under(paths)
@@ -148,22 +154,37 @@ def load(
     if missing:
         console.print(f"[red]not found:[/red] {', '.join(map(str, missing))}")
         raise typer.Exit(2)
+    if not files:
+        console.print(
+            f"[red]nothing to load:[/red] no FHIR file ({', '.join(SUFFIXES)}) in "
+            f"{', '.join(map(str, paths))}"
+        )
+        raise typer.Exit(2)
 
     async def run() -> list[FileReport]:
-        settings = Settings()
+        settings = _batch_settings()
         if not check_references:
             settings.referential_integrity = False
         store = make_store(settings)
         await store.migrate()
         ctx = make_context(settings, store)
-        reports = []
+        reports: list[FileReport] = []
         try:
             with _counting_progress() as progress:
-                task = progress.add_task("loading", total=len(files))
-                for path in files:
+                task = progress.add_task("counting resources", total=None)
+                counts = [count_resources(path) for path in files]
+                progress.update(task, total=sum(counts))
+                done = 0
+                for path, count in zip(files, counts, strict=True):
                     progress.update(task, description=f"loading {path.name}")
-                    reports.append(await load_file(ctx, path))
-                    progress.advance(task)
+                    report = await load_file(
+                        ctx, path, progress=lambda n: progress.advance(task, n)
+                    )
+                    reports.append(report)
+                    done += count  # a skipped file's resources count as gone through
+                    progress.update(task, completed=done)
+            if any(r.resources and not r.error for r in reports):
+                await store.optimize()  # statistics for the planner, after the bulk writes
         finally:
             await store.close()
         return reports
@@ -188,6 +209,9 @@ def load(
                 console.print(f"skipped {r.path}: {r.error}", soft_wrap=True, markup=False)
         console.print(f"[yellow]{failed} file(s) skipped[/yellow]")
         raise typer.Exit(1)
+    if not any(r.resources for r in reports):
+        console.print(f"[red]nothing loaded:[/red] the {len(files)} file(s) hold no FHIR resource")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -211,7 +235,7 @@ def reindex(
     _require_search_packages(Settings(), allowed=allow_missing_packages)
 
     async def run() -> ReindexReport:
-        settings = Settings()
+        settings = _batch_settings()
         store = make_store(settings)
         try:
             await store.migrate()
@@ -219,13 +243,15 @@ def reindex(
             total = await count_current(store, res_type)
             with _counting_progress() as progress:
                 task = progress.add_task(f"reindexing {res_type or 'all types'}", total=total)
-                return await run_reindex(
+                report = await run_reindex(
                     store,
                     ctx.registry,
                     res_type=res_type,
                     batch_size=batch_size,
                     progress=lambda n: progress.advance(task, n),
                 )
+            await store.optimize()  # statistics for the planner, after the bulk writes
+            return report
         finally:
             await store.close()
 

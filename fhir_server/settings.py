@@ -57,7 +57,25 @@ class Settings(BaseSettings):
         None,
         description="Key signing search paging cursors; set the same value on every worker",
     )
-    db_pool_size: int = Field(10, description="PostgreSQL connections per process")
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        description="Database connections per process, as many again at peaks (PostgreSQL;"
+        " on SQLite the connections that search)",
+    )
+    db_pool_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a request waits for a free database connection (SQLite: for its"
+        " turn to write) before it is answered 503 with Retry-After",
+    )
+    statement_timeout_ms: int = Field(
+        30_000,
+        ge=0,
+        description="Longest a database statement of a request may run, in milliseconds; past"
+        " it the statement is cancelled, nothing is changed and the answer is 503 with"
+        " Retry-After (0: no limit; `load`, `reindex` and `migrate` run without it)",
+    )
     auth: Literal["none"] = Field(
         "none",
         description="Authentication mode; 'none' is refused on addresses other than loopback",

@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+import structlog
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from fhir_server.core import errors
+from fhir_server.core.errors import FhirError
 from fhir_server.storage import schema
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.port import HistoryPage, IndexRows, Stored
+
+log = structlog.get_logger(__name__)
 
 _RES = schema.resources
 _HIST = schema.history
 _WATCH = schema.idx_watch
 _VERSIONS = schema.watch_versions
+
+
+# -- transient failures: 503 with Retry-After, never a 500 ------------------------------------
+
+RETRY_AFTER_SECONDS = 1
+
+
+def busy(diagnostics: str, *, code: str = "transient") -> FhirError:
+    """The request was not carried out (a write rolled back, nothing changed): retry later."""
+    error: FhirError = errors.busy(diagnostics, code=code)
+    error.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return error
 
 
 def _aware(value: datetime) -> datetime:
@@ -82,6 +99,7 @@ def _insert_returning(dialect_insert: Any) -> Any:
 
 
 # Methods whose creates carry an id the server made up (see SqlWriteSession).
+_PREFETCH_CHUNK = 500  # ids per statement of ``prefetch``
 _SERVER_ASSIGNED_IDS = frozenset({"POST"})
 
 # A resource not yet in ``resources`` is known by its type and id until ``flush`` gives it a pk.
@@ -111,10 +129,13 @@ class SqlWriteSession(SqlReadSession):
     POST) is written at once, with the buffered ones before it, because a concurrent create
     of that id must raise ``Conflict`` from ``put`` itself: update-as-create catches it and
     updates the other request's version instead. A server-assigned id (a fresh UUID) cannot
-    meet that race, so its conflict check can wait for the flush.
+    meet that race, so its conflict check can wait for the flush; nor can an id that
+    ``prefetch`` found free where writers are serialized (SQLite: ``concurrent_creates``
+    False): no other transaction can create it meanwhile.
     """
 
     lock_rows = False  # SELECT ... FOR UPDATE where the engine has it
+    concurrent_creates = True  # another transaction may create the same id meanwhile
     insert: Any = None  # the dialect's INSERT construct (ON CONFLICT DO NOTHING)
 
     def __init__(self, conn: AsyncConnection) -> None:
@@ -127,6 +148,7 @@ class SqlWriteSession(SqlReadSession):
         self._index: dict[int | Key, tuple[str, IndexRows]] = {}
         self._clear: set[int] = set()
         self._touched: set[str] = set()  # change keys of the old and new versions written
+        self._known: dict[Key, Stored | None] = {}  # prefetched current versions, not written
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -135,24 +157,45 @@ class SqlWriteSession(SqlReadSession):
         return await super().fetch(statement, params)
 
     async def current(self, res_type: str, res_id: str) -> Stored | None:
+        if (res_type, res_id) in self._known:
+            return self._known[(res_type, res_id)]
         if (res_type, res_id) in self._pending:
             await self.flush()  # read (and lock) the version this session wrote
         stmt = _CURRENT_FOR_UPDATE if self.lock_rows else _CURRENT
         row = (await self.conn.execute(stmt, {"res_type": res_type, "res_id": res_id})).first()
         return _stored(row) if row else None
 
+    async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
+        by_type: dict[str, list[str]] = {}
+        for key in dict.fromkeys(keys):
+            if key not in self._pending and key not in self._known:
+                by_type.setdefault(key[0], []).append(key[1])
+                self._known[key] = None  # unless found below
+        for res_type, ids in by_type.items():
+            for start in range(0, len(ids), _PREFETCH_CHUNK):
+                chunk = ids[start : start + _PREFETCH_CHUNK]
+                stmt = select(_RES).where(_RES.c.res_type == res_type, _RES.c.res_id.in_(chunk))
+                if self.lock_rows:
+                    stmt = stmt.with_for_update()
+                for row in (await self.conn.execute(stmt)).fetchall():
+                    stored = _stored(row)
+                    self._known[(stored.res_type, stored.res_id)] = stored
+
     async def lock_conditional(self, res_type: str) -> None:
         return None
 
     async def put(self, stored: Stored, index: IndexRows, previous: Stored | None) -> None:
         key = (stored.res_type, stored.res_id)
+        found_free = key in self._known and self._known[key] is None
+        self._known.pop(key, None)  # written now: ``current`` reads it again
+        free = found_free and not self.concurrent_creates
         ref: int | Key
         if previous is None:
             if key in self._creates:
                 await self.flush()  # the second create then conflicts, as if written at once
             self._creates[key] = stored
             self._pending.add(key)
-            if stored.method not in _SERVER_ASSIGNED_IDS:
+            if stored.method not in _SERVER_ASSIGNED_IDS and not free:
                 await self._flush_resources()  # Conflict here: nothing of it stays buffered
             ref = key
         else:
@@ -319,41 +362,87 @@ class SqlStore:
     """Shared implementation; the adapters set up engines and locking.
 
     Reads run on ``read_engine`` in autocommit (no BEGIN/ROLLBACK round trips); writes on
-    ``write_engine`` in one transaction each.
+    ``write_engine`` in one transaction each. A transient failure of the database (no free
+    connection within ``pool_timeout``, a statement over its time limit, a lock) leaves
+    every method and session as a ``Busy`` error (503, ``Retry-After``): see ``transient``.
     """
 
     dialect = "sql"
     read_session_class: type[SqlReadSession] = SqlReadSession
     write_session_class: type[SqlWriteSession] = SqlWriteSession
 
-    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        read_engine: AsyncEngine | None = None,
+        *,
+        pool_timeout: float = 30.0,
+        statement_timeout_ms: int = 0,
+    ) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
+        self.pool_timeout = pool_timeout
+        self.statement_timeout_ms = statement_timeout_ms
+
+    def transient(self, exc: Exception) -> FhirError | None:
+        """The 503 that a driver's exception stands for, or None (adapters add their
+        engine's lock and time-limit errors). Diagnostics never quote the statement: its
+        parameters may be patient data."""
+        if isinstance(exc, sa_exc.TimeoutError):  # the pool's: every connection is in use
+            return busy(
+                f"the server is busy (no database connection free within"
+                f" {self.pool_timeout:g} s); retry later"
+            )
+        return None
+
+    def statement_timed_out(self) -> FhirError:
+        return busy(
+            f"a database statement ran past its limit ({self.statement_timeout_ms} ms) and was"
+            " cancelled; nothing was changed; retry later",
+            code="timeout",
+        )
+
+    @contextmanager
+    def translating(self) -> Iterator[None]:
+        """Turn the transient exceptions of the driver into ``Busy``."""
+        try:
+            yield
+        except Exception as exc:
+            error = self.transient(exc)
+            if error is None:
+                raise
+            log.warning("database busy", issue=error.issues[0].code, error=type(exc).__name__)
+            raise error from exc
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[SqlReadSession]:
-        async with self.read_engine.connect() as conn:
-            yield self.read_session_class(conn)
+        with self.translating():
+            async with self.read_engine.connect() as conn:
+                yield self.read_session_class(conn)
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[SqlWriteSession]:
-        async with self._write_engine().begin() as conn:
-            session = self.write_session_class(conn)
-            yield session
-            await session.finish()
+        with self.translating():
+            async with self._write_engine().begin() as conn:
+                session = self.write_session_class(conn)
+                yield session
+                await session.finish()
 
     def _write_engine(self) -> AsyncEngine:
         return self.engine
 
     async def read(self, res_type: str, res_id: str) -> Stored | None:
-        async with self.read_engine.connect() as conn:
-            row = (await conn.execute(_READ, {"res_type": res_type, "res_id": res_id})).first()
+        with self.translating():
+            async with self.read_engine.connect() as conn:
+                params = {"res_type": res_type, "res_id": res_id}
+                row = (await conn.execute(_READ, params)).first()
         return _stored(row) if row else None
 
     async def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
         params = {"res_type": res_type, "res_id": res_id, "version": version}
-        async with self.read_engine.connect() as conn:
-            row = (await conn.execute(_VREAD, params)).first()
+        with self.translating():
+            async with self.read_engine.connect() as conn:
+                row = (await conn.execute(_VREAD, params)).first()
         return _stored(row) if row else None
 
     async def history(
@@ -381,14 +470,18 @@ class SqlStore:
         if where is not None:
             page = page.where(where)
             total = total.where(where)
-        async with self.read_engine.connect() as conn:
-            rows = (await conn.execute(page.limit(count).offset(offset))).fetchall()
-            count_all = int((await conn.execute(total)).scalar_one())
+        with self.translating():
+            async with self.read_engine.connect() as conn:
+                rows = (await conn.execute(page.limit(count).offset(offset))).fetchall()
+                count_all = int((await conn.execute(total)).scalar_one())
         return HistoryPage([_stored(r) for r in rows], count_all)
 
     async def migrate(self) -> None:
         async with self._write_engine().begin() as conn:
             await conn.run_sync(upgrade)
+
+    async def optimize(self) -> None:
+        """Nothing by default (PostgreSQL's autovacuum keeps the planner's statistics)."""
 
     async def close(self) -> None:
         await self.engine.dispose()

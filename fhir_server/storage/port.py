@@ -60,6 +60,12 @@ class WriteSession(ReadSession, Protocol):
         """The current version, locked until the end of the transaction where supported."""
         ...
 
+    async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Read the current versions of these (type, id) at once, locked as ``current`` locks
+        them: ``current`` then answers them without a query until they are written (bulk
+        loads: one statement per few hundred resources instead of one each)."""
+        ...
+
     async def lock_conditional(self, res_type: str) -> None:
         """Serialize conditional create/update on a type (two racing creates make one)."""
         ...
@@ -107,5 +113,10 @@ class Store(Protocol):
     def writing(self) -> AbstractAsyncContextManager[WriteSession]: ...
 
     async def migrate(self) -> None: ...
+
+    async def optimize(self) -> None:
+        """After bulk writes (``load``, ``reindex``): bring the query planner's statistics
+        up to date where the engine does not do it by itself (SQLite)."""
+        ...
 
     async def close(self) -> None: ...

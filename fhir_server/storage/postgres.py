@@ -4,6 +4,9 @@ Rows read for an update are locked (``SELECT ... FOR UPDATE``); conditional crea
 updates on one type take a transaction-scoped advisory lock so that two racing requests
 for the same identifier make exactly one resource. Several server processes can share one
 database: no state that must agree lives in process memory.
+
+Time limits: ``statement_timeout`` on every connection, and the pool's ``pool_timeout``;
+both, and the errors that ask for a retry (deadlock, serialization), end as a 503.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, func, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Dialect
@@ -21,12 +25,14 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import TextClause
 
+from fhir_server.core.errors import FhirError
 from fhir_server.storage import schema
 from fhir_server.storage._sql import (
     Key,
     SqlReadSession,
     SqlStore,
     SqlWriteSession,
+    busy,
     resource_values,
 )
 from fhir_server.storage.port import Stored
@@ -187,27 +193,66 @@ _READ_SQL = (
 # 12 lets it see them whole, and geqo_threshold above it keeps planning exhaustive.
 _PLANNER = {"join_collapse_limit": "12", "from_collapse_limit": "12", "geqo_threshold": "13"}
 
+# SQLSTATEs after which the same request can succeed: the statement ran past
+# statement_timeout (query_canceled); a lock could not be had, a deadlock or a serialization
+# failure aborted the transaction.
+_CANCELLED = "57014"
+_RETRY = {
+    "55P03": "a database lock could not be had",
+    "40P01": "the transaction met another in a deadlock",
+    "40001": "the transaction conflicted with another",
+}
+
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"
     read_session_class = PostgresReadSession
     write_session_class = PostgresWriteSession
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        *,
+        pool_timeout: float = 30.0,
+        statement_timeout_ms: int = 0,
+    ) -> None:
+        settings = dict(_PLANNER)
+        if statement_timeout_ms:
+            settings["statement_timeout"] = str(statement_timeout_ms)
         engine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            connect_args={"server_settings": _PLANNER},
+            pool_timeout=pool_timeout,
+            connect_args={"server_settings": settings},
         )
         # Reads share the pool but skip BEGIN/ROLLBACK: one round trip per query.
-        super().__init__(engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
+        super().__init__(
+            engine,
+            engine.execution_options(isolation_level="AUTOCOMMIT"),
+            pool_timeout=pool_timeout,
+            statement_timeout_ms=statement_timeout_ms,
+        )
+
+    def transient(self, exc: Exception) -> FhirError | None:
+        error = super().transient(exc)
+        # asyncpg's own exceptions (statements sent to it directly) or SQLAlchemy's wrapper
+        orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+        state = getattr(orig, "sqlstate", None)
+        if error is None and state == _CANCELLED and self.statement_timeout_ms:
+            error = self.statement_timed_out()
+        elif error is None and state in _RETRY:
+            error = busy(f"{_RETRY[state]}; nothing was changed; retry later")
+        return error
 
     async def read(self, res_type: str, res_id: str) -> Stored | None:
         # The hottest path: asyncpg's prepared-statement cache directly, in autocommit.
-        async with self.read_engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            row = await raw.driver_connection.fetchrow(_READ_SQL, res_type, res_id)  # type: ignore[union-attr]
+        with self.translating():
+            async with self.read_engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                row = await driver.fetchrow(_READ_SQL, res_type, res_id)
         if row is None:
             return None
         return Stored(row[0], row[1], row[2], row[3], row[4], bytes(row[5]), "", row[6])
