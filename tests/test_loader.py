@@ -118,11 +118,11 @@ def test_the_load_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     runner = CliRunner()
     data = tmp_path / "data"
     data.mkdir()
-    empty = runner.invoke(cli_app, ["load", str(data)])
+    empty = runner.invoke(cli_app, ["load", "--allow-missing-packages", str(data)])
     assert empty.exit_code == 2
     assert "nothing to load" in empty.output and "no FHIR file" in empty.output
     ndjson(data / "none.ndjson")
-    nothing = runner.invoke(cli_app, ["load", str(data)])
+    nothing = runner.invoke(cli_app, ["load", "--allow-missing-packages", str(data)])
     assert nothing.exit_code == 1 and "nothing loaded" in nothing.output
     collection = {
         "resourceType": "Bundle",
@@ -130,7 +130,7 @@ def test_the_load_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         "entry": [{"resource": practitioner(n)} for n in range(40)],
     }
     (data / "one.json").write_bytes(orjson.dumps(collection))
-    loaded = runner.invoke(cli_app, ["load", str(data)])
+    loaded = runner.invoke(cli_app, ["load", "--allow-missing-packages", str(data)])
     assert loaded.exit_code == 0, loaded.output
     assert "40/40" in loaded.output  # resources, not files (1/1)
 
