@@ -2,51 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, FromClause
 
 from fhir_server.core import errors
+from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.storage import schema
-from fhir_server.storage.migrate import upgrade
+from fhir_server.storage.arrays import any_in
+from fhir_server.storage.migrate import SchemaState, schema_state, upgrade
 from fhir_server.storage.port import HistoryPage, IndexRows, Stored
+from fhir_server.storage.rows import HISTORY_COLUMNS, STORED_COLUMNS, stored_from_row
 
 _RES = schema.resources
 _HIST = schema.history
 _WATCH = schema.idx_watch
 _VERSIONS = schema.watch_versions
 
-
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+# What limits the rows of a table to a caller's (``SqlStore.visible``); None: all of them.
+Visibility = Callable[[Caller, FromClause], ColumnElement[bool] | None]
 
 
-def _stored(row: Any, method: str = "") -> Stored:  # a Row of resources or history
-    m = row._mapping
-    return Stored(
-        res_type=m["res_type"],
-        res_id=m["res_id"],
-        version=m["version"],
-        last_updated=_aware(m["last_updated"]),
-        deleted=bool(m["deleted"]),
-        content=bytes(m["content"]),
-        method=m.get("method", method),
-        pk=m["pk"] if "pk" in m else m["res_pk"],
-    )
+def _everything(caller: Caller, rows: FromClause) -> ColumnElement[bool] | None:
+    return None
 
 
 class SqlReadSession:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(
+        self, conn: AsyncConnection, caller: Caller = SYSTEM, visibility: Visibility = _everything
+    ) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
+        self.caller = caller
+        self._visibility = visibility
+
+    def visible(self, rows: FromClause) -> ColumnElement[bool] | None:
+        return self._visibility(self.caller, rows)
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -55,7 +64,7 @@ class SqlReadSession:
         return result.fetchall()
 
 
-_CURRENT = select(_RES).where(
+_CURRENT = select(*STORED_COLUMNS).where(
     and_(_RES.c.res_type == bindparam("res_type"), _RES.c.res_id == bindparam("res_id"))
 )
 _CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
@@ -117,8 +126,10 @@ class SqlWriteSession(SqlReadSession):
     lock_rows = False  # SELECT ... FOR UPDATE where the engine has it
     insert: Any = None  # the dialect's INSERT construct (ON CONFLICT DO NOTHING)
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__(conn)
+    def __init__(
+        self, conn: AsyncConnection, caller: Caller = SYSTEM, visibility: Visibility = _everything
+    ) -> None:
+        super().__init__(conn, caller, visibility)
         self._creates: dict[Key, Stored] = {}  # in put order: pks follow it
         self._updates: dict[int, tuple[Stored, int]] = {}  # pk -> (new, expected current version)
         self._pending: set[Key] = set()  # resources whose row in ``resources`` is not written
@@ -138,8 +149,11 @@ class SqlWriteSession(SqlReadSession):
         if (res_type, res_id) in self._pending:
             await self.flush()  # read (and lock) the version this session wrote
         stmt = _CURRENT_FOR_UPDATE if self.lock_rows else _CURRENT
+        only = self.visible(_RES)
+        if only is not None:
+            stmt = stmt.where(only)
         row = (await self.conn.execute(stmt, {"res_type": res_type, "res_id": res_id})).first()
-        return _stored(row) if row else None
+        return stored_from_row(row) if row else None
 
     async def lock_conditional(self, res_type: str) -> None:
         return None
@@ -169,16 +183,19 @@ class SqlWriteSession(SqlReadSession):
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
         await self.flush()
         stmt = (
-            select(_RES)
+            select(*STORED_COLUMNS)
             .where(and_(_RES.c.pk > after_pk, _RES.c.deleted.is_(False)))
             .order_by(_RES.c.pk)
             .limit(limit)
         )
         if res_type is not None:
             stmt = stmt.where(_RES.c.res_type == res_type)
+        only = self.visible(_RES)
+        if only is not None:
+            stmt = stmt.where(only)
         if self.lock_rows:
             stmt = stmt.with_for_update()
-        return [_stored(row) for row in (await self.conn.execute(stmt)).fetchall()]
+        return [stored_from_row(row) for row in (await self.conn.execute(stmt)).fetchall()]
 
     async def replace_index(self, pk: int, res_type: str, index: IndexRows) -> None:
         # Same buffers as ``put``: one DELETE per index table and one multi-row INSERT per
@@ -192,10 +209,10 @@ class SqlWriteSession(SqlReadSession):
         if self._clear:
             cleared = sorted(self._clear)
             self._clear.clear()
-            old_keys = select(_WATCH.c.key).where(_WATCH.c.res_pk.in_(cleared)).distinct()
-            self._touched.update(k for (k,) in (await self.conn.execute(old_keys)).all())
+            old_keys = select(_WATCH.c.key).where(self._pks_in(_WATCH.c.res_pk, cleared))
+            self._touched.update(k for (k,) in (await self.conn.execute(old_keys.distinct())).all())
             for table in schema.INDEX_TABLES.values():
-                await self.conn.execute(delete(table).where(table.c.res_pk.in_(cleared)))
+                await self.conn.execute(delete(table).where(self._pks_in(table.c.res_pk, cleared)))
         if self._history:
             history, self._history = self._history, []
             await self._insert_rows(
@@ -224,6 +241,9 @@ class SqlWriteSession(SqlReadSession):
             for kind, kind_rows in by_kind.items():
                 if kind_rows:
                     await self._insert_rows(schema.INDEX_TABLES[kind], kind_rows)
+
+    def _pks_in(self, column: Any, pks: list[int]) -> ColumnElement[bool]:
+        return any_in(self.dialect, column, "pks", BigInteger, pks)
 
     async def finish(self) -> None:
         """Before commit: write what is buffered, then count one change of every key the
@@ -297,16 +317,10 @@ class SqlWriteSession(SqlReadSession):
         await self.conn.execute(insert(table), rows)
 
 
-_READ = select(
-    _RES.c.res_type,
-    _RES.c.res_id,
-    _RES.c.version,
-    _RES.c.last_updated,
-    _RES.c.deleted,
-    _RES.c.content,
-    _RES.c.pk,
-).where(and_(_RES.c.res_type == bindparam("res_type"), _RES.c.res_id == bindparam("res_id")))
-_VREAD = select(_HIST).where(
+_READ = select(*STORED_COLUMNS).where(
+    and_(_RES.c.res_type == bindparam("res_type"), _RES.c.res_id == bindparam("res_id"))
+)
+_VREAD = select(*HISTORY_COLUMNS).where(
     and_(
         _HIST.c.res_type == bindparam("res_type"),
         _HIST.c.res_id == bindparam("res_id"),
@@ -319,7 +333,8 @@ class SqlStore:
     """Shared implementation; the adapters set up engines and locking.
 
     Reads run on ``read_engine`` in autocommit (no BEGIN/ROLLBACK round trips); writes on
-    ``write_engine`` in one transaction each.
+    ``write_engine`` in one transaction each. Every select of resources for a caller goes
+    through ``visible`` (see ``port``).
     """
 
     dialect = "sql"
@@ -330,31 +345,51 @@ class SqlStore:
         self.engine = engine
         self.read_engine = read_engine or engine
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[SqlReadSession]:
-        async with self.read_engine.connect() as conn:
-            yield self.read_session_class(conn)
+    def visible(self, caller: Caller, rows: FromClause) -> ColumnElement[bool] | None:
+        """THE access seam: the where-clause that limits ``rows`` (``resources``,
+        ``history`` or an alias of either: both have ``res_type`` and ``res_id``) to what
+        ``caller`` may see, or None when it may see them all. Every select of resources
+        made for a caller adds it: the store's own (``read``, ``vread``, ``history``,
+        ``current``, ``scan``) and, through ``session.visible``, search's. No access policy
+        exists yet: every caller sees every row. A policy replaces this method and nothing
+        else; the fast paths of the adapters only run while it returns None."""
+        return None
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator[SqlWriteSession]:
+    async def reading(self, caller: Caller = SYSTEM) -> AsyncIterator[SqlReadSession]:
+        async with self.read_engine.connect() as conn:
+            yield self.read_session_class(conn, caller, self.visible)
+
+    @asynccontextmanager
+    async def writing(self, caller: Caller = SYSTEM) -> AsyncIterator[SqlWriteSession]:
         async with self._write_engine().begin() as conn:
-            session = self.write_session_class(conn)
+            session = self.write_session_class(conn, caller, self.visible)
             yield session
             await session.finish()
 
     def _write_engine(self) -> AsyncEngine:
         return self.engine
 
-    async def read(self, res_type: str, res_id: str) -> Stored | None:
+    async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None:
+        stmt = _READ
+        only = self.visible(caller, _RES)
+        if only is not None:
+            stmt = stmt.where(only)
         async with self.read_engine.connect() as conn:
-            row = (await conn.execute(_READ, {"res_type": res_type, "res_id": res_id})).first()
-        return _stored(row) if row else None
+            row = (await conn.execute(stmt, {"res_type": res_type, "res_id": res_id})).first()
+        return stored_from_row(row) if row else None
 
-    async def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
+    async def vread(
+        self, res_type: str, res_id: str, version: int, caller: Caller = SYSTEM
+    ) -> Stored | None:
+        stmt = _VREAD
+        only = self.visible(caller, _HIST)
+        if only is not None:
+            stmt = stmt.where(only)
         params = {"res_type": res_type, "res_id": res_id, "version": version}
         async with self.read_engine.connect() as conn:
-            row = (await conn.execute(_VREAD, params)).first()
-        return _stored(row) if row else None
+            row = (await conn.execute(stmt, params)).first()
+        return stored_from_row(row) if row else None
 
     async def history(
         self,
@@ -365,6 +400,7 @@ class SqlStore:
         at: datetime | None,
         count: int,
         offset: int,
+        caller: Caller = SYSTEM,
     ) -> HistoryPage:
         conditions = []
         if res_type is not None:
@@ -375,8 +411,13 @@ class SqlStore:
             conditions.append(_HIST.c.last_updated >= since)
         if at is not None:
             conditions.append(_HIST.c.last_updated <= at)
+        only = self.visible(caller, _HIST)
+        if only is not None:
+            conditions.append(only)
         where = and_(*conditions) if conditions else None
-        page = select(_HIST).order_by(_HIST.c.last_updated.desc(), _HIST.c.version.desc())
+        page = select(*HISTORY_COLUMNS).order_by(
+            _HIST.c.last_updated.desc(), _HIST.c.version.desc()
+        )
         total = select(func.count()).select_from(_HIST)
         if where is not None:
             page = page.where(where)
@@ -384,7 +425,11 @@ class SqlStore:
         async with self.read_engine.connect() as conn:
             rows = (await conn.execute(page.limit(count).offset(offset))).fetchall()
             count_all = int((await conn.execute(total)).scalar_one())
-        return HistoryPage([_stored(r) for r in rows], count_all)
+        return HistoryPage([stored_from_row(r) for r in rows], count_all)
+
+    async def schema_state(self) -> SchemaState:
+        async with self.read_engine.connect() as conn:
+            return await conn.run_sync(schema_state)
 
     async def migrate(self) -> None:
         async with self._write_engine().begin() as conn:

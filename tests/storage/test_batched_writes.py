@@ -20,7 +20,7 @@ from sqlalchemy import event, func, select
 from fhir_server.core.errors import Conflict
 from fhir_server.core.fhirtime import PARIS
 from fhir_server.search.indexing.indexer import index_resource
-from fhir_server.search.query.plan import search_ids
+from fhir_server.search.query.run import search_ids
 from fhir_server.search.registry.parameters import default_registry
 from fhir_server.storage import schema
 from fhir_server.storage.port import Store, Stored, WriteSession
