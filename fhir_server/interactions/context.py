@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from fhir_server.core.caller import Caller
 from fhir_server.interactions.instants import Remembered
 from fhir_server.interactions.roles import Role
 from fhir_server.search.availability.agendas import AvailabilityCache
@@ -42,6 +43,12 @@ class Context:
     availability: AvailabilityCache | None = field(default=None, compare=False, hash=False)
     # which stored versions' times need rewriting in search answers (instants.py)
     retimed: Remembered = field(default_factory=Remembered, compare=False, hash=False)
+
+    @property
+    def caller(self) -> Caller:
+        """Who the interactions read and write for, as the storage port carries it (the
+        role only, until authentication says who)."""
+        return Caller(role=self.role)
 
     def acting_as(self, role: Role) -> Context:
         """The same context for a client of another role."""

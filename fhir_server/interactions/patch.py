@@ -75,5 +75,5 @@ async def patch_in(
 async def patch(
     ctx: Context, res_type: str, res_id: str, operations: Any, *, if_match: str | None = None
 ) -> WriteResult:
-    async with ctx.store.writing() as session:
+    async with ctx.store.writing(ctx.caller) as session:
         return await patch_in(ctx, session, res_type, res_id, operations, if_match=if_match)
