@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from fhir_server.core.fhirtime import PARIS
-from fhir_server.search.query import parse, plan, run
+from fhir_server.search.query import parse, run
 from fhir_server.search.registry.parameters import default_registry
 
 if TYPE_CHECKING:
