@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
@@ -23,6 +24,7 @@ from fhir_server.search.availability.agendas import AvailabilityCache
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.packages import registry_for
 from fhir_server.settings import Settings
+from fhir_server.storage.migrate import SchemaState
 from fhir_server.storage.port import Store
 from fhir_server.validation.packages import log_missing_packages
 from fhir_server.validation.validator import Validator
@@ -45,6 +47,46 @@ def make_store(settings: Settings) -> Store:
         f"FHIR_DATABASE_URL {settings.database_url.split(':', 1)[0]}:... is not supported; "
         "use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
     )
+
+
+class SchemaRefused(Exception):
+    """The database's schema is not this code's and may not be migrated at start-up."""
+
+
+def schema_refusal(state: SchemaState, database_url: str) -> str:
+    """Why the server does not start on this schema, and the command that fixes it."""
+    where = make_url(database_url).render_as_string(hide_password=True)
+    if state.status == "ahead":
+        return (
+            f"the database schema is at revision {state.revision}, which this server does not "
+            f"know (its newest is {state.head}): a newer version of the server migrated it. "
+            f"Run that version (schemas are never downgraded). Database: {where}"
+        )
+    why = (
+        "the database has no schema (it was never migrated)"
+        if state.status == "missing"
+        else f"the database schema is at revision {state.revision}, older than this "
+        f"server's ({state.head})"
+    )
+    return (
+        f"{why}. Run `fhir-server migrate` with the same FHIR_DATABASE_URL ({where}), "
+        "or start with `fhir-server serve --migrate`."
+    )
+
+
+async def prepare_schema(settings: Settings, store: Store, *, migrate: bool = False) -> None:
+    """Before serving: the schema must be this code's. SQLite (the embedded default) and
+    ``migrate`` bring an older or missing one up to date; on PostgreSQL, by default,
+    migrating is a deliberate step (``fhir-server migrate``), so anything but the current
+    schema raises ``SchemaRefused``, as does a schema newer than the code on any engine."""
+    state = await store.schema_state()
+    if state.current:
+        return
+    if state.status != "ahead" and (migrate or settings.is_sqlite):
+        await store.migrate()
+        log.info("database schema migrated", revision=state.revision, head=state.head)
+        return
+    raise SchemaRefused(schema_refusal(state, settings.database_url))
 
 
 def make_validator(settings: Settings) -> Validator | None:
@@ -165,8 +207,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
         active = store or make_store(settings)
-        if settings.is_sqlite and own_store:
-            await active.migrate()  # the embedded default sets itself up
+        if own_store:
+            await prepare_schema(settings, active)  # SQLite sets itself up
         app.state.wiring = routes.Wiring(make_context(settings, active), settings)
         if own_store:
             # What start-up built (search registry, compiled profiles, value sets) lives as

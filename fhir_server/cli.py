@@ -70,6 +70,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8080,
     workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only)")] = 1,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate",
+            help="Apply the database migrations before serving (SQLite always does; on "
+            "PostgreSQL the server otherwise refuses a schema older than its code)",
+        ),
+    ] = False,
 ) -> None:
     """Run the FHIR server (SQLite under ./var/ unless FHIR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -85,6 +93,7 @@ def serve(
         console.print("[red]several workers need PostgreSQL (FHIR_DATABASE_URL)[/red]")
         raise typer.Exit(2)
     _require_packages(settings)
+    _require_schema(settings, migrate)
     if workers > 1:
         from fhir_server.workers import serve_workers
 
@@ -100,6 +109,39 @@ def serve(
             access_log=False,  # fhir_server.logging.AccessLog writes one structured line
             log_config=None,  # uvicorn's records go through our handler (logging.configure)
         )
+
+
+def _require_schema(settings: Settings, migrate: bool) -> None:
+    """Exit 1, saying which command to run, unless the database holds this code's schema
+    (migrated here first when ``migrate`` or SQLite): before any worker starts."""
+    from fhir_server.app import SchemaRefused, make_store, prepare_schema
+
+    async def run() -> None:
+        store = make_store(settings)
+        try:
+            await prepare_schema(settings, store, migrate=migrate)
+        finally:
+            await store.close()
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        asyncio.run(run())
+    except SchemaRefused as refused:
+        console.print(str(refused), markup=False, highlight=False, soft_wrap=True, style="red")
+        raise typer.Exit(1) from None
+    except (OSError, SQLAlchemyError) as exc:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        console.print(
+            f"cannot open the database {where}: {reason}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+            style="red",
+        )
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from fhir_server.core.caller import Caller
 from fhir_server.core.roles import Role
 from fhir_server.interactions.instants import Remembered
 from fhir_server.search.execute import Searcher
@@ -51,6 +52,12 @@ class Context:
         if self.searcher is not None:
             return self.searcher
         return Searcher(self.registry, self.timezone, self.default_count, self.max_count)
+
+    @property
+    def caller(self) -> Caller:
+        """Who the interactions read and write for, as the storage port carries it (the
+        role only, until authentication says who)."""
+        return Caller(role=self.role)
 
     def acting_as(self, role: Role) -> Context:
         """The same context for a client of another role."""

@@ -68,5 +68,5 @@ async def create_in(
 async def create(
     ctx: Context, res_type: str, body: Any, *, if_none_exist: str | None = None
 ) -> WriteResult:
-    async with ctx.store.writing() as session:
+    async with ctx.store.writing(ctx.caller) as session:
         return await create_in(ctx, session, res_type, body, if_none_exist=if_none_exist)

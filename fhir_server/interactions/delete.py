@@ -46,7 +46,7 @@ async def delete_in(
 async def delete(
     ctx: Context, res_type: str, res_id: str, *, if_match: str | None = None
 ) -> Stored | None:
-    async with ctx.store.writing() as session:
+    async with ctx.store.writing(ctx.caller) as session:
         return await delete_in(ctx, session, res_type, res_id, if_match=if_match)
 
 
@@ -72,5 +72,5 @@ async def conditional_delete_in(
 
 
 async def conditional_delete(ctx: Context, res_type: str, query: str) -> Stored | None:
-    async with ctx.store.writing() as session:
+    async with ctx.store.writing(ctx.caller) as session:
         return await conditional_delete_in(ctx, session, res_type, query)

@@ -61,6 +61,7 @@ async def history(
         at=_instant(params, "_at"),
         count=count,
         offset=offset,
+        caller=ctx.caller,
     )
     if res_id is not None and page.total == 0:
         raise errors.not_found(f"{res_type}/{res_id} is not known")

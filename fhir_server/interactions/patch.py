@@ -93,7 +93,7 @@ async def patch(
     if_match: str | None = None,
     max_depth: int = json_input.MAX_DEPTH,
 ) -> WriteResult:
-    async with ctx.store.writing() as session:
+    async with ctx.store.writing(ctx.caller) as session:
         return await patch_in(
             ctx, session, res_type, res_id, operations, if_match=if_match, max_depth=max_depth
         )

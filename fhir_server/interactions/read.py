@@ -11,7 +11,7 @@ from fhir_server.storage.port import Stored
 async def read(ctx: Context, res_type: str, res_id: str) -> Stored:
     check_type(res_type)
     check_id(res_id)
-    stored = await ctx.store.read(res_type, res_id)
+    stored = await ctx.store.read(res_type, res_id, ctx.caller)
     if stored is None:
         raise errors.not_found(f"{res_type}/{res_id} is not known")
     if stored.deleted:
@@ -24,7 +24,7 @@ async def vread(ctx: Context, res_type: str, res_id: str, version: str) -> Store
     check_id(res_id)
     if not version.isdigit():
         raise errors.not_found(f"{res_type}/{res_id} has no version {version!r}")
-    stored = await ctx.store.vread(res_type, res_id, int(version))
+    stored = await ctx.store.vread(res_type, res_id, int(version), ctx.caller)
     if stored is None:
         raise errors.not_found(f"{res_type}/{res_id} has no version {version}")
     if stored.deleted:

@@ -44,7 +44,7 @@ class SearchResult:
 
 async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     check_type(req.res_type)
-    async with ctx.store.reading() as session:
+    async with ctx.store.reading(ctx.caller) as session:
         page = await ctx.search.execute(session, req.res_type, req.pairs, strict=req.strict)
     if page.explanation:
         issues = [Issue("informational", line, "information") for line in page.explanation]

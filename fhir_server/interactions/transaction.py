@@ -372,7 +372,7 @@ async def process(
     kind, entries = _entries(body, base_url)
     responses: dict[int, dict[str, Any]] = {}
     if kind == "transaction":
-        async with ctx.store.writing() as session:
+        async with ctx.store.writing(ctx.caller) as session:
             mapping = await _assign_ids(ctx, session, entries)
             for e in entries:
                 if mapping and e.resource is not None:
@@ -392,7 +392,7 @@ async def process(
             responses[e.index] = _outcome_entry(e.error)
             continue
         try:
-            async with ctx.store.writing() as session:
+            async with ctx.store.writing(ctx.caller) as session:
                 await _assign_ids(ctx, session, [e])
                 responses[e.index] = await _run(
                     ctx, session, e, base_url, return_resources, max_depth

@@ -77,7 +77,7 @@ async def update_in(
 async def update(
     ctx: Context, res_type: str, res_id: str, body: Any, *, if_match: str | None = None
 ) -> WriteResult:
-    async with ctx.store.writing() as session:
+    async with ctx.store.writing(ctx.caller) as session:
         return await update_in(ctx, session, res_type, res_id, body, if_match=if_match)
 
 
@@ -106,5 +106,5 @@ async def conditional_update_in(
 async def conditional_update(
     ctx: Context, res_type: str, query: str, body: Any, *, if_match: str | None = None
 ) -> WriteResult:
-    async with ctx.store.writing() as session:
+    async with ctx.store.writing(ctx.caller) as session:
         return await conditional_update_in(ctx, session, res_type, query, body, if_match=if_match)

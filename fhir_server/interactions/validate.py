@@ -65,7 +65,7 @@ async def validate(ctx: Context, req: ValidateRequest) -> list[Issue]:
     if mode == "delete":
         if req.res_id is None:
             raise errors.incorrect("mode=delete needs an instance: [type]/[id]/$validate")
-        current = await ctx.store.read(req.res_type, req.res_id)
+        current = await ctx.store.read(req.res_type, req.res_id, ctx.caller)
         if current is None or current.deleted:
             raise errors.not_found(f"{req.res_type}/{req.res_id} is not known")
         return [Issue("informational", "the resource can be deleted", "information")]

@@ -30,6 +30,7 @@ from fhir_server.search.query import cursor, include, plan, run
 from fhir_server.search.query import parse as p
 from fhir_server.search.registry.parameters import Registry
 from fhir_server.storage.port import ReadSession, Store, Stored
+from fhir_server.storage.rows import STORED_COLUMNS, stored_from_row
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,11 @@ class Searcher:
             pairs,
             cursor=cursor_text,
             limit=size,
-            columns=include.COLUMNS,
+            columns=STORED_COLUMNS,
             secret=self.cursor_secret,
             now=now,
         )
-        matches = [include.stored_from_row(r) for r in page.rows]
+        matches = [stored_from_row(r) for r in page.rows]
         total: int | None = None
         if query.total != "none":
             first_and_last = cursor_text is None and page.next_cursor is None

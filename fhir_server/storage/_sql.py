@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, FromClause
 
 from fhir_server.core import errors
+from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.errors import FhirError
 from fhir_server.storage import schema
-from fhir_server.storage.migrate import upgrade
+from fhir_server.storage.arrays import any_in
+from fhir_server.storage.migrate import SchemaState, schema_state, upgrade
 from fhir_server.storage.port import HistoryPage, IndexRows, Stored
+from fhir_server.storage.rows import HISTORY_COLUMNS, STORED_COLUMNS, stored_from_row
 
 log = structlog.get_logger(__name__)
 
@@ -41,29 +55,25 @@ def busy(diagnostics: str, *, code: str = "transient") -> FhirError:
     return error
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+# What limits the rows of a table to a caller's (``SqlStore.visible``); None: all of them.
+Visibility = Callable[[Caller, FromClause], ColumnElement[bool] | None]
 
 
-def _stored(row: Any, method: str = "") -> Stored:  # a Row of resources or history
-    m = row._mapping
-    return Stored(
-        res_type=m["res_type"],
-        res_id=m["res_id"],
-        version=m["version"],
-        last_updated=_aware(m["last_updated"]),
-        deleted=bool(m["deleted"]),
-        content=bytes(m["content"]),
-        method=m.get("method", method),
-        pk=m["pk"] if "pk" in m else m["res_pk"],
-    )
+def _everything(caller: Caller, rows: FromClause) -> ColumnElement[bool] | None:
+    return None
 
 
 class SqlReadSession:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(
+        self, conn: AsyncConnection, caller: Caller = SYSTEM, visibility: Visibility = _everything
+    ) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
+        self.caller = caller
+        self._visibility = visibility
+
+    def visible(self, rows: FromClause) -> ColumnElement[bool] | None:
+        return self._visibility(self.caller, rows)
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -72,7 +82,7 @@ class SqlReadSession:
         return result.fetchall()
 
 
-_CURRENT = select(_RES).where(
+_CURRENT = select(*STORED_COLUMNS).where(
     and_(_RES.c.res_type == bindparam("res_type"), _RES.c.res_id == bindparam("res_id"))
 )
 _CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
@@ -138,8 +148,10 @@ class SqlWriteSession(SqlReadSession):
     concurrent_creates = True  # another transaction may create the same id meanwhile
     insert: Any = None  # the dialect's INSERT construct (ON CONFLICT DO NOTHING)
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__(conn)
+    def __init__(
+        self, conn: AsyncConnection, caller: Caller = SYSTEM, visibility: Visibility = _everything
+    ) -> None:
+        super().__init__(conn, caller, visibility)
         self._creates: dict[Key, Stored] = {}  # in put order: pks follow it
         self._updates: dict[int, tuple[Stored, int]] = {}  # pk -> (new, expected current version)
         self._pending: set[Key] = set()  # resources whose row in ``resources`` is not written
@@ -162,8 +174,11 @@ class SqlWriteSession(SqlReadSession):
         if (res_type, res_id) in self._pending:
             await self.flush()  # read (and lock) the version this session wrote
         stmt = _CURRENT_FOR_UPDATE if self.lock_rows else _CURRENT
+        only = self.visible(_RES)
+        if only is not None:
+            stmt = stmt.where(only)
         row = (await self.conn.execute(stmt, {"res_type": res_type, "res_id": res_id})).first()
-        return _stored(row) if row else None
+        return stored_from_row(row) if row else None
 
     async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
         by_type: dict[str, list[str]] = {}
@@ -178,7 +193,7 @@ class SqlWriteSession(SqlReadSession):
                 if self.lock_rows:
                     stmt = stmt.with_for_update()
                 for row in (await self.conn.execute(stmt)).fetchall():
-                    stored = _stored(row)
+                    stored = stored_from_row(row)
                     self._known[(stored.res_type, stored.res_id)] = stored
 
     async def lock_conditional(self, res_type: str) -> None:
@@ -212,16 +227,19 @@ class SqlWriteSession(SqlReadSession):
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
         await self.flush()
         stmt = (
-            select(_RES)
+            select(*STORED_COLUMNS)
             .where(and_(_RES.c.pk > after_pk, _RES.c.deleted.is_(False)))
             .order_by(_RES.c.pk)
             .limit(limit)
         )
         if res_type is not None:
             stmt = stmt.where(_RES.c.res_type == res_type)
+        only = self.visible(_RES)
+        if only is not None:
+            stmt = stmt.where(only)
         if self.lock_rows:
             stmt = stmt.with_for_update()
-        return [_stored(row) for row in (await self.conn.execute(stmt)).fetchall()]
+        return [stored_from_row(row) for row in (await self.conn.execute(stmt)).fetchall()]
 
     async def replace_index(self, pk: int, res_type: str, index: IndexRows) -> None:
         # Same buffers as ``put``: one DELETE per index table and one multi-row INSERT per
@@ -235,10 +253,10 @@ class SqlWriteSession(SqlReadSession):
         if self._clear:
             cleared = sorted(self._clear)
             self._clear.clear()
-            old_keys = select(_WATCH.c.key).where(_WATCH.c.res_pk.in_(cleared)).distinct()
-            self._touched.update(k for (k,) in (await self.conn.execute(old_keys)).all())
+            old_keys = select(_WATCH.c.key).where(self._pks_in(_WATCH.c.res_pk, cleared))
+            self._touched.update(k for (k,) in (await self.conn.execute(old_keys.distinct())).all())
             for table in schema.INDEX_TABLES.values():
-                await self.conn.execute(delete(table).where(table.c.res_pk.in_(cleared)))
+                await self.conn.execute(delete(table).where(self._pks_in(table.c.res_pk, cleared)))
         if self._history:
             history, self._history = self._history, []
             await self._insert_rows(
@@ -267,6 +285,9 @@ class SqlWriteSession(SqlReadSession):
             for kind, kind_rows in by_kind.items():
                 if kind_rows:
                     await self._insert_rows(schema.INDEX_TABLES[kind], kind_rows)
+
+    def _pks_in(self, column: Any, pks: list[int]) -> ColumnElement[bool]:
+        return any_in(self.dialect, column, "pks", BigInteger, pks)
 
     async def finish(self) -> None:
         """Before commit: write what is buffered, then count one change of every key the
@@ -340,16 +361,10 @@ class SqlWriteSession(SqlReadSession):
         await self.conn.execute(insert(table), rows)
 
 
-_READ = select(
-    _RES.c.res_type,
-    _RES.c.res_id,
-    _RES.c.version,
-    _RES.c.last_updated,
-    _RES.c.deleted,
-    _RES.c.content,
-    _RES.c.pk,
-).where(and_(_RES.c.res_type == bindparam("res_type"), _RES.c.res_id == bindparam("res_id")))
-_VREAD = select(_HIST).where(
+_READ = select(*STORED_COLUMNS).where(
+    and_(_RES.c.res_type == bindparam("res_type"), _RES.c.res_id == bindparam("res_id"))
+)
+_VREAD = select(*HISTORY_COLUMNS).where(
     and_(
         _HIST.c.res_type == bindparam("res_type"),
         _HIST.c.res_id == bindparam("res_id"),
@@ -362,7 +377,8 @@ class SqlStore:
     """Shared implementation; the adapters set up engines and locking.
 
     Reads run on ``read_engine`` in autocommit (no BEGIN/ROLLBACK round trips); writes on
-    ``write_engine`` in one transaction each. A transient failure of the database (no free
+    ``write_engine`` in one transaction each. Every select of resources for a caller goes
+    through ``visible`` (see ``port``). A transient failure of the database (no free
     connection within ``pool_timeout``, a statement over its time limit, a lock) leaves
     every method and session as a ``Busy`` error (503, ``Retry-After``): see ``transient``.
     """
@@ -414,36 +430,56 @@ class SqlStore:
             log.warning("database busy", issue=error.issues[0].code, error=type(exc).__name__)
             raise error from exc
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[SqlReadSession]:
-        with self.translating():
-            async with self.read_engine.connect() as conn:
-                yield self.read_session_class(conn)
+    def visible(self, caller: Caller, rows: FromClause) -> ColumnElement[bool] | None:
+        """THE access seam: the where-clause that limits ``rows`` (``resources``,
+        ``history`` or an alias of either: both have ``res_type`` and ``res_id``) to what
+        ``caller`` may see, or None when it may see them all. Every select of resources
+        made for a caller adds it: the store's own (``read``, ``vread``, ``history``,
+        ``current``, ``scan``) and, through ``session.visible``, search's. No access policy
+        exists yet: every caller sees every row. A policy replaces this method and nothing
+        else; the fast paths of the adapters only run while it returns None."""
+        return None
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator[SqlWriteSession]:
+    async def reading(self, caller: Caller = SYSTEM) -> AsyncIterator[SqlReadSession]:
+        with self.translating():
+            async with self.read_engine.connect() as conn:
+                yield self.read_session_class(conn, caller, self.visible)
+
+    @asynccontextmanager
+    async def writing(self, caller: Caller = SYSTEM) -> AsyncIterator[SqlWriteSession]:
         with self.translating():
             async with self._write_engine().begin() as conn:
-                session = self.write_session_class(conn)
+                session = self.write_session_class(conn, caller, self.visible)
                 yield session
                 await session.finish()
 
     def _write_engine(self) -> AsyncEngine:
         return self.engine
 
-    async def read(self, res_type: str, res_id: str) -> Stored | None:
+    async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None:
+        stmt = _READ
+        only = self.visible(caller, _RES)
+        if only is not None:
+            stmt = stmt.where(only)
         with self.translating():
             async with self.read_engine.connect() as conn:
                 params = {"res_type": res_type, "res_id": res_id}
-                row = (await conn.execute(_READ, params)).first()
-        return _stored(row) if row else None
+                row = (await conn.execute(stmt, params)).first()
+        return stored_from_row(row) if row else None
 
-    async def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
+    async def vread(
+        self, res_type: str, res_id: str, version: int, caller: Caller = SYSTEM
+    ) -> Stored | None:
+        stmt = _VREAD
+        only = self.visible(caller, _HIST)
+        if only is not None:
+            stmt = stmt.where(only)
         params = {"res_type": res_type, "res_id": res_id, "version": version}
         with self.translating():
             async with self.read_engine.connect() as conn:
-                row = (await conn.execute(_VREAD, params)).first()
-        return _stored(row) if row else None
+                row = (await conn.execute(stmt, params)).first()
+        return stored_from_row(row) if row else None
 
     async def history(
         self,
@@ -454,6 +490,7 @@ class SqlStore:
         at: datetime | None,
         count: int,
         offset: int,
+        caller: Caller = SYSTEM,
     ) -> HistoryPage:
         conditions = []
         if res_type is not None:
@@ -464,8 +501,13 @@ class SqlStore:
             conditions.append(_HIST.c.last_updated >= since)
         if at is not None:
             conditions.append(_HIST.c.last_updated <= at)
+        only = self.visible(caller, _HIST)
+        if only is not None:
+            conditions.append(only)
         where = and_(*conditions) if conditions else None
-        page = select(_HIST).order_by(_HIST.c.last_updated.desc(), _HIST.c.version.desc())
+        page = select(*HISTORY_COLUMNS).order_by(
+            _HIST.c.last_updated.desc(), _HIST.c.version.desc()
+        )
         total = select(func.count()).select_from(_HIST)
         if where is not None:
             page = page.where(where)
@@ -474,7 +516,11 @@ class SqlStore:
             async with self.read_engine.connect() as conn:
                 rows = (await conn.execute(page.limit(count).offset(offset))).fetchall()
                 count_all = int((await conn.execute(total)).scalar_one())
-        return HistoryPage([_stored(r) for r in rows], count_all)
+        return HistoryPage([stored_from_row(r) for r in rows], count_all)
+
+    async def schema_state(self) -> SchemaState:
+        async with self.read_engine.connect() as conn:
+            return await conn.run_sync(schema_state)
 
     async def migrate(self) -> None:
         async with self._write_engine().begin() as conn:

@@ -3,6 +3,19 @@
 One adapter per engine implements it (``sqlite.py``, ``postgres.py``, sharing ``_sql.py``).
 Search compiles its queries with SQLAlchemy Core against ``schema`` and runs them through
 ``fetch``; everything else goes through the documented methods below.
+
+Who is asking. Every read and write carries a ``Caller`` (``core/caller.py``): ``read``,
+``vread``, ``history`` take it, ``reading`` and ``writing`` give it to their session
+(``session.caller``). The adapter has one place that decides which rows a caller may see,
+``visible(caller, rows)`` (``SqlStore.visible``): a where-clause on ``resources`` or
+``history``, None for "every row". The store's own selects (``read``, ``vread``,
+``history``, a write session's ``current`` and ``scan``) add it; statements that search
+builds add ``session.visible(table)`` where they select resources. Today it returns None
+for everyone (no access policy yet): the policy fills that one method. Without a caller,
+the methods act for ``SYSTEM``, the server's own work (preload, reindex, load).
+
+Schema. ``schema_state`` says whether the database holds the schema of this code's newest
+migration (``migrate.SchemaState``); ``migrate`` brings it there.
 """
 
 from __future__ import annotations
@@ -11,9 +24,15 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from sqlalchemy.sql import Executable
+from sqlalchemy import ColumnElement
+from sqlalchemy.sql import Executable, FromClause
+
+from fhir_server.core.caller import SYSTEM, Caller
+
+if TYPE_CHECKING:
+    from fhir_server.storage.migrate import SchemaState
 
 # Index rows by index kind ("token", "string", ...): each row is the columns of that
 # table except ``res_pk`` and ``res_type`` (which the store fills in).
@@ -44,6 +63,12 @@ class HistoryPage:
 
 class ReadSession(Protocol):
     dialect: str  # "sqlite" or "postgresql": a statement may use what its engine does best
+    caller: Caller  # who the session reads (or writes) for
+
+    def visible(self, rows: FromClause) -> ColumnElement[bool] | None:
+        """The condition limiting ``rows`` (``resources`` or ``history``, or an alias) to
+        what ``caller`` may see; None: every row (see the module docstring)."""
+        ...
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -93,9 +118,11 @@ class WriteSession(ReadSession, Protocol):
 class Store(Protocol):
     dialect: str
 
-    async def read(self, res_type: str, res_id: str) -> Stored | None: ...
+    async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None: ...
 
-    async def vread(self, res_type: str, res_id: str, version: int) -> Stored | None: ...
+    async def vread(
+        self, res_type: str, res_id: str, version: int, caller: Caller = SYSTEM
+    ) -> Stored | None: ...
 
     async def history(
         self,
@@ -106,11 +133,16 @@ class Store(Protocol):
         at: datetime | None,
         count: int,
         offset: int,
+        caller: Caller = SYSTEM,
     ) -> HistoryPage: ...
 
-    def reading(self) -> AbstractAsyncContextManager[ReadSession]: ...
+    def reading(self, caller: Caller = SYSTEM) -> AbstractAsyncContextManager[ReadSession]: ...
 
-    def writing(self) -> AbstractAsyncContextManager[WriteSession]: ...
+    def writing(self, caller: Caller = SYSTEM) -> AbstractAsyncContextManager[WriteSession]: ...
+
+    async def schema_state(self) -> SchemaState:
+        """Where the database's schema stands against this code's migrations."""
+        ...
 
     async def migrate(self) -> None: ...
 

@@ -25,6 +25,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import TextClause
 
+from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.errors import FhirError
 from fhir_server.storage import schema
 from fhir_server.storage._sql import (
@@ -36,6 +37,7 @@ from fhir_server.storage._sql import (
     resource_values,
 )
 from fhir_server.storage.port import Stored
+from fhir_server.storage.rows import stored_from_row
 
 # Buffered rows are written with one statement per table whatever their number: each column
 # travels as one array parameter and ``unnest`` turns the arrays back into rows. Against
@@ -182,8 +184,8 @@ class PostgresWriteSession(SqlWriteSession):
         await self.conn.execute(statement, params)
 
 
-_READ_SQL = (
-    "SELECT res_type, res_id, version, last_updated, deleted, content, pk"
+_READ_SQL = (  # rows.STORED_COLUMNS
+    "SELECT pk, res_type, res_id, version, last_updated, deleted, content"
     " FROM resources WHERE res_type = $1 AND res_id = $2"
 )
 
@@ -246,13 +248,13 @@ class PostgresStore(SqlStore):
             error = busy(f"{_RETRY[state]}; nothing was changed; retry later")
         return error
 
-    async def read(self, res_type: str, res_id: str) -> Stored | None:
+    async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None:
+        if self.visible(caller, schema.resources) is not None:
+            return await super().read(res_type, res_id, caller)
         # The hottest path: asyncpg's prepared-statement cache directly, in autocommit.
         with self.translating():
             async with self.read_engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 driver: Any = raw.driver_connection
                 row = await driver.fetchrow(_READ_SQL, res_type, res_id)
-        if row is None:
-            return None
-        return Stored(row[0], row[1], row[2], row[3], row[4], bytes(row[5]), "", row[6])
+        return None if row is None else stored_from_row(row)

@@ -15,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -28,11 +27,13 @@ from sqlalchemy import (
     Text,
 )
 
+from fhir_server.storage.types import UtcDateTime
+
 metadata = MetaData()
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 PK = BigInteger().with_variant(Integer(), "sqlite")
-UTC_TIME = DateTime(timezone=True)
+UTC_TIME = UtcDateTime()  # read back aware, in UTC, on both engines
 
 resources = Table(
     "resources",

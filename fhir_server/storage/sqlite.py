@@ -19,7 +19,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +28,27 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.errors import FhirError
+from fhir_server.storage import schema
 from fhir_server.storage._sql import SqlStore, SqlWriteSession, busy
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.port import Stored
+from fhir_server.storage.rows import stored_from_row
+from fhir_server.storage.types import utc_from_sqlite
 
+# The columns of ``rows.STORED_COLUMNS`` / ``HISTORY_COLUMNS``, for the plain connection.
 _COLUMNS = "res_type, res_id, version, last_updated, deleted, content"
-_READ_SQL = f"SELECT {_COLUMNS}, pk FROM resources WHERE res_type = ? AND res_id = ?"
+_READ_SQL = f"SELECT pk, {_COLUMNS} FROM resources WHERE res_type = ? AND res_id = ?"
 _VREAD_SQL = (
-    f"SELECT {_COLUMNS}, res_pk, method FROM history"
+    f"SELECT res_pk, {_COLUMNS}, method FROM history"
     " WHERE res_type = ? AND res_id = ? AND version = ?"
 )
 
 
 def _row(row: tuple[Any, ...]) -> Stored:
-    # SQLAlchemy stores UTC datetimes as ISO text without an offset.
-    when = datetime.fromisoformat(row[3]).replace(tzinfo=UTC)
-    method = row[7] if len(row) > 7 else ""
-    return Stored(row[0], row[1], row[2], when, bool(row[4]), bytes(row[5]), method, row[6])
+    # Without SQLAlchemy, the timestamp is the text ``types.UtcDateTime`` reads.
+    return stored_from_row((*row[:4], utc_from_sqlite(row[4]), *row[5:]))
 
 
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -180,12 +182,12 @@ class SqliteStore(SqlStore):
         return error
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator[SqlWriteSession]:
+    async def writing(self, caller: Caller = SYSTEM) -> AsyncIterator[SqlWriteSession]:
         with self.translating():
             await self._turn_to_write()
             try:
                 async with self._writer.begin() as conn:
-                    session = self.write_session_class(conn)
+                    session = self.write_session_class(conn, caller, self.visible)
                     yield session
                     await session.finish()
             finally:
@@ -211,16 +213,18 @@ class SqliteStore(SqlStore):
             self._point.execute("PRAGMA busy_timeout=5000")
         return self._point
 
-    async def read(self, res_type: str, res_id: str) -> Stored | None:
-        if self._path is None:
-            return await super().read(res_type, res_id)
+    async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None:
+        if self._path is None or self.visible(caller, schema.resources) is not None:
+            return await super().read(res_type, res_id, caller)
         with self.translating():
             row = self._reader().execute(_READ_SQL, (res_type, res_id)).fetchone()
         return _row(row) if row else None
 
-    async def vread(self, res_type: str, res_id: str, version: int) -> Stored | None:
-        if self._path is None:
-            return await super().vread(res_type, res_id, version)
+    async def vread(
+        self, res_type: str, res_id: str, version: int, caller: Caller = SYSTEM
+    ) -> Stored | None:
+        if self._path is None or self.visible(caller, schema.history) is not None:
+            return await super().vread(res_type, res_id, version, caller)
         with self.translating():
             row = self._reader().execute(_VREAD_SQL, (res_type, res_id, version)).fetchone()
         return _row(row) if row else None

@@ -24,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Text, and_, any_, bindparam, false, select
+from sqlalchemy import Text, and_, bindparam, false, select
 
 from fhir_server.search.indexing import composites, watch
 from fhir_server.storage import schema
+from fhir_server.storage.arrays import any_in
 from fhir_server.storage.port import ReadSession, Store
 
 R = schema.resources
@@ -46,9 +47,7 @@ Token = tuple[str | None, str | None]  # (system, code) of a status row
 
 
 def micros(moment: datetime) -> int:
-    if moment.tzinfo is None:  # SQLite returns UTC without an offset
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
+    return (moment - _EPOCH) // _MICROSECOND  # storage reads instants aware, in UTC
 
 
 # -- what is cached -------------------------------------------------------------------------
@@ -247,17 +246,6 @@ async def _preload_batch(
 
 
 # -- statements -----------------------------------------------------------------------------
-
-
-def any_in(dialect: str, column: Any, name: str, kind: Any) -> Any:
-    """``column IN :name``: one array parameter on PostgreSQL (one prepared statement
-    whatever the count), an expanding list on SQLite."""
-    condition: ColumnElement[bool]
-    if dialect == "postgresql":
-        condition = column == any_(bindparam(name, type_=ARRAY(kind)))
-    else:
-        condition = column.in_(bindparam(name, expanding=True))
-    return condition
 
 
 async def versions(session: ReadSession, keys: list[str]) -> dict[str, int]:

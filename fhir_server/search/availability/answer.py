@@ -60,7 +60,6 @@ from fhir_server.search.availability.agendas import (
     Link,
     R,
     Token,
-    any_in,
     fill_agendas,
     fill_holders,
     fill_pointers,
@@ -69,10 +68,13 @@ from fhir_server.search.availability.agendas import (
 )
 from fhir_server.search.indexing import composites, watch
 from fhir_server.search.query import parse as p
-from fhir_server.search.query.include import COLUMNS, IncludeSpec, stored_from_row
+from fhir_server.search.query.include import IncludeSpec
 from fhir_server.search.query.matchers import date_match, low_bounds
 from fhir_server.search.query.run import MAX_PREFETCH
+from fhir_server.storage.arrays import any_in
 from fhir_server.storage.port import ReadSession, Stored
+from fhir_server.storage.rows import STORED_COLUMNS as COLUMNS
+from fhir_server.storage.rows import stored_from_row
 
 MAX_ROUNDS = 3  # agendas re-read after a concurrent write; then the SQL search answers
 

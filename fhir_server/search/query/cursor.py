@@ -100,8 +100,7 @@ def _dump(value: Any, kind: str) -> Any:
     if value is None:
         return None
     if kind == "d":
-        when = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return when.astimezone(UTC).isoformat()
+        return value.astimezone(UTC).isoformat()  # storage reads instants aware
     if kind == "n":
         return str(value)
     return value

@@ -14,31 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, any_, bindparam, false, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import BigInteger, ColumnElement, and_, false, or_, select, tuple_
 
 from fhir_server.core import errors
 from fhir_server.search.query import parse as p
 from fhir_server.search.query import plan
 from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage import schema
+from fhir_server.storage.arrays import any_in
 from fhir_server.storage.port import ReadSession, Stored
+from fhir_server.storage.rows import STORED_COLUMNS as COLUMNS
+from fhir_server.storage.rows import stored_from_row
 
 R = schema.resources
 REF = schema.idx_reference
 MAX_ITERATIONS = 8  # an include:iterate cycle stops here whatever the data
-COLUMNS = (
-    R.c.pk,
-    R.c.res_type,
-    R.c.res_id,
-    R.c.version,
-    R.c.last_updated,
-    R.c.deleted,
-    R.c.content,
-)
 
 
 @dataclass(frozen=True)
@@ -85,21 +77,10 @@ def parse_include(registry: Registry, value: str, *, reverse: bool, iterate: boo
     return IncludeSpec(source, code, target, reverse, iterate)
 
 
-def stored_from_row(row: Any) -> Stored:
-    """A ``Stored`` from a row of ``COLUMNS``."""
-    when = row[4] if row[4].tzinfo else row[4].replace(tzinfo=UTC)
-    return Stored(row[1], row[2], row[3], when, bool(row[5]), bytes(row[6]), "", row[0])
-
-
 def _pk_in(session: ReadSession, column: Any, pks: list[int]) -> ColumnElement[bool]:
-    """``column IN pks``; on PostgreSQL one array parameter (``= ANY($1)``): a SAS answer's
-    150 slots would otherwise be 150 parameters expanded into the SQL at every execution."""
-    condition: ColumnElement[bool]
-    if session.dialect == "postgresql":
-        condition = column == any_(bindparam("pks", pks, type_=ARRAY(BigInteger)))
-    else:
-        condition = column.in_(pks)
-    return condition
+    """``column IN pks``, one array parameter on PostgreSQL: a SAS answer's 150 slots would
+    otherwise be 150 parameters expanded into the SQL at every execution."""
+    return any_in(session.dialect, column, "pks", BigInteger, pks)
 
 
 async def _forward(session: ReadSession, spec: IncludeSpec, sources: list[Stored]) -> list[Stored]:
