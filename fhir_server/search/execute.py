@@ -10,6 +10,9 @@ answered, in this order:
 3. otherwise SQL: a keyset page (``query.cursor``), ``total`` when asked, then the
    ``_include``/``_revinclude`` resources (``query.include``).
 
+What the session's caller may see (``session.visible``, ``storage.port``) limits the page,
+the count and the included resources; while it limits anything the cache steps aside.
+
 The caller renders the page (``interactions/search.py``): which answer path ran never shows
 in the result.
 """
@@ -125,6 +128,8 @@ class Searcher:
     ) -> cached.Answer | None:
         if self.availability is None or shape is None:
             return None
+        if session.visible(plan.R) is not None:
+            return None  # the agendas know nothing of callers: SQL applies what they may see
         return await cached.answer(session, self.availability, shape, size, now)
 
     async def _sql_page(
@@ -177,7 +182,8 @@ class Searcher:
 
 
 async def _count(session: ReadSession, query: p.Query, now: datetime) -> int:
-    rows = await session.fetch(plan.count_statement(query, now=now))
+    only = session.visible(plan.R)
+    rows = await session.fetch(plan.count_statement(query, now=now, only=only))
     return int(rows[0][0])
 
 

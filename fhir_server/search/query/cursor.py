@@ -203,6 +203,7 @@ def page_statement(
     limit: int,
     columns: Sequence[Any] = (),
     now: datetime | None = None,
+    only: ColumnElement[bool] | None = None,
 ) -> plan.AnySelect:
     """``limit`` matches after ``position``: the ``columns`` (of ``resources``), ``res_id``,
     then the sort values. Rows come in page order (reversed when going backward)."""
@@ -210,7 +211,7 @@ def page_statement(
     wanted = [*columns, plan.R.c.res_id]
     inner = (
         select(*wanted, *(s.value.label(f"_k{i}") for i, s in enumerate(sort)))
-        .where(*plan.conditions(query, now=now))
+        .where(*plan.conditions(query, now=now), *([] if only is None else [only]))
         .subquery("matches")
     )
     # By position: ``res_id`` may be asked for twice (then SQLAlchemy renames the copy).
@@ -251,7 +252,12 @@ async def search_page(
     if limit <= 0:
         return Page([], None, query)
     stmt = page_statement(
-        query, position=position, limit=limit + 1, columns=columns, now=now or fhirtime.utcnow()
+        query,
+        position=position,
+        limit=limit + 1,
+        columns=columns,
+        now=now or fhirtime.utcnow(),
+        only=session.visible(plan.R),  # the caller's rows only (storage.port, ``visible``)
     )
     rows = [tuple(r) for r in await session.fetch(stmt)]
     more, rows = len(rows) > limit, rows[:limit]

@@ -101,6 +101,15 @@ async def _forward(session: ReadSession, spec: IncludeSpec, sources: list[Stored
         .where(tuple_(R.c.res_type, R.c.res_id).in_(targets), R.c.deleted == false())
         .order_by(R.c.pk)  # a stable answer: the same bytes for the same data
     )
+    return await _visible_rows(session, stmt)
+
+
+async def _visible_rows(session: ReadSession, stmt: Any) -> list[Stored]:
+    """The resources ``stmt`` selects that the session's caller may see (nothing leaks
+    through an include: ``storage.port``, ``visible``)."""
+    only = session.visible(R)
+    if only is not None:
+        stmt = stmt.where(only)
     return [stored_from_row(r) for r in await session.fetch(stmt)]
 
 
@@ -127,7 +136,7 @@ async def _load_pks(session: ReadSession, pks: Sequence[int]) -> list[Stored]:
     if not pks:
         return []
     stmt = select(*COLUMNS).where(_pk_in(session, R.c.pk, sorted(set(pks))), R.c.deleted == false())
-    return [stored_from_row(r) for r in await session.fetch(stmt)]
+    return await _visible_rows(session, stmt)
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,7 @@ async def _filtered_reverse(
     points = p.Criterion(narrow.param.code, narrow.param, None, values, "")
     query = p.Query(spec.source, criteria=[points, *narrow.criteria])
     stmt = select(*COLUMNS).where(*plan.conditions(query))
-    return [stored_from_row(r) for r in await session.fetch(stmt)]
+    return await _visible_rows(session, stmt)
 
 
 async def resolve(

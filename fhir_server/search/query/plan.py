@@ -523,9 +523,13 @@ def statement(
     return stmt
 
 
-def count_statement(query: p.Query, *, now: datetime | None = None) -> AnySelect:
-    """The number of matches (``_count`` and ``_offset`` ignored)."""
-    return select(func.count()).select_from(R).where(*conditions(query, now=now))
+def count_statement(
+    query: p.Query, *, now: datetime | None = None, only: ColumnElement[bool] | None = None
+) -> AnySelect:
+    """The number of matches (``_count`` and ``_offset`` ignored); ``only``: the rows of
+    ``resources`` the caller may see (None: all)."""
+    stmt = select(func.count()).select_from(R).where(*conditions(query, now=now))
+    return stmt if only is None else stmt.where(only)
 
 
 def explain(query: p.Query, *, now: datetime | None = None) -> str:

@@ -1,0 +1,106 @@
+"""``Searcher.execute``: the one way a search runs, for the session's caller.
+
+The store is the real adapter with a stand-in policy in its one access seam (vendors see
+Slots only, ``tests/storage/test_access.py``): what a caller may not see is neither matched,
+counted nor included, and the availability cache (which knows nothing of callers) steps aside
+for it while still answering the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import pytest
+
+from fhir_server.core.fhirtime import PARIS
+from fhir_server.interactions import update
+from fhir_server.interactions.context import Context
+from fhir_server.interactions.search import SearchRequest, search
+from fhir_server.search.availability.agendas import AvailabilityCache
+from fhir_server.search.execute import Searcher
+from fhir_server.search.registry.parameters import default_registry
+from fhir_server.storage.port import Store
+from tests.storage.test_access import GuardedPostgres, GuardedSqlite
+
+QUERY = (
+    "schedule=Schedule/s1&start=ge2026-06-01&status=free"
+    "&_include=Slot:schedule&_include:iterate=Schedule:actor"
+)
+
+
+def slot(n: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Slot",
+        "id": f"slot{n}",
+        "schedule": {"reference": "Schedule/s1"},
+        "status": "free",
+        "start": f"2026-06-02T{8 + n:02d}:00:00.000+02:00",
+        "end": f"2026-06-02T{8 + n:02d}:20:00.000+02:00",
+    }
+
+
+@pytest.fixture
+async def admin(database_url: str) -> AsyncIterator[Context]:
+    store: Store = (
+        GuardedSqlite(database_url)
+        if database_url.startswith("sqlite")
+        else GuardedPostgres(database_url, pool_size=5)
+    )
+    await store.migrate()
+    registry = default_registry()
+    searcher = Searcher(registry, PARIS, availability=AvailabilityCache(10_000))
+    ctx = Context(store=store, registry=registry, timezone=PARIS, searcher=searcher)
+    practitioner = {"resourceType": "Practitioner", "id": "p1", "active": True}
+    await update.update(ctx, "Practitioner", "p1", practitioner)
+    schedule = {"resourceType": "Schedule", "id": "s1", "actor": [{"reference": "Practitioner/p1"}]}
+    await update.update(ctx, "Schedule", "s1", schedule)
+    for n in range(3):
+        await update.update(ctx, "Slot", f"slot{n}", slot(n))
+    try:
+        yield ctx
+    finally:
+        await store.close()
+
+
+async def searchset(ctx: Context, res_type: str, query: str) -> dict[str, Any]:
+    req = SearchRequest(res_type, parse_qsl(query, keep_blank_values=True), "http://x")
+    body: dict[str, Any] = orjson.loads((await search(ctx, req)).body)
+    return body
+
+
+def ids(bundle: dict[str, Any], mode: str) -> list[str]:
+    return [
+        f"{e['resource']['resourceType']}/{e['resource']['id']}"
+        for e in bundle.get("entry", [])
+        if e["search"]["mode"] == mode
+    ]
+
+
+async def test_the_cache_answers_callers_who_see_everything(admin: Context) -> None:
+    cache = admin.search.availability
+    assert cache is not None
+    bundle = await searchset(admin, "Slot", QUERY)
+    assert ids(bundle, "match") == ["Slot/slot0", "Slot/slot1", "Slot/slot2"]
+    assert ids(bundle, "include") == ["Schedule/s1", "Practitioner/p1"]
+    assert cache.served == 1
+
+
+async def test_a_caller_sees_only_its_rows_in_matches_counts_and_includes(admin: Context) -> None:
+    cache = admin.search.availability
+    assert cache is not None
+    vendor = admin.acting_as("vendor")
+    bundle = await searchset(vendor, "Slot", QUERY)
+    assert ids(bundle, "match") == ["Slot/slot0", "Slot/slot1", "Slot/slot2"]
+    assert ids(bundle, "include") == []  # the Schedule and the Practitioner are not the vendor's
+    assert cache.served == 0  # the cache stepped aside: SQL applied the seam
+    paged = await searchset(vendor, "Slot", "status=free&_count=2")
+    assert paged["total"] == 3 and len(ids(paged, "match")) == 2
+    hidden = await searchset(vendor, "Practitioner", "_summary=count")
+    assert hidden["total"] == 0
+    assert (await searchset(admin, "Practitioner", "_summary=count"))["total"] == 1
+    revinclude = await searchset(admin, "Schedule", "_revinclude=Slot:schedule")
+    assert len(ids(revinclude, "include")) == 3
+    assert (await searchset(vendor, "Schedule", "_revinclude=Slot:schedule")).get("entry") is None
