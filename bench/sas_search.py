@@ -487,7 +487,10 @@ class Bench:
         return {
             "FHIR_DATABASE_URL": self.url,
             "FHIR_PACKAGE_PATH": str(sas_load.package_path()),
-            "FHIR_LOG_LEVEL": "info",  # "availability cache warm" (no per-request lines)
+            "FHIR_LOG_LEVEL": "info",  # "availability cache warm"
+            # no per-request lines: this measures search, not logging (the access line costs
+            # ~0.1 ms of server CPU per request, measured on its own in docs/perf.md)
+            "FHIR_ACCESS_LOG": "false",
             "FHIR_AUTH": "none",
         }
 
@@ -502,7 +505,9 @@ class Bench:
             ("nocache", [NOCACHE], NO_CACHE_ENV, ours),
         ]
         if args.baseline is not None:
-            variants.insert(0, ("baseline", [BASELINE], {}, [str(args.baseline_command)]))
+            baseline = ("baseline", [BASELINE], {}, [str(args.baseline_command)])
+            # measured first by default; --baseline-last shows what the order itself costs
+            variants.insert(len(variants) if args.baseline_last else 0, baseline)
         for variant, scenarios, extra_env, command in variants:
             wanted = [
                 s
@@ -1057,6 +1062,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--baseline",
         type=Path,
         help="another checkout (with its .venv) whose server answers ps-baseline",
+    )
+    p.add_argument(
+        "--baseline-last", action="store_true", help="measure ps-baseline after the others"
     )
     p.add_argument("--doc", type=Path, default=DOC)
     p.add_argument("--no-doc", action="store_true", help="print only")

@@ -235,7 +235,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         openapi_url=None,
     )
     outcomes.install(app)
-    app.add_middleware(fhir_logging.AccessLog)
+    if settings.access_log:  # one line per request (FHIR_ACCESS_LOG; its cost: docs/perf.md)
+        app.add_middleware(fhir_logging.AccessLog)
     app.include_router(routes.router())
 
     return app

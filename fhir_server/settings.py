@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="debug, info, warning, error")
     log_format: Literal["console", "json"] = Field("console", description="Log renderer")
+    access_log: bool = Field(
+        True, description="One structured line per request (at info); off where a proxy logs"
+    )
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"],
         description="Addresses whose X-Forwarded-Proto/Host/Prefix headers are honoured",

@@ -82,3 +82,16 @@ async def test_sqlite_sets_itself_up_and_serves(tmp_path: Path) -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             assert (await c.get("/Slot")).status_code == 200
+
+
+def test_the_access_log_can_be_turned_off(tmp_path: Path) -> None:
+    """FHIR_ACCESS_LOG=false: no access middleware (a reverse proxy logs the requests)."""
+    from fhir_server import logging as fhir_logging
+    from fhir_server.app import create_app
+    from fhir_server.settings import Settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/x.sqlite"
+    on = create_app(Settings(database_url=url, validate_profiles=False))
+    off = create_app(Settings(database_url=url, validate_profiles=False, access_log=False))
+    assert [m.cls for m in on.user_middleware] == [fhir_logging.AccessLog]
+    assert off.user_middleware == []

@@ -16,20 +16,14 @@ from fhir_server.core.fhirtime import PARIS
 from fhir_server.interactions import history, read, update
 from fhir_server.interactions.context import Context
 from fhir_server.search.registry.parameters import default_registry
-from fhir_server.storage.port import Store
-from tests.storage.test_access import GuardedPostgres, GuardedSqlite
+from tests.storage.test_access import open_guarded
 
 PRACTITIONER = {"resourceType": "Practitioner", "id": "p1", "active": True}
 
 
 @pytest.fixture
 async def admin(database_url: str) -> AsyncIterator[Context]:
-    store: Store = (
-        GuardedSqlite(database_url)
-        if database_url.startswith("sqlite")
-        else GuardedPostgres(database_url, pool_size=5)
-    )
-    await store.migrate()
+    store = await open_guarded(database_url)
     ctx = Context(store=store, registry=default_registry(), timezone=PARIS, role="admin")
     await update.update(ctx, "Practitioner", "p1", PRACTITIONER)
     try:

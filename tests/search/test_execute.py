@@ -22,8 +22,7 @@ from fhir_server.interactions.search import SearchRequest, search
 from fhir_server.search.availability.agendas import AvailabilityCache
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.parameters import default_registry
-from fhir_server.storage.port import Store
-from tests.storage.test_access import GuardedPostgres, GuardedSqlite
+from tests.storage.test_access import open_guarded
 
 QUERY = (
     "schedule=Schedule/s1&start=ge2026-06-01&status=free"
@@ -44,12 +43,7 @@ def slot(n: int) -> dict[str, Any]:
 
 @pytest.fixture
 async def admin(database_url: str) -> AsyncIterator[Context]:
-    store: Store = (
-        GuardedSqlite(database_url)
-        if database_url.startswith("sqlite")
-        else GuardedPostgres(database_url, pool_size=5)
-    )
-    await store.migrate()
+    store = await open_guarded(database_url)
     registry = default_registry()
     searcher = Searcher(registry, PARIS, availability=AvailabilityCache(10_000))
     ctx = Context(store=store, registry=registry, timezone=PARIS, searcher=searcher)

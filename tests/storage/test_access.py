@@ -63,14 +63,20 @@ class GuardedPostgres(SlotsOnlyForVendors, PostgresStore):
     pass
 
 
-@pytest.fixture
-async def guarded(database_url: str) -> AsyncIterator[Store]:
+async def open_guarded(database_url: str) -> Store:
+    """A migrated real store of the engine of ``database_url``, with the stand-in policy."""
     s: Store = (
         GuardedSqlite(database_url)
         if database_url.startswith("sqlite")
         else GuardedPostgres(database_url, pool_size=5)
     )
     await s.migrate()
+    return s
+
+
+@pytest.fixture
+async def guarded(database_url: str) -> AsyncIterator[Store]:
+    s = await open_guarded(database_url)
     async with s.writing() as w:
         await w.put(stored("Slot", "s1"), {}, None)
         await w.put(stored("Practitioner", "p1"), {}, None)
