@@ -490,7 +490,7 @@ class Bench:
             "FHIR_LOG_LEVEL": "info",  # "availability cache warm"
             # no per-request lines: this measures search, not logging (the access line costs
             # ~0.1 ms of server CPU per request, measured on its own in docs/perf.md)
-            "FHIR_ACCESS_LOG": "false",
+            "FHIR_ACCESS_LOG": "true" if self.args.access_log else "false",
             "FHIR_AUTH": "none",
         }
 
@@ -893,7 +893,8 @@ def doc_section(
         ),
         f"- load: client `{args.client}`, concurrency {args.concurrency},"
         f" {args.duration:g} s measured per scenario after {args.warmup:g} s of warm-up,"
-        f" cap {args.max_requests:,} requests; the load generator shares the machine",
+        f" cap {args.max_requests:,} requests; the load generator shares the machine;"
+        f" servers {'with' if args.access_log else 'without'} access lines (`FHIR_ACCESS_LOG`)",
     ]
     if first is not None:
         lines.append(
@@ -1065,6 +1066,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--baseline-last", action="store_true", help="measure ps-baseline after the others"
+    )
+    p.add_argument(
+        "--access-log", action="store_true", help="servers write one access line per request"
     )
     p.add_argument("--doc", type=Path, default=DOC)
     p.add_argument("--no-doc", action="store_true", help="print only")
