@@ -9,7 +9,6 @@ from fhir_server.validation.context import Run
 from fhir_server.validation.terminology import Expansion, Terminology
 
 _CODE_TYPES = frozenset({"code", "string", "uri", "url", "canonical"})
-BOUND_TYPES = _CODE_TYPES | {"Coding", "CodeableConcept"}
 
 
 def check_binding(

@@ -141,9 +141,6 @@ class Compiler:
     def core(self, type_name: str) -> Profile | None:
         return self.profile(CORE_SD + type_name)
 
-    def compiled_urls(self) -> list[str]:
-        return [u for u, p in self._profiles.items() if p is not None]
-
     def _compile(self, sd: dict[str, Any]) -> Profile | None:
         raw_elements = (sd.get("snapshot") or {}).get("element")
         if not isinstance(raw_elements, list) or not raw_elements:

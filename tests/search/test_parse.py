@@ -299,7 +299,7 @@ def chained_names(draw: st.DrawFn) -> tuple[str, str]:
 def test_any_valid_chain_round_trips(case: tuple[str, str]) -> None:
     res_type, name = case
     (criterion,) = parse(res_type, (f"{name}:missing", "true")).criteria
-    assert chain.render(criterion.path, criterion.param.code, None) == name
+    assert render(criterion.path, criterion.param.code, None) == name
     assert criterion.modifier == "missing" and criterion.values == (p.MissingValue(True),)
     types: tuple[str, ...] = (res_type,)
     for link in criterion.path:
@@ -341,7 +341,7 @@ def test_chain_garbage_is_a_400_or_a_query(
         assert error.issues[0].expression == (name,)
         return
     for criterion in query.criteria:
-        assert chain.render(criterion.path, criterion.param.code, criterion.modifier) == name
+        assert render(criterion.path, criterion.param.code, criterion.modifier) == name
 
 
 @given(name=st.text(max_size=30), value=st.text(max_size=10))
@@ -353,3 +353,8 @@ def test_any_name_is_a_400_a_query_or_unknown(name: str, value: str) -> None:
         parse("Slot", (name, value))
     except Incorrect as error:
         assert error.status == 400
+
+
+def render(links: tuple[chain.Link, ...], code: str, modifier: str | None) -> str:
+    """The name a path was read from (the inverse of ``chain.resolve``)."""
+    return "".join(map(str, links)) + code + (f":{modifier}" if modifier else "")

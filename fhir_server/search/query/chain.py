@@ -66,11 +66,6 @@ def is_chained(name: str) -> bool:
     return "." in name or name.startswith("_has:") or name == "_has"
 
 
-def render(links: tuple[Link, ...], code: str, modifier: str | None) -> str:
-    """The name a path was read from (the inverse of ``resolve``)."""
-    return "".join(map(str, links)) + code + (f":{modifier}" if modifier else "")
-
-
 def _bad(name: str, message: str, code: str = "invalid") -> errors.FhirError:
     error: errors.FhirError = errors.incorrect(
         f"search parameter {name!r}: {message}", code=code, expression=[name]

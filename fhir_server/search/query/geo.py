@@ -66,16 +66,6 @@ def bounding_box(latitude: float, longitude: float, distance_km: float) -> Box:
     return Box(low / _RAD, high / _RAD, ranges)
 
 
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """The reference formula (degrees in, km out), for checks and Python callers."""
-    p1, p2 = lat1 * _RAD, lat2 * _RAD
-    h = (
-        math.sin((p2 - p1) / 2) ** 2
-        + math.cos(p1) * math.cos(p2) * math.sin((lon2 - lon1) * _RAD / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
-
-
 # -- polynomials --------------------------------------------------------------------------
 
 
