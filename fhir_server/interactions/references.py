@@ -23,18 +23,12 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-
 from fhir_server.core import errors
 from fhir_server.core.errors import Issue
 from fhir_server.core.types import is_served
-from fhir_server.storage import schema
 from fhir_server.storage.port import WriteSession
 
 _RELATIVE = re.compile(r"^([A-Z][A-Za-z]{0,63})/([^/]+)(?:/_history/[^/]+)?$")
-# Pairs per statement: far below PostgreSQL's 32,767 bind parameters; a SAS transaction of
-# 1,000 slots of one Schedule holds one distinct target.
-_CHUNK = 1000
 
 Key = tuple[str, str]  # (type, id)
 
@@ -85,7 +79,7 @@ class PendingReferences:
         targets = {t for refs in self._by_source.values() for _, t in refs}
         if not targets:
             return
-        state = await _stored_state(session, targets)
+        state = await session.deleted_flags(targets)
         issues = []
         for (src_type, src_id), refs in self._by_source.items():
             prefix = where(src_type, src_id) if where else src_type
@@ -104,25 +98,3 @@ class PendingReferences:
                 )
         if issues:
             raise errors.incorrect_issues(issues)
-
-
-async def _stored_state(session: WriteSession, targets: set[Key]) -> dict[Key, bool]:
-    """``deleted`` of each target that has a row (one statement per ``_CHUNK`` targets)."""
-    res = schema.resources
-    ordered = sorted(targets)
-    out: dict[Key, bool] = {}
-    for start in range(0, len(ordered), _CHUNK):
-        by_type: dict[str, list[str]] = {}
-        for res_type, res_id in ordered[start : start + _CHUNK]:
-            by_type.setdefault(res_type, []).append(res_id)
-        statement = select(res.c.res_type, res.c.res_id, res.c.deleted).where(
-            or_(
-                *(
-                    and_(res.c.res_type == res_type, res.c.res_id.in_(ids))
-                    for res_type, ids in by_type.items()
-                )
-            )
-        )
-        for row in await session.fetch(statement):
-            out[(row.res_type, row.res_id)] = bool(row.deleted)
-    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from functools import cache
@@ -18,6 +18,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -110,6 +111,7 @@ def _insert_returning(dialect_insert: Any) -> Any:
 
 # Methods whose creates carry an id the server made up (see SqlWriteSession).
 _PREFETCH_CHUNK = 500  # ids per statement of ``prefetch``
+_EXISTS_CHUNK = 1000  # (type, id) pairs per statement of ``deleted_flags``
 _SERVER_ASSIGNED_IDS = frozenset({"POST"})
 
 # A resource not yet in ``resources`` is known by its type and id until ``flush`` gives it a pk.
@@ -189,12 +191,32 @@ class SqlWriteSession(SqlReadSession):
         for res_type, ids in by_type.items():
             for start in range(0, len(ids), _PREFETCH_CHUNK):
                 chunk = ids[start : start + _PREFETCH_CHUNK]
-                stmt = select(_RES).where(_RES.c.res_type == res_type, _RES.c.res_id.in_(chunk))
+                stmt = select(*STORED_COLUMNS).where(
+                    _RES.c.res_type == res_type, _RES.c.res_id.in_(chunk)
+                )
+                only = self.visible(_RES)  # through the seam, as ``current`` reads
+                if only is not None:
+                    stmt = stmt.where(only)
                 if self.lock_rows:
                     stmt = stmt.with_for_update()
                 for row in (await self.conn.execute(stmt)).fetchall():
                     stored = stored_from_row(row)
                     self._known[(stored.res_type, stored.res_id)] = stored
+
+    async def deleted_flags(self, keys: Collection[Key]) -> dict[Key, bool]:
+        # Pairs per statement: far below PostgreSQL's 32,767 bind parameters.
+        ordered = sorted(keys)
+        out: dict[Key, bool] = {}
+        for start in range(0, len(ordered), _EXISTS_CHUNK):
+            by_type: dict[str, list[str]] = {}
+            for res_type, res_id in ordered[start : start + _EXISTS_CHUNK]:
+                by_type.setdefault(res_type, []).append(res_id)
+            stmt = select(_RES.c.res_type, _RES.c.res_id, _RES.c.deleted).where(
+                or_(*(and_(_RES.c.res_type == t, _RES.c.res_id.in_(i)) for t, i in by_type.items()))
+            )
+            for row in await self.fetch(stmt):  # after this session's buffered writes
+                out[(row.res_type, row.res_id)] = bool(row.deleted)
+        return out
 
     async def lock_conditional(self, res_type: str) -> None:
         return None

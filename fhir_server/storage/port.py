@@ -20,7 +20,7 @@ migration (``migrate.SchemaState``); ``migrate`` brings it there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,6 +89,12 @@ class WriteSession(ReadSession, Protocol):
         """Read the current versions of these (type, id) at once, locked as ``current`` locks
         them: ``current`` then answers them without a query until they are written (bulk
         loads: one statement per few hundred resources instead of one each)."""
+        ...
+
+    async def deleted_flags(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+        """``deleted`` of each (type, id) of ``keys`` that has a current row, this session's
+        writes included; keys never stored are absent (referential integrity: one statement
+        per thousand keys)."""
         ...
 
     async def lock_conditional(self, res_type: str) -> None:

@@ -39,17 +39,21 @@ def test_relative_references_to_served_types_in_document_order() -> None:
 
 
 class CountingSession:
-    """A real write session that counts the statements run through ``fetch``."""
+    """A real write session whose statements run through ``fetch`` are counted (the
+    session's own methods, ``deleted_flags``, call it too)."""
 
     def __init__(self, session: WriteSession) -> None:
         self.session = session
         self.fetches = 0
+        real = session.fetch
 
-    async def fetch(
-        self, statement: Executable, params: Mapping[str, Any] | None = None
-    ) -> Sequence[Any]:
-        self.fetches += 1
-        return await self.session.fetch(statement, params)
+        async def counted(
+            statement: Executable, params: Mapping[str, Any] | None = None
+        ) -> Sequence[Any]:
+            self.fetches += 1
+            return await real(statement, params)
+
+        session.fetch = counted  # type: ignore[method-assign]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.session, name)
