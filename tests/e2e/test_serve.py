@@ -66,12 +66,13 @@ def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
 
 
 @contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[str]:
-    """A ``fhir-server serve`` process (its output in ``log``); yields its base URL."""
+def serving(env: dict[str, str], log: Path, *extra: str) -> Iterator[str]:
+    """A ``fhir-server serve`` process (its output in ``log``, ``extra`` arguments after
+    the port); yields its base URL once it answers."""
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
             env=env,
             cwd=ROOT,
             stdout=out,

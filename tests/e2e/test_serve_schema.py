@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ from alembic import command
 
 from fhir_server.storage.migrate import alembic_config
 from tests.conftest import open_store
-from tests.e2e.test_serve import BIN, ROOT, free_port, run, with_packages
+from tests.e2e.test_serve import BIN, free_port, run, serving, with_packages
 
 pytestmark = pytest.mark.e2e
 
@@ -55,25 +54,5 @@ def test_an_older_schema_is_refused_too(pg_url: str) -> None:
 
 
 def test_serve_migrate_migrates_then_serves(pg_url: str, tmp_path: Path) -> None:
-    port = free_port()
-    argv = [str(BIN / "fhir-server"), "serve", "--port", str(port), "--migrate"]
-    with (tmp_path / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            argv, env=env_for(pg_url), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 60
-        status = None
-        while status is None and time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text(errors="replace")
-            try:
-                status = httpx.get(f"http://127.0.0.1:{port}/Slot", timeout=1).status_code
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert status == 200, (tmp_path / "server.log").read_text(errors="replace")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serving(env_for(pg_url), tmp_path / "server.log", "--migrate") as base:
+        assert httpx.get(f"{base}/Slot", timeout=5).status_code == 200
