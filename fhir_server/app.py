@@ -136,8 +136,6 @@ def make_context(settings: Settings, store: Store) -> Context:
         store=store,
         registry=registry,
         timezone=settings.zone,
-        default_count=settings.default_count,
-        max_count=settings.max_count,
         validator=validator,
         searcher=searcher,
         role=settings.default_role,

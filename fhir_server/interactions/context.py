@@ -23,8 +23,6 @@ class Context:
     store: Store
     registry: Registry
     timezone: ZoneInfo
-    default_count: int = 50
-    max_count: int = 1000
     validator: Validator | None = None  # profile validation of writes; None: base R4 only
     # The client's role (interactions/roles.py). FHIR_AUTH=none: FHIR_DEFAULT_ROLE for every
     # request; the auth module will make one context per request with ``acting_as``.
@@ -40,8 +38,8 @@ class Context:
     strict_conditional_ids: bool = False
     # writes whose relative references name no stored resource are refused (references.py)
     referential_integrity: bool = True
-    # how searches run (search/execute.py: cursor key, availability cache); None: SQL
-    # searches with this context's registry, zone and page sizes
+    # how searches run (search/execute.py: page sizes, histories' too; cursor key; cache);
+    # None: SQL searches with this context's registry and zone, default page sizes
     searcher: Searcher | None = field(default=None, compare=False, hash=False)
     # which stored versions' times need rewriting in search answers (instants.py)
     retimed: Remembered = field(default_factory=Remembered, compare=False, hash=False)
@@ -51,7 +49,7 @@ class Context:
         """The searcher every search of this context goes through."""
         if self.searcher is not None:
             return self.searcher
-        return Searcher(self.registry, self.timezone, self.default_count, self.max_count)
+        return Searcher(self.registry, self.timezone)
 
     @property
     def caller(self) -> Caller:

@@ -52,7 +52,7 @@ async def history(
         check_type(res_type)
     if res_id is not None:
         check_id(res_id)
-    count = _int(params, "_count", ctx.default_count, ctx.max_count)
+    count = _int(params, "_count", ctx.search.default_count, ctx.search.max_count)
     offset = _int(params, "_offset", 0)
     page = await ctx.store.history(
         res_type=res_type,
