@@ -39,6 +39,11 @@ def _configure() -> None:
 console = Console(stderr=True)
 
 
+def _say(text: str, style: str | None = None) -> None:
+    """A message as plain text (paths, URLs and commands are not rich markup), wrapped."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
+
+
 def _counting_progress() -> Progress:
     """A bar with done/total and elapsed time, for ``load`` and ``reindex``."""
     return Progress(
@@ -84,7 +89,7 @@ def serve(
 
     settings = Settings()
     if settings.auth == "none" and not _is_loopback(host):
-        console.print(
+        _say(
             f"[red]refusing to listen on {host} with FHIR_AUTH=none[/red]: "
             "authentication is off, so only loopback addresses are allowed"
         )
@@ -129,17 +134,14 @@ def _require_schema(settings: Settings, migrate: bool) -> None:
     try:
         asyncio.run(run())
     except SchemaRefused as refused:
-        console.print(str(refused), markup=False, highlight=False, soft_wrap=True, style="red")
+        _say(str(refused), "red")
         raise typer.Exit(1) from None
     except (OSError, SQLAlchemyError) as exc:
         where = make_url(settings.database_url).render_as_string(hide_password=True)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        console.print(
+        _say(
             f"cannot open the database {where}: {reason}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-            style="red",
+            "red",
         )
         raise typer.Exit(1) from None
 
@@ -197,7 +199,7 @@ def load(
         console.print(f"[red]not found:[/red] {', '.join(map(str, missing))}")
         raise typer.Exit(2)
     if not files:
-        console.print(
+        _say(
             f"[red]nothing to load:[/red] no FHIR file ({', '.join(SUFFIXES)}) in "
             f"{', '.join(map(str, paths))}"
         )
@@ -324,7 +326,7 @@ def _missing_required(settings: Settings) -> list[str]:
 def _require_packages(settings: Settings) -> None:
     lines = _missing_required(settings)
     for line in lines:
-        console.print(line, markup=False, highlight=False, soft_wrap=True, style="red")
+        _say(line, "red")
     if lines:
         raise typer.Exit(1)
 
@@ -343,14 +345,11 @@ def _require_search_packages(settings: Settings, *, allowed: bool) -> None:
         console.print(
             f"warning: indexing without the search parameters of {keys} (not installed in "
             f"{settings.package_path.expanduser()}); run `fhir-server reindex` once installed",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-            style="yellow",
+            "yellow",
         )
         return
     for line in missing_message(settings.package_path, missing, indexing=True):
-        console.print(line, markup=False, highlight=False, soft_wrap=True, style="red")
+        _say(line, "red")
     raise typer.Exit(1)
 
 
@@ -450,20 +449,17 @@ def packages_install(
                 cache, roots, chosen, with_dependencies=dependencies, listener=listener
             )
     except InstallError as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True, style="red")
+        _say(f"error: {exc}", "red")
         raise typer.Exit(1) from None
     for wanted in report.installed:
-        console.print(f"installed {wanted.key}", markup=False, highlight=False, soft_wrap=True)
+        _say(f"installed {wanted.key}")
     if not report.installed and not report.failed:
         console.print(f"nothing to install: the packages are already in {cache}", markup=False)
     for failure in report.failed:
         label, style = ("error", "red") if failure.fatal else ("warning", "yellow")
-        console.print(
+        _say(
             f"{label}: {failure.message()}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-            style=style,
+            style,
         )
     if any(not f.fatal for f in report.failed):
         console.print(
@@ -478,9 +474,6 @@ def packages_install(
         console.print(
             "run `fhir-server reindex` if the database already holds resources (new search "
             "parameters), and restart the server",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
         )
 
 
