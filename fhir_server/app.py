@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
+from fhir_server.core.caller import Caller
 from fhir_server.interactions.context import Context
 from fhir_server.package_cache import read_manifest
 from fhir_server.search.availability.agendas import AvailabilityCache
@@ -138,7 +139,7 @@ def make_context(settings: Settings, store: Store) -> Context:
         timezone=settings.zone,
         validator=validator,
         searcher=searcher,
-        role=settings.default_role,
+        who=Caller(role=settings.default_role),
         required_profiles=required,
         unique_identifiers=frozenset(settings.unique_identifiers),
         strict_conditional_ids=settings.conditional_update_id == "strict",

@@ -24,9 +24,11 @@ class Context:
     registry: Registry
     timezone: ZoneInfo
     validator: Validator | None = None  # profile validation of writes; None: base R4 only
-    # The client's role (interactions/roles.py). FHIR_AUTH=none: FHIR_DEFAULT_ROLE for every
-    # request; the auth module will make one context per request with ``acting_as``.
-    role: Role = "admin"
+    # Who the request acts for (core/caller.py): its role decides what its writes must
+    # satisfy and, through the access policy, what it may do and see. FHIR_AUTH=none: an
+    # anonymous caller of FHIR_DEFAULT_ROLE; otherwise the api layer makes one context per
+    # request with ``acting_for``.
+    who: Caller = field(default_factory=lambda: Caller(role="admin"))
     # role (or "*") -> resource type -> profile URLs a write must claim and satisfy
     required_profiles: Mapping[str, Mapping[str, tuple[str, ...]]] = field(
         default_factory=dict, hash=False
@@ -53,10 +55,18 @@ class Context:
 
     @property
     def caller(self) -> Caller:
-        """Who the interactions read and write for, as the storage port carries it (the
-        role only, until authentication says who)."""
-        return Caller(role=self.role)
+        """Who the interactions read and write for, as the storage port carries it."""
+        return self.who
+
+    @property
+    def role(self) -> Role:
+        role: Role = self.who.role  # type: ignore[assignment]
+        return role
 
     def acting_as(self, role: Role) -> Context:
-        """The same context for a client of another role."""
-        return replace(self, role=role)
+        """The same context for an anonymous client of another role."""
+        return replace(self, who=Caller(role=role))
+
+    def acting_for(self, caller: Caller) -> Context:
+        """The same context for one authenticated request's caller."""
+        return replace(self, who=caller)

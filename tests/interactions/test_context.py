@@ -24,7 +24,7 @@ PRACTITIONER = {"resourceType": "Practitioner", "id": "p1", "active": True}
 @pytest.fixture
 async def admin(database_url: str) -> AsyncIterator[Context]:
     store = await open_guarded(database_url)
-    ctx = Context(store=store, registry=default_registry(), timezone=PARIS, role="admin")
+    ctx = Context(store=store, registry=default_registry(), timezone=PARIS)
     await update.update(ctx, "Practitioner", "p1", PRACTITIONER)
     try:
         yield ctx
