@@ -83,6 +83,14 @@ class Busy(FhirError):
     """Temporarily unable to serve (503)."""
 
 
+class Unauthorized(FhirError):
+    """No credentials, or credentials that do not hold (401, with ``WWW-Authenticate``)."""
+
+
+class Forbidden(FhirError):
+    """Who the caller is is known, and the access policy refuses the request (403)."""
+
+
 _E = TypeVar("_E", bound=FhirError)
 _E_co = TypeVar("_E_co", bound=FhirError, covariant=True)
 
@@ -119,6 +127,15 @@ too_large = _factory(TooLarge, 413, "too-costly")
 unsupported_media_type = _factory(UnsupportedMediaType, 415, "not-supported")
 unprocessable = _factory(Unprocessable, 422, "processing")
 busy = _factory(Busy, 503, "transient")
+forbidden = _factory(Forbidden, 403, "forbidden")
+
+
+def unauthorized(diagnostics: str, *, challenge: str, code: str = "login") -> Unauthorized:
+    """A 401 whose ``WWW-Authenticate`` header is ``challenge`` (RFC 6750 §3: e.g.
+    ``Bearer realm="fhir", error="invalid_token", error_description="..."``)."""
+    return Unauthorized(
+        issues=[Issue(code, diagnostics)], status=401, headers={"WWW-Authenticate": challenge}
+    )
 
 
 def unprocessable_issues(issues: list[Issue]) -> Unprocessable:
