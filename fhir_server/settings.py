@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fhir_server.core.roles import ANY_ROLE, ROLES, Role
@@ -82,6 +82,56 @@ class Settings(BaseSettings):
     auth: Literal["none"] = Field(
         "none",
         description="Authentication mode; 'none' is refused on addresses other than loopback",
+    )
+    psc_issuer: str | None = Field(
+        None,
+        description="Pro Santé Connect issuer (sandbox: https://auth.bas.psc.esante.gouv.fr/"
+        "auth/realms/esante-wallet; locally `fhir-server dev-idp`); unset: no web login and "
+        "no bearer tokens",
+    )
+    psc_discovery_path: str = Field(
+        ".well-known/wallet-openid-configuration",
+        description="Discovery document under the issuer (PSC's own path; Keycloak's is "
+        ".well-known/openid-configuration)",
+    )
+    psc_client_id: str | None = Field(
+        None, description="This server's client id at PSC (web login and introspection)"
+    )
+    psc_client_secret: SecretStr | None = Field(
+        None, description="Its client secret (or FHIR_PSC_PRIVATE_KEY_FILE)"
+    )
+    psc_private_key_file: Path | None = Field(
+        None, description="Private JWK (JSON) for private_key_jwt client authentication"
+    )
+    psc_acr: str = Field("eidas1", description="acr required of people's tokens (PSC: eidas1)")
+    token_clients: list[str] = Field(
+        default_factory=list,
+        description="Client ids (azp) whose people's access tokens the API accepts as Bearer "
+        "tokens (regulation software registered at PSC); this server's own client id always",
+    )
+    system_clients: dict[str, Role] = Field(
+        default_factory=dict,
+        description="Client id (azp) -> role, for systems calling with client-credentials "
+        "Bearer tokens from the issuer (their tokens carry no person)",
+    )
+    person_roles: dict[str, Role] = Field(
+        default_factory=dict,
+        description="National id (8+RPPS, 0+ADELI) -> role for people without a regulator "
+        "account (administrators, platform operators); active regulator accounts "
+        "(FrPractitionerRegul) make a regulator",
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key signing the web session cookies; the same on every worker (unset: a "
+        "random key per process, sessions lost at restart)",
+    )
+    session_max_age: int = Field(
+        8 * 3600, ge=60, description="Seconds a web session lasts after sign-in"
+    )
+    session_cookie_secure: bool = Field(
+        True,
+        description="Session cookies only over HTTPS (__Host- prefix); false only for a "
+        "plain-HTTP development server on loopback",
     )
     package_path: Path = Field(
         Path.home() / ".fhir" / "packages", description="FHIR package cache (profiles)"
