@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from fhir_server import logging as fhir_logging
 from fhir_server.api import outcomes, routes
+from fhir_server.api.authn import Authenticator, make_trust
 from fhir_server.core.caller import Caller
 from fhir_server.interactions.context import Context
 from fhir_server.package_cache import read_manifest
@@ -208,7 +209,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         active = store or make_store(settings)
         if own_store:
             await prepare_schema(settings, active)  # SQLite sets itself up
-        app.state.wiring = routes.Wiring(make_context(settings, active), settings)
+        authn = Authenticator(settings, make_trust(settings))
+        app.state.wiring = routes.Wiring(make_context(settings, active), settings, authn)
         if own_store:
             # What start-up built (search registry, compiled profiles, value sets) lives as
             # long as the process: out of the collector's generations, a full collection

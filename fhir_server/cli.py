@@ -1,9 +1,10 @@
-"""The ``fhir-server`` command: serve, migrate, load, reindex, packages."""
+"""The ``fhir-server`` command: serve, migrate, load, reindex, packages, dev-certs."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -84,9 +85,8 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Run the FHIR server (SQLite under ./var/ unless FHIR_DATABASE_URL says otherwise)."""
-    import uvicorn
-
+    """Run the FHIR server (SQLite under ./var/ unless FHIR_DATABASE_URL says otherwise;
+    HTTPS with client certificates when FHIR_TLS_* are set)."""
     settings = Settings()
     if settings.auth == "none" and not _is_loopback(host):
         _say(
@@ -99,21 +99,68 @@ def serve(
         raise typer.Exit(2)
     _require_packages(settings)
     _require_schema(settings, migrate)
+    use_tls = _check_tls(settings)
     if workers > 1:
         from fhir_server.workers import serve_workers
 
         raise typer.Exit(serve_workers(host, port, workers))
     else:
+        from fhir_server import serving
         from fhir_server.app import create_app
 
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=settings.log_level,
-            access_log=False,  # fhir_server.logging.AccessLog writes one structured line
-            log_config=None,  # uvicorn's records go through our handler (logging.configure)
-        )
+        scheme = "https" if use_tls else "http"
+        _say(f"serving {scheme}://{host}:{port} (FHIR_AUTH={settings.auth})")
+        serving.run(create_app(settings), settings, host=host, port=port)
+
+
+def _check_tls(settings: Settings) -> bool:
+    """Exit 2 on a TLS configuration that cannot work (before any worker starts); whether
+    the server speaks HTTPS."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None and key is None:
+        if settings.tls_client_ca_file is not None:
+            _say("FHIR_TLS_CLIENT_CA_FILE needs FHIR_TLS_CERT_FILE and FHIR_TLS_KEY_FILE", "red")
+            raise typer.Exit(2)
+        return False
+    from fhir_server.serving import tls_context
+
+    try:
+        tls_context(settings)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        _say(f"cannot set up TLS: {exc}", "red")
+        raise typer.Exit(2) from None
+    return True
+
+
+@app.command("dev-certs")
+def dev_certs(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the files into")],
+    host: Annotated[
+        list[str] | None,
+        typer.Option(help="Name or address of the server certificate (repeatable)"),
+    ] = None,
+) -> None:
+    """Write throwaway certificates for development: a CA, a server certificate for
+    loopback, a client certificate per demo system, a CRL and the allow-list (never for
+    production: that is IGC-Santé, see docs/security.md)."""
+    from auth.devcerts import write_dev_certs
+
+    files = write_dev_certs(directory, tuple(host or ("127.0.0.1", "::1", "localhost")))
+    d = files.directory
+    _say(f"wrote development certificates to {d} (private keys readable by you only)")
+    _say(
+        "serve with them:\n"
+        f"  FHIR_AUTH=on FHIR_TLS_CERT_FILE={files.server_cert} "
+        f"FHIR_TLS_KEY_FILE={files.server_key} FHIR_TLS_CLIENT_CA_FILE={files.ca} "
+        f"FHIR_TLS_CRL_FILES='[\"{files.crl}\"]' "
+        f'FHIR_CLIENT_CERTIFICATES="$(cat {files.allow_list})" fhir-server serve'
+    )
+    cert, key = files.clients["platform"]
+    _say(
+        "call the API as the SAS platform:\n"
+        f"  curl --cacert {files.ca} --cert {cert} --key {key} "
+        "https://127.0.0.1:8080/metadata"
+    )
 
 
 def _require_schema(settings: Settings, migrate: bool) -> None:

@@ -6,13 +6,23 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fhir_server.core.roles import ANY_ROLE, ROLES, Role
 from fhir_server.core.types import is_served
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/fhir.sqlite"
+
+
+class ClientCertificate(BaseModel):
+    """One FHIR_CLIENT_CERTIFICATES entry: the subject (CN, OU) of a system's certificate,
+    and who it is here."""
+
+    cn: str
+    ou: str
+    client_id: str
+    role: Role
 
 
 class Settings(BaseSettings):
@@ -79,9 +89,66 @@ class Settings(BaseSettings):
         " it the statement is cancelled, nothing is changed and the answer is 503 with"
         " Retry-After (0: no limit; `load`, `reindex` and `migrate` run without it)",
     )
-    auth: Literal["none"] = Field(
+    auth: Literal["on", "none"] = Field(
         "none",
-        description="Authentication mode; 'none' is refused on addresses other than loopback",
+        description="Authentication: 'on' (client certificates, tokens) or 'none' (every "
+        "client gets FHIR_DEFAULT_ROLE; refused on addresses other than loopback)",
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="Server certificate (PEM, with its intermediate CAs); set with "
+        "FHIR_TLS_KEY_FILE, `serve` speaks HTTPS (TLS 1.2 and 1.3 only)",
+    )
+    tls_key_file: Path | None = Field(None, description="Private key of FHIR_TLS_CERT_FILE")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="CAs trusted for client certificates (PEM; IGC-Santé in production); "
+        "unset: no client certificate is asked for",
+    )
+    tls_crl_files: list[Path] = Field(
+        default_factory=list,
+        description="Certificate revocation lists (PEM), checked at the handshake and again "
+        "by the application, which re-reads a file when it changes",
+    )
+    client_certificates: list[ClientCertificate] = Field(
+        default_factory=list,
+        description='Allow-list of client certificates: JSON list of {"cn", "ou", '
+        '"client_id", "role"}; a verified certificate whose CN and OU are not listed is 403',
+    )
+    client_cert_max_chain: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="Longest client certificate chain accepted, root included (IGC-Santé: 3)",
+    )
+    client_cert_header: str | None = Field(
+        None,
+        description="Reverse-proxy mode: header holding the verified client certificate "
+        "(nginx $ssl_client_escaped_cert, e.g. X-SSL-Client-Cert), honoured only from "
+        "FHIR_TRUSTED_PROXIES",
+    )
+    client_verify_header: str = Field(
+        "X-SSL-Client-Verify",
+        description="Reverse-proxy mode: header holding nginx's $ssl_client_verify (SUCCESS "
+        "when the proxy verified the certificate)",
+    )
+    tls_handshake_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a connection may take to complete its TLS handshake before it "
+        "is closed (idle connections hold no slot for longer)",
+    )
+    keep_alive_timeout: int = Field(
+        15,
+        ge=1,
+        description="Seconds an open connection may stay idle, before its first request or "
+        "between requests, before the server closes it",
+    )
+    max_connections: int = Field(
+        4000,
+        ge=10,
+        description="Connections (and requests in progress) per process beyond which new "
+        "requests are answered 503 at once; the open-files limit is raised to fit",
     )
     psc_issuer: str | None = Field(
         None,

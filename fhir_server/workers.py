@@ -38,22 +38,17 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _worker(host: str, port: int) -> None:
-    import uvicorn
-
     from fhir_server import logging as fhir_logging
+    from fhir_server import serving
     from fhir_server.settings import Settings
 
     settings = Settings()  # a spawned process: the same FHIR_* environment as the supervisor
     fhir_logging.configure(settings.log_level, settings.log_format)
     sock = listening_socket(host, port)
-    config = uvicorn.Config(
-        "fhir_server.app:create_app",
-        factory=True,
-        log_level=settings.log_level,
-        access_log=False,  # fhir_server.logging.AccessLog writes one structured line
-        log_config=None,  # uvicorn's records go through our handler
+    # TLS, client certificates and connection limits exactly as a single process serves them
+    serving.run(
+        "fhir_server.app:create_app", settings, host=host, port=port, sock=sock, factory=True
     )
-    uvicorn.Server(config).run(sockets=[sock])
 
 
 def serve_workers(host: str, port: int, workers: int) -> int:

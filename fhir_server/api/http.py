@@ -82,14 +82,15 @@ def base_url(request: Request, settings: Settings) -> str:
     host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
     prefix = request.scope.get("root_path", "")
     client = request.client.host if request.client else ""
-    if _trusted(client, settings.trusted_proxies):
+    if trusted_address(client, settings.trusted_proxies):
         scheme = request.headers.get("x-forwarded-proto", scheme).split(",")[0].strip()
         host = request.headers.get("x-forwarded-host", host).split(",")[0].strip()
         prefix = request.headers.get("x-forwarded-prefix", prefix).rstrip("/")
     return f"{scheme}://{host}{prefix}"
 
 
-def _trusted(client: str, proxies: list[str]) -> bool:
+def trusted_address(client: str, proxies: list[str]) -> bool:
+    """Whether ``client`` is one of ``proxies`` (addresses or networks)."""
     try:
         address = ipaddress.ip_address(client)
     except ValueError:

@@ -7,7 +7,7 @@ CapabilityStatement is computed from this table.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 from urllib.parse import parse_qsl
@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from fhir_server.api import http
+from fhir_server.api.authn import Authenticator
 from fhir_server.core import errors
 from fhir_server.core.outcomes import outcome_bytes
 from fhir_server.interactions import (
@@ -39,14 +40,27 @@ from fhir_server.settings import Settings
 class Wiring:
     ctx: Context
     settings: Settings
+    authn: Authenticator | None = None  # None: every request acts as ctx.who
 
 
 async def wiring(request: Request) -> Wiring:
+    """The app's wiring, its context acting for the authenticated caller (401/403 raised
+    here, before the route reads anything)."""
+    value: Wiring = request.app.state.wiring
+    if value.authn is None:
+        return value
+    caller = await value.authn.caller(request)
+    return replace(value, ctx=value.ctx.acting_for(caller))
+
+
+async def public_wiring(request: Request) -> Wiring:
+    """For what anyone may read without credentials (the CapabilityStatement)."""
     value: Wiring = request.app.state.wiring
     return value
 
 
 Wired = Annotated[Wiring, Depends(wiring)]
+PublicWired = Annotated[Wiring, Depends(public_wiring)]
 Handler = Callable[..., Awaitable[Response]]
 ROUTES: list[tuple[str, str, str, Handler]] = []  # (method, path, interaction code, handler)
 
@@ -86,7 +100,7 @@ def _history_response(result: history.HistoryResult, base: str, path: str) -> Re
 
 
 @route("GET", "/metadata", "capabilities")
-async def get_metadata(request: Request, w: Wired) -> Response:
+async def get_metadata(request: Request, w: PublicWired) -> Response:
     base = http.base_url(request, w.settings)
     body = capabilities.capability_statement(
         w.ctx, base, (code for _, _, code, _ in ROUTES), "sas-fhir-server", _software_version()
