@@ -134,6 +134,14 @@ def _chain_below(ca: Issued) -> tuple[x509.Certificate, ...]:
     return () if _is_root(ca) else (ca.cert, *ca.chain)
 
 
+def load_ca(cert_pem: bytes, key_pem: bytes) -> Issued:
+    """A root CA written earlier (``ca.pem`` and ``ca.key``), to issue or revoke more."""
+    key = serialization.load_pem_private_key(key_pem, None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("not a development CA key (EC P-256)")
+    return Issued(x509.load_pem_x509_certificate(cert_pem), key)
+
+
 def _is_root(ca: Issued) -> bool:
     return ca.cert.subject == ca.cert.issuer
 
@@ -218,8 +226,9 @@ def deep_chain_client_cert(ca: Issued, depth: int, cn: str, ou: str) -> Issued:
     return client_cert(parent, cn, ou)
 
 
-def huge_subject_client_cert(ca: Issued, cn: str, ou: str, size: int = 1024 * 1024) -> Issued:
-    """A client certificate whose subject is about ``size`` bytes (a huge organization)."""
+def huge_subject_client_cert(ca: Issued, cn: str, ou: str, size: int = 1_000_000) -> Issued:
+    """A client certificate whose subject is about ``size`` bytes (a huge organization; 1 MB
+    by default, just under the 1 MiB OpenSSL reads at most in a name)."""
     return client_cert(ca, cn, ou, org="x" * size)
 
 
