@@ -232,3 +232,20 @@ def test_a_thousand_idle_connections_do_not_stop_the_server(server: tuple[str, C
     finally:
         for sock in [*idle, *idle_tls]:
             sock.close()
+
+
+def test_workers_serve_tls_the_same_way(pg_url: str, tmp_path: Path) -> None:
+    """Two worker processes: each new connection lands on either (SO_REUSEPORT), and all
+    of them get the same TLS, certificate checks and answers (twenty connections all on one
+    worker would happen about twice in a million runs)."""
+    certs = make_certs(tmp_path / "certs")
+    env = tls_env(
+        certs,
+        with_packages({**os.environ, "FHIR_DATABASE_URL": pg_url, "FHIR_LOG_LEVEL": "warning"}),
+    )
+    log = tmp_path / "workers.log"
+    with tls_serving(env, certs, log, "--migrate", "--workers", "2") as base:
+        for _ in range(10):  # a new client, hence a new connection, each time
+            assert attempt(base, certs, "valid") == 200
+            assert attempt(base, certs, None) == 401
+            assert attempt(base, certs, "bad_cn") == 403

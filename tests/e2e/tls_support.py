@@ -107,12 +107,13 @@ def tls_env(certs: Certs, base: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def tls_serving(env: dict[str, str], certs: Certs, log: Path) -> Iterator[str]:
-    """A ``fhir-server serve`` over TLS; yields its https base URL once it answers."""
+def tls_serving(env: dict[str, str], certs: Certs, log: Path, *extra: str) -> Iterator[str]:
+    """A ``fhir-server serve`` over TLS (``extra`` arguments after the port); yields its
+    https base URL once it answers."""
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
             env=env,
             cwd=ROOT,
             stdout=out,
