@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.e2e.test_serve import with_packages
+from tests.e2e.test_serve import BIN, run, with_packages
 from tests.e2e.tls_support import Certs, make_certs, revoke_later, tls_env, tls_serving
 
 pytestmark = pytest.mark.e2e
@@ -249,3 +249,17 @@ def test_workers_serve_tls_the_same_way(pg_url: str, tmp_path: Path) -> None:
             assert attempt(base, certs, "valid") == 200
             assert attempt(base, certs, None) == 401
             assert attempt(base, certs, "bad_cn") == 403
+
+
+def test_serve_refuses_a_tls_setup_that_cannot_work(tmp_path: Path) -> None:
+    env = with_packages(
+        {
+            **os.environ,
+            "FHIR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/fhir.sqlite",
+            "FHIR_TLS_CERT_FILE": str(tmp_path / "missing.pem"),
+            "FHIR_TLS_KEY_FILE": str(tmp_path / "missing.key"),
+        }
+    )
+    result = run([str(BIN / "fhir-server"), "serve", "--port", "1"], env)
+    assert result.returncode == 2
+    assert "cannot set up TLS" in result.stderr
