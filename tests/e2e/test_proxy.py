@@ -39,17 +39,24 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
+    upstream fhir {{
+        server 127.0.0.1:{app_port};
+        keepalive 64;
+    }}
     server {{
         listen 127.0.0.1:{port} ssl;
-        ssl_certificate {certs}/server.pem;
-        ssl_certificate_key {certs}/server.key;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_client_certificate {certs}/ca.pem;
-        ssl_verify_client optional;
-        ssl_verify_depth 2;
-        ssl_crl {certs}/crl.pem;
+        ssl_certificate         {certs}/server.pem;
+        ssl_certificate_key     {certs}/server.key;
+        ssl_protocols           TLSv1.2 TLSv1.3;
+        ssl_client_certificate  {certs}/ca.pem;
+        ssl_verify_client       optional;
+        ssl_verify_depth        2;
+        ssl_crl                 {certs}/crl.pem;
+        client_header_timeout   10s;
+        keepalive_timeout       15s;
+        client_max_body_size    5m;
         location / {{
-            proxy_pass http://127.0.0.1:{app_port};
+            proxy_pass http://fhir;
             proxy_bind {proxy_address};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
