@@ -24,7 +24,14 @@ import httpx
 import pytest
 
 from tests.e2e.test_serve import BIN, run, with_packages
-from tests.e2e.tls_support import Certs, make_certs, revoke_later, tls_env, tls_serving
+from tests.e2e.tls_support import (
+    Certs,
+    Pair,
+    make_certs,
+    revoke_later,
+    tls_env,
+    tls_serving,
+)
 
 pytestmark = pytest.mark.e2e
 SEARCH = "/Slot?status=free&_count=1"
@@ -263,3 +270,32 @@ def test_serve_refuses_a_tls_setup_that_cannot_work(tmp_path: Path) -> None:
     result = run([str(BIN / "fhir-server"), "serve", "--port", "1"], env)
     assert result.returncode == 2
     assert "cannot set up TLS" in result.stderr
+
+
+def test_dev_certs_command_writes_a_working_setup(tmp_path: Path) -> None:
+    """`fhir-server dev-certs DIR`: the files it writes serve mutual TLS as printed."""
+    directory = tmp_path / "certs"
+    result = run([str(BIN / "fhir-server"), "dev-certs", str(directory)], dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert f"FHIR_TLS_CERT_FILE={directory / 'server.pem'}" in result.stderr
+    for key in ("ca.key", "server.key", "platform.key", "vendor.key", "regulator.key"):
+        assert (directory / key).stat().st_mode & 0o777 == 0o600, key
+    certs = Certs(
+        directory,
+        directory / "ca.pem",
+        Pair(directory / "server.pem", directory / "server.key"),
+        directory / "crl.pem",
+        {s: Pair(directory / f"{s}.pem", directory / f"{s}.key") for s in ("platform", "vendor")},
+        0,
+    )
+    env = with_packages(
+        {
+            **tls_env(certs, dict(os.environ)),
+            "FHIR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/fhir.sqlite",
+            "FHIR_CLIENT_CERTIFICATES": (directory / "clients.json").read_text(),
+        }
+    )
+    with tls_serving(env, certs, tmp_path / "server.log") as base:
+        assert attempt(base, certs, "platform") == 200
+        assert attempt(base, certs, "vendor") == 200
+        assert attempt(base, certs, None) == 401
