@@ -99,7 +99,7 @@ def serve(
         raise typer.Exit(2)
     _require_packages(settings)
     _require_schema(settings, migrate)
-    use_tls = _check_tls(settings)
+    _check_tls(settings)
     if workers > 1:
         from fhir_server.workers import serve_workers
 
@@ -108,8 +108,6 @@ def serve(
         from fhir_server import serving
         from fhir_server.app import create_app
 
-        scheme = "https" if use_tls else "http"
-        _say(f"serving {scheme}://{host}:{port} (FHIR_AUTH={settings.auth})")
         serving.run(create_app(settings), settings, host=host, port=port)
 
 

@@ -20,6 +20,8 @@ from fhir_server.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+# HTTP requires a challenge with every 401; mutual TLS has no scheme of its own, and bearer
+# tokens are the other way in (RFC 6750 error codes are about tokens: none here).
 CHALLENGE = 'Bearer realm="fhir"'
 
 
@@ -60,8 +62,5 @@ class Authenticator:
             log.info("client certificate refused", status=refused.status, reason=refused.reason)
             if refused.status == 403:
                 raise errors.forbidden(refused.reason) from None
-            raise errors.unauthorized(
-                refused.reason,
-                challenge=f'{CHALLENGE}, error="invalid_request"',
-            ) from None
+            raise errors.unauthorized(refused.reason, challenge=CHALLENGE) from None
         return Caller(role=identity.role, client_id=identity.client_id)
