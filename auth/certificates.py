@@ -50,6 +50,7 @@ class PresentedCertificate:
     leaf_der: bytes
     chain_length: int
     verified: bool
+    problem: str | None = None  # why it was not verified, when the TLS layer said
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,10 @@ class CertificateTrust:
         if presented is None or not presented.leaf_der:
             raise CertificateRefused(401, "no client certificate was presented")
         if not presented.verified:
-            raise CertificateRefused(401, "the client certificate was not verified by a trusted CA")
+            why = f": {presented.problem}" if presented.problem else ""
+            raise CertificateRefused(
+                401, f"the client certificate was not verified by a trusted CA{why}"
+            )
         if presented.chain_length > self.max_chain:
             raise CertificateRefused(
                 401,

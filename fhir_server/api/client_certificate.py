@@ -60,7 +60,10 @@ def _from_proxy(value: str | None, verdict: str) -> PresentedCertificate | None:
     except ValueError:
         return PresentedCertificate(b"\0", 1, False)  # unreadable: refused as not verified
     # nginx limits the chain itself (ssl_verify_depth); only its verdict is known here
-    return PresentedCertificate(der, 1, verdict == "SUCCESS")
+    if verdict == "SUCCESS":
+        return PresentedCertificate(der, 1, True)
+    problem = verdict.removeprefix("FAILED:")[:200]  # e.g. "certificate revoked"
+    return PresentedCertificate(der, 1, False, problem if problem.isprintable() else None)
 
 
 def _from_tls(scope: Mapping[str, Any]) -> PresentedCertificate | None:

@@ -49,6 +49,7 @@ def test_from_a_trusted_proxy(cert: devcerts.Issued) -> None:
         {}, headers(cert, "FAILED:certificate revoked"), "10.0.0.7", PROXIES, cert_header=HEADER
     )
     assert failed is not None and not failed.verified
+    assert failed.problem == "certificate revoked"
     none = presented({}, {"X-SSL-Client-Verify": "NONE"}, "10.0.0.7", PROXIES, cert_header=HEADER)
     assert none is None
     garbage = presented(
