@@ -42,6 +42,7 @@ http {{
     upstream fhir {{
         server 127.0.0.1:{app_port};
         keepalive 64;
+        keepalive_timeout 10s;
     }}
     server {{
         listen 127.0.0.1:{port} ssl;
