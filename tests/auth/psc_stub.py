@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
 from joserfc import jwt
@@ -117,6 +117,7 @@ class StubIdp:
     subject: str = "f3a1c2d4-0000-4000-8000-000000000001"
     acr: str | None = "eidas1"
     discovery_path: str = "/.well-known/wallet-openid-configuration"
+    id_token_extra: dict[str, Any] = field(default_factory=dict)  # or a callable of the access
 
     # ---- what the tests call -------------------------------------------------------------
     @property
@@ -279,7 +280,7 @@ class StubIdp:
 
     async def _token(self, request: Request) -> Response:
         self.counts["token"] += 1
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = dict(parse_qsl((await request.body()).decode()))
         client_id = self._client_of(request, form)
         if client_id is None:
             return JSONResponse({"error": "invalid_client"}, status_code=401)
@@ -297,12 +298,13 @@ class StubIdp:
                 400,
             )
         access = self.access_token(client_id)
+        extra = {k: v(access) if callable(v) else v for k, v in self.id_token_extra.items()}
         return JSONResponse(
             {
                 "access_token": access,
                 "token_type": "Bearer",
                 "expires_in": 120,
-                "id_token": self.id_token(client_id, grant.nonce),
+                "id_token": self.id_token(client_id, grant.nonce, **extra),
                 "scope": "openid scope_all",
             }
         )
@@ -321,7 +323,7 @@ class StubIdp:
 
     async def _introspect(self, request: Request) -> Response:
         self.counts["introspect"] += 1
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = dict(parse_qsl((await request.body()).decode()))
         if self._client_of(request, form) is None:
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         claims = self.access_tokens.get(form.get("token", ""))
