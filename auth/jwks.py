@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Callable
 
 import httpx
 import structlog
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from auth.discovery import Discovery, get_json
@@ -127,7 +128,9 @@ def _signing_key(entry: object) -> PublicKey | None:
     if any(name in entry for name in ("d", "p", "q")):  # a private key published by mistake
         return None
     try:
-        key = KeySet.import_key_set({"keys": [entry]}).keys[0]
+        with warnings.catch_warnings():  # a weak key is skipped below, not warned about
+            warnings.simplefilter("ignore", SecurityWarning)
+            key = KeySet.import_key_set({"keys": [entry]}).keys[0]
     except (JoseError, ValueError, TypeError):
         return None
     if isinstance(key, RSAKey) and key.raw_value.key_size >= MIN_RSA_BITS:

@@ -117,6 +117,8 @@ class StubIdp:
     subject: str = "f3a1c2d4-0000-4000-8000-000000000001"
     acr: str | None = "eidas1"
     discovery_path: str = "/.well-known/wallet-openid-configuration"
+    extra_jwks: list[dict[str, Any]] = field(default_factory=list)  # published as they are
+    jwks_status: int = 200
     id_token_extra: dict[str, Any] = field(default_factory=dict)  # or a callable of the access
 
     # ---- what the tests call -------------------------------------------------------------
@@ -219,7 +221,9 @@ class StubIdp:
 
     async def _certs(self, request: Request) -> Response:
         self.counts["jwks"] += 1
-        return JSONResponse(self.jwks())
+        if self.jwks_status != 200:
+            return JSONResponse({"error": "unavailable"}, status_code=self.jwks_status)
+        return JSONResponse({"keys": self.jwks()["keys"] + self.extra_jwks})
 
     async def _authorize(self, request: Request) -> Response:
         """Signs the configured professional in at once (the browser step of the tests)."""
