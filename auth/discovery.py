@@ -68,7 +68,9 @@ async def get_response(
     ``IdpUnavailable``; the URL is named, never the request's credentials."""
     check_url(url)
     try:
-        async with http.stream(method, url, timeout=TIMEOUT, **kwargs) as response:
+        async with http.stream(
+            method, url, timeout=TIMEOUT, follow_redirects=False, **kwargs
+        ) as response:
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk

@@ -112,6 +112,8 @@ class OidcClient:
             ],
             http=http,
         )
+        if config.issuer not in self.verifier.discoveries:
+            raise ValueError(f"the verifier does not know the issuer {config.issuer}")
         self.http = self.verifier.http
         self.discovery = self.verifier.discoveries[config.issuer]
 

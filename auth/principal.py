@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from auth.errors import AuthError, LoginFailed
@@ -89,7 +89,7 @@ class Principal:
     acr: str | None = None
     other_ids: tuple[OtherId, ...] = ()
     organization: str | None = None  # SubjectOrganization
-    sectors: tuple[str, ...] = field(default=())  # Secteur_Activite
+    sectors: tuple[str, ...] = ()  # Secteur_Activite
 
     @property
     def rpps(self) -> str | None:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from joserfc.jwk import ECKey
 
 from auth.errors import IdpUnavailable, TokenRejected
@@ -342,3 +344,32 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# ---- anything at all is refused cleanly ----------------------------------------------------
+
+_b64_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=8,
+).map(lambda v: b64(json.dumps(v).encode()))
+_segment = _b64_json | st.text("ABCabc019-_", max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(token=st.text(max_size=300) | st.lists(_segment, min_size=1, max_size=5).map(".".join))
+def test_any_input_is_a_clean_refusal(token: str) -> None:
+    """Whatever arrives, the only outcome is TokenRejected (no other exception), and no
+    network call is made for an issuer that is not configured."""
+    import asyncio
+
+    async def check() -> None:
+        verifier = TokenVerifier([IssuerConfig("https://psc.invalid/realm", frozenset({CLIENT}))])
+        with pytest.raises(TokenRejected):
+            await verifier.verify_access_token(token)
+        assert verifier.jwks["https://psc.invalid/realm"].fetches == 0
+        await verifier.aclose()
+
+    asyncio.run(check())
