@@ -104,6 +104,9 @@ class TokenVerifier:
     async def verify_access_token(self, token: str) -> VerifiedToken:
         """An access token of a configured issuer, from an allowed client."""
         config, claims = await self.verify_signed(token)
+        # Keycloak marks its tokens: an ID or refresh token is not an access token.
+        if str(claims.get("typ", "Bearer")).lower() != "bearer":
+            raise TokenRejected("the token is not an access token (typ)")
         self._check_times(claims, require_iat=False)
         self._check_acr(config, claims)
         client_id = _text(claims.get("azp")) or _text(claims.get("client_id"))
@@ -119,6 +122,8 @@ class TokenVerifier:
         """An OpenID Connect ID token issued to ``client_id`` for the login that sent
         ``nonce`` (OpenID Connect Core §3.1.3.7)."""
         config, claims = await self.verify_signed(token)
+        if str(claims.get("typ", "ID")).lower() != "id":
+            raise TokenRejected("the token is not an ID token (typ)")
         self._check_times(claims, require_iat=True)
         if not _text(claims.get("sub")):
             raise TokenRejected("the ID token names no subject (sub)")

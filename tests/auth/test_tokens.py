@@ -327,6 +327,15 @@ async def test_id_token_bad_inputs(idp: StubIdp, verifier: TokenVerifier) -> Non
     assert "expired" in await id_rejected(verifier, expired)
 
 
+async def test_token_types_are_not_confused(idp: StubIdp, verifier: TokenVerifier) -> None:
+    id_token = idp.id_token(CLIENT, "n-123")
+    assert "typ" in await rejected(verifier, id_token)
+    assert "typ" in await rejected(verifier, idp.access_token(CLIENT, typ="Refresh"))
+    assert "typ" in await id_rejected(verifier, idp.access_token(CLIENT, aud=CLIENT, nonce="n-123"))
+    # tokens without typ (not Keycloak) are judged on their other claims
+    await verifier.verify_access_token(idp.access_token(CLIENT, typ=None))
+
+
 class FakeClock:
     """The JWKS caches' monotonic clock, moved by the test."""
 
