@@ -141,7 +141,7 @@ class OidcClient:
     async def finish_login(
         self, *, code: str, state: str, expected: LoginRequest, redirect_uri: str
     ) -> LoginResult:
-        if not hmac.compare_digest(state.encode(), expected.state.encode()):
+        if not expected.state or not hmac.compare_digest(state.encode(), expected.state.encode()):
             raise LoginFailed("the login answer does not match the login started here (state)")
         if not code:
             raise LoginFailed("the login answer carries no authorization code")
@@ -157,6 +157,8 @@ class OidcClient:
             )
         except TokenRejected as exc:
             raise LoginFailed(f"the ID token was refused: {exc.reason}") from exc
+        if verified.issuer != self.config.issuer:  # a verifier shared with other issuers
+            raise LoginFailed("the ID token comes from another issuer (iss)")
         claims = dict(verified.claims)
         at_hash = claims.get("at_hash")
         if at_hash is not None:

@@ -15,6 +15,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from auth.errors import IdpUnavailable, LoginFailed
 from auth.oidc import LoginRequest, OidcClient, OidcClientConfig
+from auth.tokens import IssuerConfig, TokenVerifier
 from tests.auth.psc_stub import NATIONAL_ID, REALM, Client, StubIdp, b64, running_idp, s256
 
 CLIENT, SECRET = "sas-fhir", "s3cret-of-the-client"
@@ -163,6 +164,32 @@ async def test_state_mismatch_fails_before_any_network_call(
     await client.finish_login(
         code=back["code"], state=back["state"], expected=started, redirect_uri=REDIRECT
     )
+
+
+async def test_an_empty_expected_state_never_matches(idp: StubIdp, client: OidcClient) -> None:
+    started, back = await login(client)
+    assert "state" in await failed(client, replace(started, state=""), {**back, "state": ""})
+    assert idp.counts["token"] == 0
+
+
+async def test_a_verifier_shared_with_another_issuer(idp: StubIdp) -> None:
+    with running_idp() as other:
+        other.keys = idp.keys  # the other issuer would sign with the same keys
+        verifier = TokenVerifier(
+            [IssuerConfig(i.issuer, frozenset({CLIENT})) for i in (idp, other)]
+        )
+        client = OidcClient(
+            OidcClientConfig(idp.issuer, CLIENT, client_secret=SECRET), verifier=verifier
+        )
+        idp.id_token_extra["iss"] = other.issuer
+        started, back = await login(client)
+        assert "another issuer" in await failed(client, started, back)
+        with pytest.raises(ValueError):
+            OidcClient(
+                OidcClientConfig("https://psc.example/r", CLIENT, client_secret=SECRET),
+                verifier=verifier,
+            )
+        await client.aclose()
 
 
 async def test_replayed_authorization_code(idp: StubIdp, client: OidcClient) -> None:
