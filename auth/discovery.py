@@ -113,7 +113,11 @@ class Discovery:
         max_age: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.http, self.issuer, self.path = http, check_url(issuer), path.strip("/")
+        try:
+            check_url(issuer)
+        except IdpUnavailable as exc:  # a configuration mistake, found at start-up
+            raise ValueError(exc.reason) from exc
+        self.http, self.issuer, self.path = http, issuer, path.strip("/")
         self.max_age, self.clock = max_age, clock
         self._document: dict[str, Any] | None = None
         self._fetched_at = 0.0
