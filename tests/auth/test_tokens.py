@@ -3,6 +3,7 @@ each bad token of the issue is refused with a reason naming the failed check."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -245,8 +246,6 @@ async def test_unknown_kid_then_rotated_key(idp: StubIdp) -> None:
 
 
 async def test_concurrent_unknown_kids_share_one_refresh(idp: StubIdp) -> None:
-    import asyncio
-
     clock = FakeClock()
     verifier = TokenVerifier([config(idp)], clock=clock)
     await verifier.verify_access_token(idp.access_token(CLIENT))
@@ -371,18 +370,20 @@ _b64_json = st.recursive(_json, _containers, max_leaves=8).map(_encoded)
 _segment = _b64_json | st.text("ABCabc019-_", max_size=30)
 
 
+_NOWHERE = "https://psc.invalid/realm"
+# One verifier for every example: it makes no network call, so it never binds to a loop.
+_OFFLINE = TokenVerifier([IssuerConfig(_NOWHERE, frozenset({CLIENT}))])
+
+
 @settings(max_examples=300, deadline=None)
 @given(token=st.text(max_size=300) | st.lists(_segment, min_size=1, max_size=5).map(".".join))
 def test_any_input_is_a_clean_refusal(token: str) -> None:
     """Whatever arrives, the only outcome is TokenRejected (no other exception), and no
     network call is made for an issuer that is not configured."""
-    import asyncio
 
     async def check() -> None:
-        verifier = TokenVerifier([IssuerConfig("https://psc.invalid/realm", frozenset({CLIENT}))])
         with pytest.raises(TokenRejected):
-            await verifier.verify_access_token(token)
-        assert verifier.jwks["https://psc.invalid/realm"].fetches == 0
-        await verifier.aclose()
+            await _OFFLINE.verify_access_token(token)
 
     asyncio.run(check())
+    assert _OFFLINE.jwks[_NOWHERE].fetches == 0
