@@ -45,6 +45,9 @@ class IssuerConfig:
     required_acr: str | None = "eidas1"
     audience: str | None = None  # when set, ``aud`` must contain it
     discovery_path: str = DEFAULT_DISCOVERY_PATH
+    # Clients whose client-credentials tokens are accepted too: they speak for the system,
+    # not a person, so no ``acr`` is required of them (Keycloak gives service accounts "1").
+    system_clients: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -108,11 +111,14 @@ class TokenVerifier:
         if str(claims.get("typ", "Bearer")).lower() != "bearer":
             raise TokenRejected("the token is not an access token (typ)")
         self._check_times(claims, require_iat=False)
-        self._check_acr(config, claims)
         client_id = _text(claims.get("azp")) or _text(claims.get("client_id"))
         if client_id is None:
             raise TokenRejected("the token names no client (azp)")
-        if client_id not in config.allowed_clients:
+        if client_id in config.system_clients:
+            pass  # a system's own token: no person, no authentication level
+        elif client_id in config.allowed_clients:
+            self._check_acr(config, claims)
+        else:
             raise TokenRejected("the token's client (azp) is not allowed here")
         if config.audience is not None and config.audience not in _audiences(claims):
             raise TokenRejected("the token is not meant for this server (aud)")

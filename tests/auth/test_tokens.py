@@ -163,6 +163,15 @@ async def test_wrong_or_missing_azp(idp: StubIdp, verifier: TokenVerifier) -> No
     assert "azp" in await rejected(verifier, idp.sign(idp.access_claims(azp=None)))
 
 
+async def test_system_clients_need_no_acr(idp: StubIdp) -> None:
+    verifier = TokenVerifier([config(idp, system_clients=frozenset({"vendor-x"}))])
+    token = idp.sign(idp.access_claims("vendor-x", acr="1", sub="service-account-vendor-x"))
+    assert (await verifier.verify_access_token(token)).client_id == "vendor-x"
+    assert "acr" in await rejected(verifier, idp.sign(idp.access_claims(CLIENT, acr="1")))
+    assert "azp" in await rejected(verifier, idp.sign(idp.access_claims("vendor-y", acr="1")))
+    await verifier.aclose()
+
+
 async def test_audience_when_configured(idp: StubIdp) -> None:
     verifier = TokenVerifier([config(idp, audience="https://fhir.example")])
     assert "aud" in await rejected(verifier, idp.access_token(CLIENT))  # PSC: no aud
