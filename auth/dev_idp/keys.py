@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from joserfc.jwk import KeySet, RSAKey
 
@@ -65,7 +66,7 @@ class KeyRing:
         assert key.kid is not None
         return key.kid
 
-    def public_jwks(self) -> dict[str, object]:
+    def public_jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The JWKS document: the public halves of the live keys, newest first."""
         with self._lock:
             live = self._live(self._clock())
