@@ -36,6 +36,7 @@ REDIRECT = "http://127.0.0.1:8080/login/callback"  # registered for WEB by defau
 SYSTEM = "sas-platform"
 SYSTEM_SECRET = "dev-secret-sas-platform"
 SIGNED = "signed-system"  # authenticates with private_key_jwt
+PUBLIC = "public-web"  # a public client (no secret): PKCE is all it has
 LOGOUT_TARGET = "http://127.0.0.1:8080/"
 
 SIGNED_KEY = RSAKey.generate_key(2048, parameters={"alg": "RS256"}, auto_kid=True)
@@ -148,7 +149,10 @@ def clients_for_tests() -> tuple[ClientConfig, ...]:
         grant_types=("client_credentials",),
         scopes=("system/Slot.read",),
     )
-    return (*DEFAULT_CLIENTS, signed)
+    public = ClientConfig(
+        client_id=PUBLIC, token_endpoint_auth_method="none", redirect_uris=(REDIRECT,)
+    )
+    return (*DEFAULT_CLIENTS, signed, public)
 
 
 @contextmanager

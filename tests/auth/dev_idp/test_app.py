@@ -3,7 +3,10 @@ tokens verified by joserfc against the served JWKS."""
 
 from __future__ import annotations
 
+import logging
 import time
+
+import pytest
 
 from auth.dev_idp import PROFESSIONALS, REALM_PATH
 from tests.auth.dev_idp.conftest import (
@@ -180,3 +183,12 @@ def test_oversized_form_is_refused(idp: Idp) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+def test_tokens_are_never_logged(idp: Idp, caplog: pytest.LogCaptureFixture) -> None:
+    """Authlib logs each issued token at DEBUG; the dev IdP keeps its logger above that."""
+    with caplog.at_level(logging.DEBUG):
+        body = tokens_for(idp)
+    assert caplog.records  # debug logging was on
+    for secret in (body["access_token"], body["id_token"]):
+        assert secret not in caplog.text

@@ -11,6 +11,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from auth.dev_idp import PROFESSIONALS
 from auth.dev_idp.server import DevAuthorizationServer
 from tests.auth.dev_idp.conftest import (
     LOGOUT_TARGET,
@@ -137,3 +138,22 @@ def test_logout_refuses_a_forged_id_token_hint(idp: Idp) -> None:
     )
     assert response.status_code == 400
     assert "location" not in response.headers
+
+
+def test_userinfo_refuses_expired_and_system_tokens(idp: Idp) -> None:
+    expired = _signed_by_the_idp(idp, sub=PROFESSIONALS[0].subject)
+    response = idp.http.get(
+        idp.endpoint("userinfo"), headers={"Authorization": f"Bearer {expired}"}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+
+    system = idp.http.post(
+        idp.endpoint("token"),
+        data={"grant_type": "client_credentials"},
+        auth=(SYSTEM, SYSTEM_SECRET),
+    ).json()["access_token"]
+    response = idp.http.get(idp.endpoint("userinfo"), headers={"Authorization": f"Bearer {system}"})
+    assert response.status_code in {401, 403}
+    assert response.json()["error"] in {"invalid_token", "insufficient_scope"}
+    assert "SubjectNameID" not in response.text

@@ -10,6 +10,7 @@ import pytest
 from joserfc import jwt
 
 from tests.auth.dev_idp.conftest import (
+    PUBLIC,
     REDIRECT,
     SIGNED,
     SIGNED_KEY,
@@ -119,12 +120,34 @@ def test_code_is_bound_to_its_client(idp: Idp) -> None:
     code = log_in(idp, "regulateur-fictif", pkce)["code"]
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
     response = idp.http.post(
-        idp.endpoint("token"),
-        data={**data, "code_verifier": pkce.verifier},
-        auth=(SYSTEM, SYSTEM_SECRET),
+        idp.endpoint("token"), data={**data, "client_id": PUBLIC, "code_verifier": pkce.verifier}
     )
     assert response.status_code == 400
-    assert response.json()["error"] == "unauthorized_client"
+    assert response.json()["error"] == "invalid_grant"
+    # and the client it was issued to can still redeem it
+    assert exchange(idp, code, pkce.verifier).status_code == 200
+
+
+def test_a_public_client_uses_pkce_alone(idp: Idp) -> None:
+    pkce = Pkce()
+    code = log_in(idp, "infirmier-essai", pkce, client_id=PUBLIC)["code"]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+    response = idp.http.post(
+        idp.endpoint("token"), data={**data, "client_id": PUBLIC, "code_verifier": pkce.verifier}
+    )
+    assert response.status_code == 200, response.text
+    assert idp.verify(response.json()["access_token"]).claims["azp"] == PUBLIC
+
+
+def test_a_confidential_client_cannot_skip_its_secret(idp: Idp) -> None:
+    pkce = Pkce()
+    code = log_in(idp, "regulateur-fictif", pkce)["code"]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+    response = idp.http.post(
+        idp.endpoint("token"), data={**data, "client_id": WEB, "code_verifier": pkce.verifier}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
 
 
 def test_token_endpoint_refuses_a_wrong_secret(idp: Idp) -> None:
