@@ -4,7 +4,20 @@ Clients come from a small JSON or TOML file (``--clients FILE``) or from the def
 so that ``fhir-server dev-idp`` works with no file at all. The file holds a list of clients,
 ``{"clients": [...]}`` in JSON or ``[[clients]]`` tables in TOML, each with the fields of
 :class:`ClientConfig`. Secrets here are development secrets, printed by the command; a real
-deployment registers its clients with Pro Santé Connect instead.
+deployment registers its clients with Pro Santé Connect instead. For example::
+
+    [[clients]]
+    client_id = "agenda-vendor-x"
+    client_secret = "dev-secret"
+    grant_types = ["client_credentials"]
+    scopes = ["system/Slot.read", "system/Slot.write", "system/Schedule.write"]
+
+    [[clients]]
+    client_id = "web-app"
+    token_endpoint_auth_method = "private_key_jwt"
+    jwks = { keys = [{ kty = "RSA", n = "...", e = "AQAB", kid = "k1" }] }
+    redirect_uris = ["http://127.0.0.1:9000/callback"]
+    post_logout_redirect_uris = ["http://127.0.0.1:9000/"]
 """
 
 from __future__ import annotations

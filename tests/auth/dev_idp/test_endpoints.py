@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -41,6 +43,18 @@ def _signed_by_the_idp(idp: Idp, **claims: object) -> str:
     return jwt.encode({"alg": "RS256", "kid": key.kid or ""}, {**base, **claims}, key)
 
 
+def _unsigned(idp: Idp) -> str:
+    """An ``alg: none`` token claiming everything an active token has."""
+    now = int(time.time())
+    claims = {"iss": idp.issuer, "iat": now, "exp": now + 60, "typ": "Bearer", "azp": WEB}
+    claims.update({"sub": "x", "jti": "j", "scope": "openid", "acr": "eidas1"})
+
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
 def test_introspection_of_an_active_token(idp: Idp) -> None:
     body = tokens_for(idp, "regulateur-fictif")
     response = _introspect(idp, body["access_token"])
@@ -68,10 +82,19 @@ def test_introspection_of_an_active_token(idp: Idp) -> None:
             {"iss": idp.issuer, "exp": 2**31, "iat": 0, "typ": "Bearer"},
             RSAKey.generate_key(2048),
         ),
+        lambda idp: _unsigned(idp),
         lambda idp: "not-a-token",
         lambda idp: "x" * 20_000,
     ],
-    ids=["expired", "other issuer", "an ID token", "foreign key", "garbage", "oversized"],
+    ids=[
+        "expired",
+        "other issuer",
+        "an ID token",
+        "foreign key",
+        "alg none",
+        "garbage",
+        "oversized",
+    ],
 )
 def test_introspection_of_inactive_tokens(idp: Idp, make: Callable[[Idp], str]) -> None:
     response = _introspect(idp, make(idp))
