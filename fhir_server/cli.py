@@ -330,14 +330,16 @@ def dev_idp(
         raise typer.Exit(2)
     where = f"[{host}]" if ":" in host else host
     try:
-        config = DevIdpConfig(issuer=issuer or f"http://{where}:{port}{REALM_PATH}")
-        if clients is not None:
-            config = DevIdpConfig(issuer=config.issuer, clients=read_clients(clients))
+        registered = read_clients(clients) if clients is not None else DevIdpConfig().clients
+        config = DevIdpConfig(
+            issuer=issuer or f"http://{where}:{port}{REALM_PATH}", clients=registered
+        )
     except ConfigError as exc:
         _say(str(exc), "red")
         raise typer.Exit(2) from None
     _say(f"issuer: {config.issuer}")
     _say(f"discovery: {config.issuer}/.well-known/wallet-openid-configuration")
+    _say(f"rotate the signing key: curl -X POST http://{where}:{port}/dev/rotate")
     for client in config.clients:
         secret = f", secret {client.client_secret}" if client.client_secret else ""
         _say(f"client {client.client_id} ({client.token_endpoint_auth_method}{secret})")
