@@ -9,6 +9,8 @@ from authlib.oauth2.rfc6749 import ClientMixin
 
 from auth.dev_idp.config import ClientConfig
 
+_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
+
 
 class Client(ClientMixin):
     """Answers Authlib's questions from a :class:`ClientConfig`; exact matches only."""
@@ -54,7 +56,10 @@ class Client(ClientMixin):
         )
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == self.config.token_endpoint_auth_method
+        registered = self.config.token_endpoint_auth_method
+        if registered in _SECRET_METHODS:  # like Keycloak's client-secret: either way
+            return method in _SECRET_METHODS
+        return method == registered
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.config.grant_types

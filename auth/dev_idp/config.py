@@ -98,24 +98,25 @@ class ClientConfig:
             raise ConfigError(str(exc)) from None
 
 
-# A confidential web client (the FHIR server's own login pages), on the default ports of
-# ``fhir-server serve`` and ``dev-idp``; and a system client for client credentials.
+# A confidential web client (the FHIR server's own login pages: fhir_server/api/login.py's
+# callback and logged-out paths) on ``fhir-server serve``'s default port (8080, and 8443 for
+# TLS); and a system client for client credentials.
 DEFAULT_CLIENTS: tuple[ClientConfig, ...] = (
     ClientConfig(
         client_id="sas-fhir-server",
         client_secret="dev-secret-sas-fhir-server",
         token_endpoint_auth_method="client_secret_basic",
         redirect_uris=(
-            "http://127.0.0.1:8080/login/callback",
-            "http://localhost:8080/login/callback",
-            "https://127.0.0.1:8443/login/callback",
-            "https://localhost:8443/login/callback",
+            "http://127.0.0.1:8080/auth/callback",
+            "http://localhost:8080/auth/callback",
+            "https://127.0.0.1:8443/auth/callback",
+            "https://localhost:8443/auth/callback",
         ),
         post_logout_redirect_uris=(
-            "http://127.0.0.1:8080/",
-            "http://localhost:8080/",
-            "https://127.0.0.1:8443/",
-            "https://localhost:8443/",
+            "http://127.0.0.1:8080/auth/logged-out",
+            "http://localhost:8080/auth/logged-out",
+            "https://127.0.0.1:8443/auth/logged-out",
+            "https://localhost:8443/auth/logged-out",
         ),
         grant_types=("authorization_code",),
         scopes=("openid", "scope_all"),

@@ -32,12 +32,12 @@ from auth.dev_idp.config import DEFAULT_CLIENTS
 
 WEB = "sas-fhir-server"
 WEB_SECRET = "dev-secret-sas-fhir-server"
-REDIRECT = "http://127.0.0.1:8080/login/callback"  # registered for WEB by default
+REDIRECT = "http://127.0.0.1:8080/auth/callback"  # registered for WEB by default
 SYSTEM = "sas-platform"
 SYSTEM_SECRET = "dev-secret-sas-platform"
 SIGNED = "signed-system"  # authenticates with private_key_jwt
 PUBLIC = "public-web"  # a public client (no secret): PKCE is all it has
-LOGOUT_TARGET = "http://127.0.0.1:8080/"
+LOGOUT_TARGET = "http://127.0.0.1:8080/auth/logged-out"
 
 SIGNED_KEY = RSAKey.generate_key(2048, parameters={"alg": "RS256"}, auto_kid=True)
 

@@ -36,6 +36,8 @@ def test_secret_and_methods() -> None:
     assert WEB.check_client_secret("s")
     assert not WEB.check_client_secret("S")
     assert WEB.check_endpoint_auth_method("client_secret_basic", "token")
+    assert WEB.check_endpoint_auth_method("client_secret_post", "token")  # as on Keycloak
+    assert not WEB.check_endpoint_auth_method("private_key_jwt", "token")
     assert not WEB.check_endpoint_auth_method("none", "token")
     assert WEB.check_response_type("code")
     assert not WEB.check_response_type("token")

@@ -163,6 +163,19 @@ def test_token_endpoint_refuses_a_wrong_secret(idp: Idp) -> None:
     assert response.json()["error"] == "invalid_client"
 
 
+def test_client_credentials_with_the_secret_in_the_form(idp: Idp) -> None:
+    data = {"grant_type": "client_credentials", "scope": "system/Slot.read"}
+    response = idp.http.post(
+        idp.endpoint("token"), data={**data, "client_id": SYSTEM, "client_secret": SYSTEM_SECRET}
+    )
+    assert response.status_code == 200, response.text
+    wrong = idp.http.post(
+        idp.endpoint("token"), data={**data, "client_id": SYSTEM, "client_secret": "nope"}
+    )
+    assert wrong.status_code in {400, 401}
+    assert wrong.json()["error"] == "invalid_client"
+
+
 def test_client_credentials_with_a_secret(idp: Idp) -> None:
     response = idp.http.post(
         idp.endpoint("token"),
@@ -183,9 +196,8 @@ def test_client_credentials_default_to_every_registered_scope(idp: Idp) -> None:
     response = idp.http.post(
         idp.endpoint("token"),
         data={"grant_type": "client_credentials", "client_id": SYSTEM},
-        # client_secret_post is not this client's method: refused
     )
-    assert response.status_code == 401
+    assert response.status_code == 401  # a confidential client without its secret
     response = idp.http.post(
         idp.endpoint("token"),
         data={"grant_type": "client_credentials"},
