@@ -128,6 +128,7 @@ class PscOpenIDCode(OpenIDCode):
         now = int(time.time())
         return {
             "iss": self.issuer.issuer,
+            "typ": "ID",  # Keycloak marks its ID tokens (access tokens: "Bearer")
             "aud": client.client_id,
             "azp": client.client_id,
             "iat": now,

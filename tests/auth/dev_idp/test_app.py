@@ -106,6 +106,7 @@ def test_code_flow_with_pkce_gives_psc_shaped_tokens(idp: Idp) -> None:
 
     id_token = idp.verify(body["id_token"]).claims
     assert id_token["aud"] == WEB
+    assert (id_token["typ"], claims["typ"]) == ("ID", "Bearer")  # as Keycloak marks them
     assert id_token["azp"] == WEB
     assert id_token["nonce"] == "n-456"
     assert id_token["acr"] == "eidas1"
