@@ -52,7 +52,7 @@ class Professional:
         """The userinfo claims, PSC-shaped."""
         activity: dict[str, Any] = {
             "codeModeExercice": "L" if self.id_type == "ADELI" else "S",
-            "codeSecteurDactivite": "SA07",
+            "codeSecteurDActivite": "SA07",
             "codeRole": "FON-01",
             "identifiantTechniqueDeLaStructure": self.structure_id,
             "raisonSocialeSite": self.organization,
@@ -65,9 +65,9 @@ class Professional:
         exercice: dict[str, Any] = {
             "codeProfession": self.profession,
             "codeCategorieProfessionnelle": "C",
-            "codeCiviliteDexercice": "DR" if self.profession == PROFESSION_DOCTOR else "",
-            "nomDexercice": self.family_name.upper(),
-            "prenomDexercice": self.given_name.upper(),
+            "codeCiviliteDExercice": "DR" if self.profession == PROFESSION_DOCTOR else "",
+            "nomDExercice": self.family_name.upper(),
+            "prenomDExercice": self.given_name.upper(),
             "codeTypeSavoirFaire": "S" if self.specialty else "",
             "codeSavoirFaire": self.specialty or "",
             "activities": [activity],

@@ -52,5 +52,10 @@ def test_userinfo_shape() -> None:
         "otherIds",
         "SubjectRefPro",
     } <= set(info)
-    activities = info["SubjectRefPro"]["exercices"][0]["activities"]
-    assert activities and activities[0]["identifiantTechniqueDeLaStructure"]
+    exercice = info["SubjectRefPro"]["exercices"][0]
+    # PSC's spelling: a capital after the "D" of "d'exercice" / "d'activité"
+    assert (exercice["nomDExercice"], exercice["prenomDExercice"]) == ("FICTIF", "CAMILLE")
+    assert exercice["codeCiviliteDExercice"] == "DR"
+    activity = exercice["activities"][0]
+    assert activity["codeSecteurDActivite"] == "SA07"
+    assert activity["identifiantTechniqueDeLaStructure"]
