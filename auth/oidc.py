@@ -39,9 +39,10 @@ from auth.discovery import (
     get_response,
     parse_json_object,
 )
-from auth.errors import AuthError, IdpUnavailable, LoginFailed, TokenRejected
+from auth.errors import IdpUnavailable, LoginFailed, TokenRejected
 from auth.principal import Principal, principal_from
 from auth.tokens import IssuerConfig, TokenVerifier
+from auth.userinfo import fetch_userinfo
 
 log = structlog.get_logger(__name__)
 
@@ -219,35 +220,13 @@ class OidcClient:
         return document
 
     async def _userinfo(self, access_token: str) -> dict[str, Any]:
-        endpoint = await self.discovery.endpoint("userinfo_endpoint")
-        status, ctype, body = await get_response(
-            self.http,
-            "GET",
-            endpoint,
-            max_bytes=MAX_ANSWER_BYTES,
-            headers={
-                "Authorization": f"Bearer {access_token}",
-                "Accept": "application/json, application/jwt",
-            },
+        return await fetch_userinfo(
+            self.verifier,
+            self.config.issuer,
+            access_token,
+            client_id=self.config.client_id,
+            error=LoginFailed,
         )
-        if status != 200:
-            raise LoginFailed(f"Pro Santé Connect refused the userinfo request (HTTP {status})")
-        if ctype == "application/jwt":
-            try:
-                _, info = await self.verifier.verify_signed(body.decode("ascii").strip())
-            except (TokenRejected, UnicodeDecodeError) as exc:
-                reason = exc.reason if isinstance(exc, AuthError) else "not ASCII"
-                raise LoginFailed(f"the signed userinfo was refused: {reason}") from exc
-            aud = info.get("aud")
-            if aud is not None and self.config.client_id not in (
-                [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-            ):
-                raise LoginFailed("the signed userinfo is meant for another client (aud)")
-            return info
-        try:
-            return parse_json_object(body, "userinfo")
-        except IdpUnavailable as exc:
-            raise LoginFailed(exc.reason) from exc
 
     @staticmethod
     async def _id_token_alg(id_token: str) -> str:
