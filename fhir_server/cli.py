@@ -1,4 +1,4 @@
-"""The ``fhir-server`` command: serve, migrate, load, reindex, packages, dev-certs."""
+"""The ``fhir-server`` command: serve, migrate, load, reindex, dev-idp, dev-certs, packages."""
 
 from __future__ import annotations
 
@@ -348,6 +348,59 @@ def reindex(
     console.print(
         f"[green]reindexed {report.resources} resource(s)[/green]: "
         f"{report.rows} index row(s) in {report.batches} transaction(s)"
+    )
+
+
+@app.command("dev-idp")
+def dev_idp(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8081,
+    clients: Annotated[
+        Path | None,
+        typer.Option(help="Registered clients, JSON or TOML (default: two development clients)"),
+    ] = None,
+    issuer: Annotated[
+        str | None, typer.Option(help="Issuer URL (default: http://HOST:PORT + the PSC realm path)")
+    ] = None,
+) -> None:
+    """Run a local identity provider compatible with Pro Santé Connect (development and
+    tests only: anyone who reaches it can log in as any fictional professional)."""
+    import uvicorn
+
+    from auth.dev_idp import PROFESSIONALS, REALM_PATH, ConfigError, DevIdpConfig, create_app
+    from auth.dev_idp import load_clients as read_clients
+
+    if not _is_loopback(host):
+        _say(f"refusing to listen on {host}: the development IdP serves loopback only", "red")
+        raise typer.Exit(2)
+    where = f"[{host}]" if ":" in host else host
+    try:
+        registered = read_clients(clients) if clients is not None else DevIdpConfig().clients
+        config = DevIdpConfig(
+            issuer=issuer or f"http://{where}:{port}{REALM_PATH}", clients=registered
+        )
+    except ConfigError as exc:
+        _say(str(exc), "red")
+        raise typer.Exit(2) from None
+    _say(f"issuer: {config.issuer}")
+    _say(f"discovery: {config.issuer}/.well-known/wallet-openid-configuration")
+    _say(f"rotate the signing key: curl -X POST http://{where}:{port}/dev/rotate")
+    for client in config.clients:
+        secret = f", secret {client.client_secret}" if client.client_secret else ""
+        _say(f"client {client.client_id} ({client.token_endpoint_auth_method}{secret})")
+    for pro in PROFESSIONALS:
+        _say(
+            f"user {pro.login}: {pro.given_name} {pro.family_name}, {pro.title}, "
+            f"SubjectNameID {pro.national_id}"
+        )
+    settings = Settings()
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        access_log=False,  # a logout URL carries an ID token (id_token_hint): never logged
+        log_config=None,  # uvicorn's records go through our handler (logging.configure)
     )
 
 

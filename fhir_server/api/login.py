@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from auth.errors import AuthError
-from auth.oidc import OidcClient
+from auth.oidc import LoginRequest, OidcClient
 from fhir_server.api.sessions import (
     CALLBACK_PATH,
     Cookies,
@@ -34,7 +34,6 @@ from fhir_server.api.sessions import (
 )
 from fhir_server.core.roles import Role
 from fhir_server.interactions import accounts
-from fhir_server.interactions.context import Context
 
 log = structlog.get_logger(__name__)
 LOGIN_PATH, LOGOUT_PATH, ME_PATH, LOGGED_OUT_PATH = (
@@ -69,7 +68,11 @@ def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
 def refusal(message: str, status: int, *, next_path: str = ME_PATH) -> HTMLResponse:
     retry = f"{LOGIN_PATH}?{urlencode({'next': safe_next(next_path)})}"
     return page(
-        "message.html", status, title="Connexion impossible", message=message, error=True,
+        "message.html",
+        status,
+        title="Connexion impossible",
+        message=message,
+        error=True,
         retry=retry,
     )
 
@@ -89,9 +92,12 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
 
     def not_configured() -> HTMLResponse:
         return page(
-            "message.html", 503, title="Connexion indisponible",
+            "message.html",
+            503,
+            title="Connexion indisponible",
             message="La connexion par Pro Santé Connect n'est pas configurée sur ce serveur "
-            "(FHIR_PSC_ISSUER).", error=True,
+            "(FHIR_PSC_ISSUER).",
+            error=True,
         )
 
     @api.get(LOGIN_PATH, include_in_schema=False)
@@ -106,13 +112,14 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
         except AuthError as exc:
             log.warning("login could not start", reason=exc.reason)
             return page(
-                "message.html", 503, title="Connexion indisponible", error=True,
+                "message.html",
+                503,
+                title="Connexion indisponible",
+                error=True,
                 message="Pro Santé Connect ne répond pas pour le moment. Réessayez dans "
                 "quelques instants.",
             )
-        pending = new_pending_login(
-            started.state, started.nonce, started.code_verifier, next_path
-        )
+        pending = new_pending_login(started.state, started.nonce, started.code_verifier, next_path)
         response = RedirectResponse(started.url, status_code=303)
         response.set_cookie(value=web.cookies.dump_login(pending), **web.cookies.login_attributes())
         return response
@@ -126,55 +133,75 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
         params = request.query_params
         if pending is None:
             return _forget_login(
-                web, refusal("Votre tentative de connexion a expiré ou n'a pas été "
-                             "commencée ici. Recommencez la connexion.", 400)
+                web,
+                refusal(
+                    "Votre tentative de connexion a expiré ou n'a pas été "
+                    "commencée ici. Recommencez la connexion.",
+                    400,
+                ),
             )
         if "error" in params:  # the user cancelled at PSC, or PSC refused
             log.info("login refused by the identity provider", error=params.get("error"))
             return _forget_login(
-                web, refusal("Pro Santé Connect n'a pas confirmé votre identité. "
-                             "Recommencez la connexion.", 401, next_path=pending.next_path)
+                web,
+                refusal(
+                    "Pro Santé Connect n'a pas confirmé votre identité. Recommencez la connexion.",
+                    401,
+                    next_path=pending.next_path,
+                ),
             )
         code, state = params.get("code"), params.get("state")
         if not code or not state:
             return _forget_login(web, refusal("Réponse de connexion incomplète.", 400))
-        from auth.oidc import LoginRequest
-
         expected = LoginRequest(
-            url="", state=pending.state, nonce=pending.nonce,
+            url="",
+            state=pending.state,
+            nonce=pending.nonce,
             code_verifier=pending.code_verifier,
         )
         try:
             result = await web.client.finish_login(
-                code=code, state=state, expected=expected,
+                code=code,
+                state=state,
+                expected=expected,
                 redirect_uri=base_url(request) + CALLBACK_PATH,
             )
         except AuthError as exc:
             log.warning("login failed", reason=exc.reason)
             return _forget_login(
-                web, refusal("La connexion a échoué : " + exc.reason, 401,
-                             next_path=pending.next_path)
+                web,
+                refusal("La connexion a échoué : " + exc.reason, 401, next_path=pending.next_path),
             )
         principal = result.principal
         if not principal.national_id:
             return _forget_login(
-                web, refusal("Pro Santé Connect n'a pas transmis votre identifiant national.",
-                             403, next_path=pending.next_path)
+                web,
+                refusal(
+                    "Pro Santé Connect n'a pas transmis votre identifiant national.",
+                    403,
+                    next_path=pending.next_path,
+                ),
             )
-        role = await accounts.person_role(ctx_of(request), principal.national_id,
-                                          web.person_roles)
+        role = await accounts.person_role(ctx_of(request), principal.national_id, web.person_roles)
         if role is None:
             log.info("login without an account", user_id=principal.national_id)
             return _forget_login(
-                web, page(
-                    "message.html", 403, title="Accès refusé", error=True,
+                web,
+                page(
+                    "message.html",
+                    403,
+                    title="Accès refusé",
+                    error=True,
                     message="Votre identité est confirmée, mais vous n'avez pas de compte "
                     "régulateur actif sur ce service. Contactez la plateforme SAS.",
                 ),
             )
         session = WebSession(
-            national_id=principal.national_id, role=role, given_name=principal.given_name,
-            family_name=principal.family_name, issuer=principal.issuer,
+            national_id=principal.national_id,
+            role=role,
+            given_name=principal.given_name,
+            family_name=principal.family_name,
+            issuer=principal.issuer,
             id_token=result.id_token,
         )
         log.info("signed in", user_id=session.national_id, role=role)
@@ -193,7 +220,10 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
         if session is None:
             return RedirectResponse(f"{LOGIN_PATH}?{urlencode({'next': ME_PATH})}", 303)
         return page(
-            "me.html", title="Votre session", session=session, logout_path=LOGOUT_PATH,
+            "me.html",
+            title="Votre session",
+            session=session,
+            logout_path=LOGOUT_PATH,
             csrf=web.cookies.csrf_token(session, "logout"),
         )
 
@@ -209,7 +239,10 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
         if not web.cookies.csrf_ok(session, "logout", form.get("csrf")):
             log.warning("logout refused", user_id=session.national_id, reason="csrf")
             return page(
-                "message.html", 403, title="Déconnexion refusée", error=True,
+                "message.html",
+                403,
+                title="Déconnexion refusée",
+                error=True,
                 message="Ce formulaire n'est plus valide. Rechargez la page et recommencez.",
             )
         log.info("signed out", user_id=session.national_id)
@@ -221,7 +254,10 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
             target = LOGGED_OUT_PATH  # the local session ends anyway
         response = RedirectResponse(target, status_code=303)
         response.delete_cookie(
-            web.cookies.session_name, path="/", secure=web.cookies.secure, httponly=True,
+            web.cookies.session_name,
+            path="/",
+            secure=web.cookies.secure,
+            httponly=True,
             samesite="lax",
         )
         return response
@@ -235,7 +271,10 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
 
 def _forget_login(web: WebLogin, response: Response) -> Response:
     response.delete_cookie(
-        web.cookies.login_name, path=CALLBACK_PATH, secure=web.cookies.secure, httponly=True,
+        web.cookies.login_name,
+        path=CALLBACK_PATH,
+        secure=web.cookies.secure,
+        httponly=True,
         samesite="lax",
     )
     return response
