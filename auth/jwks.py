@@ -2,9 +2,10 @@
 
 Keys come from the discovery document's ``jwks_uri``. They are kept for ``max_age`` seconds;
 a token naming a ``kid`` we do not hold triggers one refresh (the IdP rotated its keys), but
-at most one refresh per ``min_refresh_interval`` seconds: a flood of tokens with random
-``kid``s must not turn us into a client hammering the IdP. Concurrent refreshes are merged
-into one fetch, and a failed refresh keeps the keys we had.
+at most one such refresh per ``min_refresh_interval`` seconds: a flood of tokens with random
+``kid``s must not turn us into a client hammering the IdP. The first fetch and the refresh of
+stale keys do not count against that budget, so a rotation just after start-up is seen at once.
+Concurrent refreshes are merged into one fetch, and a failed refresh keeps the keys we had.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class JwksCache:
         self._keys: dict[str, PublicKey] = {}
         self._loaded = False
         self._attempted_at: float | None = None  # last fetch attempt, successful or not
+        self._kid_attempted_at: float | None = None  # last attempt caused by an unknown kid
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
         self.fetches = 0  # how many times the JWKS was requested (for logs and tests)
@@ -63,7 +65,7 @@ class JwksCache:
         """The key ``kid`` for ``alg``; unknown after at most one allowed refresh →
         ``TokenRejected``; IdP unreachable and no keys at all → ``IdpUnavailable``."""
         stale = not self._loaded or self.clock() - self._fetched_at >= self.max_age
-        if stale and self._may_refresh():
+        if stale and self._may_refresh(self._attempted_at):
             await self._refresh(reason="expired" if self._loaded else "first use")
         if not self._loaded:
             raise IdpUnavailable(f"the signing keys of {self.issuer} could not be fetched")
@@ -71,7 +73,8 @@ class JwksCache:
         if key is None and self._lock.locked():  # a refresh is under way: its keys may do
             async with self._lock:
                 key = self._keys.get(kid)
-        if key is None and self._may_refresh():
+        if key is None and self._may_refresh(self._kid_attempted_at):
+            self._kid_attempted_at = self.clock()
             await self._refresh(reason="unknown kid")
             key = self._keys.get(kid)
         if key is None:
@@ -83,8 +86,7 @@ class JwksCache:
             raise TokenRejected(f"the signing key is published for another algorithm than {alg}")
         return key
 
-    def _may_refresh(self) -> bool:
-        last = self._attempted_at
+    def _may_refresh(self, last: float | None) -> bool:
         return last is None or self.clock() - last >= self.min_refresh_interval
 
     async def _refresh(self, *, reason: str) -> None:

@@ -7,18 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
 
+import orjson
 import structlog
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
+from auth.oidc import OidcClient, OidcClientConfig
+from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
-from fhir_server.api import outcomes, routes
+from fhir_server.api import http, login, outcomes, routes
 from fhir_server.api.authn import Authenticator, make_trust
+from fhir_server.api.bearer import BearerTokens
+from fhir_server.api.login import WebLogin
+from fhir_server.api.sessions import Cookies
 from fhir_server.core.caller import Caller
 from fhir_server.interactions.context import Context
 from fhir_server.package_cache import read_manifest
@@ -199,6 +206,62 @@ def _preload(settings: Settings, ctx: Context) -> asyncio.Task[None] | None:
     return asyncio.create_task(run())
 
 
+def make_authenticator(settings: Settings) -> Authenticator:
+    """Who calls the API: client certificates always; Bearer tokens when an issuer is set."""
+    bearer = None
+    if settings.psc_issuer:
+        systems = frozenset(settings.system_clients)
+        people = frozenset(settings.token_clients) | (
+            {settings.psc_client_id} if settings.psc_client_id else set()
+        )
+        issuer = IssuerConfig(
+            settings.psc_issuer,
+            allowed_clients=people | systems,
+            required_acr=None,  # people's tokens: checked by BearerTokens (systems have none)
+            discovery_path=settings.psc_discovery_path,
+            system_clients=systems,
+        )
+        bearer = BearerTokens(
+            TokenVerifier([issuer]),
+            system_clients=settings.system_clients,
+            person_roles=settings.person_roles,
+            acr=settings.psc_acr,
+        )
+    return Authenticator(settings, make_trust(settings), bearer)
+
+
+def make_web_login(settings: Settings) -> WebLogin | None:
+    """The login pages' PSC client and cookies; None without FHIR_PSC_ISSUER/CLIENT_ID."""
+    if not settings.psc_issuer or not settings.psc_client_id:
+        return None
+    key = None
+    if settings.psc_private_key_file is not None:
+        key = orjson.loads(settings.psc_private_key_file.read_bytes())
+    secret = settings.psc_client_secret.get_secret_value() if settings.psc_client_secret else None
+    client = OidcClient(
+        OidcClientConfig(
+            settings.psc_issuer,
+            settings.psc_client_id,
+            client_secret=secret,
+            private_key_jwk=key,
+            acr_values=settings.psc_acr,
+            discovery_path=settings.psc_discovery_path,
+        )
+    )
+    if settings.session_secret is None:
+        log.warning(
+            "FHIR_SESSION_SECRET is not set: web sessions are signed with a key of this "
+            "process only (lost at restart, unknown to other workers)"
+        )
+        session_key = secrets.token_urlsafe(32)
+    else:
+        session_key = settings.session_secret.get_secret_value()
+    cookies = Cookies(
+        session_key, max_age=settings.session_max_age, secure=settings.session_cookie_secure
+    )
+    return WebLogin(client, cookies, settings.person_roles)
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings()
     fhir_logging.configure(settings.log_level, settings.log_format)
@@ -209,8 +272,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         active = store or make_store(settings)
         if own_store:
             await prepare_schema(settings, active)  # SQLite sets itself up
-        authn = Authenticator(settings, make_trust(settings))
+        authn = make_authenticator(settings)
         app.state.wiring = routes.Wiring(make_context(settings, active), settings, authn)
+        app.state.web = make_web_login(settings)
         if own_store:
             # What start-up built (search registry, compiled profiles, value sets) lives as
             # long as the process: out of the collector's generations, a full collection
@@ -225,6 +289,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         finally:
             if warming is not None:
                 warming.cancel()
+            await authn.aclose()
+            if app.state.web is not None:
+                await app.state.web.client.aclose()
             if own_store:
                 await active.close()
 
@@ -238,6 +305,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     outcomes.install(app)
     if settings.access_log:  # one line per request (FHIR_ACCESS_LOG; its cost: docs/perf.md)
         app.add_middleware(fhir_logging.AccessLog)
+    # the server's own pages first: /auth/login would otherwise match /{type}/{id}
+    app.include_router(
+        login.router(
+            lambda request: http.base_url(request, settings),
+            lambda request: request.app.state.web,
+            lambda request: request.app.state.wiring.ctx,
+        )
+    )
     app.include_router(routes.router())
 
     return app

@@ -49,7 +49,7 @@ async def wiring(request: Request) -> Wiring:
     value: Wiring = request.app.state.wiring
     if value.authn is None:
         return value
-    caller = await value.authn.caller(request)
+    caller = await value.authn.caller(request, value.ctx)
     if caller == value.ctx.who:  # FHIR_AUTH=none: nothing to change on the hot path
         return value
     return replace(value, ctx=value.ctx.acting_for(caller))
