@@ -22,10 +22,12 @@ from auth.oidc import OidcClient, OidcClientConfig
 from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
 from fhir_server.api import http, login, outcomes, routes
+from fhir_server.api.audit import AuditTrail
 from fhir_server.api.authn import Authenticator, make_trust
 from fhir_server.api.bearer import BearerTokens
 from fhir_server.api.login import WebLogin
 from fhir_server.api.sessions import Cookies
+from fhir_server.audit.writer import AuditWriter
 from fhir_server.core.caller import Caller
 from fhir_server.interactions.context import Context
 from fhir_server.package_cache import read_manifest
@@ -262,9 +264,22 @@ def make_web_login(settings: Settings) -> WebLogin | None:
     return WebLogin(client, cookies, settings.person_roles)
 
 
+def make_audit_writer(settings: Settings) -> AuditWriter | None:
+    """This process's audit writer (FHIR_AUDIT_*), started by the lifespan."""
+    if not settings.audit:
+        return None
+    return AuditWriter(
+        source=settings.audit_source,
+        batch_size=settings.audit_batch_size,
+        interval_ms=settings.audit_interval_ms,
+        queue_size=settings.audit_queue_size,
+    )
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings()
     fhir_logging.configure(settings.log_level, settings.log_format)
+    audit = make_audit_writer(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -275,6 +290,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         authn = make_authenticator(settings)
         app.state.wiring = routes.Wiring(make_context(settings, active), settings, authn)
         app.state.web = make_web_login(settings)
+        app.state.audit = audit
+        if audit is not None:
+            audit.start(app.state.wiring.ctx)
         if own_store:
             # What start-up built (search registry, compiled profiles, value sets) lives as
             # long as the process: out of the collector's generations, a full collection
@@ -289,6 +307,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         finally:
             if warming is not None:
                 warming.cancel()
+            if audit is not None:  # after the last request: its events are written first
+                await audit.close()
             await authn.aclose()
             if app.state.web is not None:
                 await app.state.web.client.aclose()
@@ -303,6 +323,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         openapi_url=None,
     )
     outcomes.install(app)
+    if audit is not None:  # every access becomes an AuditEvent (FHIR_AUDIT; docs/audit.md)
+        anonymous = Caller(role=settings.default_role) if settings.auth == "none" else None
+        app.add_middleware(AuditTrail, writer=audit, anonymous=anonymous)
     if settings.access_log:  # one line per request (FHIR_ACCESS_LOG; its cost: docs/perf.md)
         app.add_middleware(fhir_logging.AccessLog)
     # the server's own pages first: /auth/login would otherwise match /{type}/{id}

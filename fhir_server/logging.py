@@ -5,7 +5,8 @@ json): the server's own structlog events, and the standard-library records of uv
 Alembic and the rest, so that a JSON log is JSON on every line.
 
 ``AccessLog`` writes one line per HTTP request: method, path, the *names* of the query
-parameters, status, duration and client address. Query values are left out: a FHIR search
+parameters, status, duration, client address and, once authenticated, who called (role,
+client id, national id of a person; never a credential). Query values are left out: a FHIR search
 carries identifiers and names (``Practitioner?identifier=...|810001234567``) that do not
 belong in logs.
 """
@@ -55,8 +56,10 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         foreign = logging.getLogger(name)
         foreign.handlers.clear()
         foreign.propagate = True
-    # Alembic announces every migration step at INFO; only its problems are news.
+    # Alembic announces every migration step at INFO; only its problems are news. httpx
+    # logs every URL it requests at INFO (token introspection, discovery): only problems.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -74,6 +77,20 @@ def _param_names(query_string: bytes) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+def _add_caller(fields: dict[str, Any], scope: Scope) -> None:
+    """Who called, as the authenticator left it in ``request.state.caller`` (the audit
+    trail's ``Caller``; read by name: this module sits below every package)."""
+    state = scope.get("state")
+    caller = state.get("caller") if state else None
+    if caller is None:
+        return
+    fields["role"] = getattr(caller, "role", None)
+    for name, key in (("client_id", "client_id"), ("user_id", "user")):
+        value = getattr(caller, name, None)
+        if value:
+            fields[key] = value
 
 
 class AccessLog:
@@ -108,4 +125,5 @@ class AccessLog:
             }
             if scope.get("query_string"):
                 fields["params"] = _param_names(scope["query_string"])
+            _add_caller(fields, scope)
             access_log.info("request", **fields)

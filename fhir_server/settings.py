@@ -46,6 +46,23 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         True, description="One structured line per request (at info); off where a proxy logs"
     )
+    audit: bool = Field(True, description="Record every access as an AuditEvent (docs/audit.md)")
+    audit_batch_size: int = Field(
+        200, ge=1, description="AuditEvents written per database transaction, at most"
+    )
+    audit_interval_ms: int = Field(
+        200, ge=1, description="Longest an AuditEvent waits in memory before it is written"
+    )
+    audit_queue_size: int = Field(
+        10_000,
+        ge=1,
+        description="AuditEvents waiting to be written per process; when full, requests wait"
+        " (back-pressure) rather than lose an event",
+    )
+    audit_source: str = Field(
+        "sas-fhir-server",
+        description="This site's name in AuditEvent.source (site and observer)",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"],
         description="Addresses whose X-Forwarded-Proto/Host/Prefix headers are honoured",

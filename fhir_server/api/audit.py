@@ -1,0 +1,72 @@
+"""ASGI middleware: every HTTP request, once answered, is handed to the audit writer.
+
+Pure ASGI (not Starlette's ``BaseHTTPMiddleware``, which costs a task and a stream per
+request): it notes the status and ``Location`` of the answer and, for errors and Bundle
+answers only, the first few kilobytes of the body (the diagnostic, the Bundle's type); then,
+after the answer has gone out, it queues one ``Access`` tuple. Building and storing the
+AuditEvent happen in the writer's task (``fhir_server/audit/writer.py``).
+
+Who called comes from ``request.state.caller``, which the authenticator sets
+(``authn.py``); with ``FHIR_AUTH=none`` every request is the anonymous caller of
+``FHIR_DEFAULT_ROLE``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fhir_server.audit.record import Access
+from fhir_server.audit.writer import AuditWriter
+from fhir_server.core.caller import Caller
+
+_BODY_KEPT = 4096  # bytes of an error answer kept for its diagnostic
+
+
+class AuditTrail:
+    def __init__(self, app: ASGIApp, writer: AuditWriter, anonymous: Caller | None) -> None:
+        self.app = app
+        self.writer = writer
+        self.anonymous = anonymous  # the caller of every request when FHIR_AUTH=none
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.time()
+        status = 500  # what the client gets if the application fails before answering
+        location: str | None = None
+        keep = scope["method"] == "POST" and scope["path"] == "/"  # batch or transaction?
+        body = b""
+
+        async def sending(message: Message) -> None:
+            nonlocal status, location, keep, body
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                keep = keep or status >= 400
+                for name, value in message.get("headers", ()):
+                    if name == b"location":
+                        location = value.decode("latin-1")
+            elif keep and len(body) < _BODY_KEPT:
+                body += message.get("body", b"")[: _BODY_KEPT - len(body)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            state = scope.get("state")
+            caller = state.get("caller") if state else None
+            access = Access(
+                started,
+                scope["method"],
+                scope["path"],
+                scope.get("query_string", b""),
+                status,
+                caller if isinstance(caller, Caller) else self.anonymous,
+                client[0] if (client := scope.get("client")) else None,
+                location,
+                body,
+            )
+            if not self.writer.offer(access):
+                await self.writer.submit(access)
