@@ -91,7 +91,9 @@ def test_the_access_log_can_be_turned_off(tmp_path: Path) -> None:
     from fhir_server.settings import Settings
 
     url = f"sqlite+aiosqlite:///{tmp_path}/x.sqlite"
-    on = create_app(Settings(database_url=url, validate_profiles=False))
-    off = create_app(Settings(database_url=url, validate_profiles=False, access_log=False))
+    on = create_app(Settings(database_url=url, validate_profiles=False, audit=False))
+    off = create_app(
+        Settings(database_url=url, validate_profiles=False, access_log=False, audit=False)
+    )
     assert [m.cls for m in on.user_middleware] == [fhir_logging.AccessLog]
     assert off.user_middleware == []
