@@ -37,17 +37,20 @@ class AuditTrail:
         started = time.time()
         status = 500  # what the client gets if the application fails before answering
         location: str | None = None
+        etag: str | None = None
         keep = scope["method"] == "POST" and scope["path"] == "/"  # batch or transaction?
         body = b""
 
         async def sending(message: Message) -> None:
-            nonlocal status, location, keep, body
+            nonlocal status, location, etag, keep, body
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 keep = keep or status >= 400
                 for name, value in message.get("headers", ()):
                     if name == b"location":
                         location = value.decode("latin-1")
+                    elif name == b"etag":
+                        etag = value.decode("latin-1")
             elif keep and len(body) < _BODY_KEPT:
                 body += message.get("body", b"")[: _BODY_KEPT - len(body)]
             await send(message)
@@ -66,6 +69,7 @@ class AuditTrail:
                 caller if isinstance(caller, Caller) else self.anonymous,
                 client[0] if (client := scope.get("client")) else None,
                 location,
+                etag,
                 body,
             )
             if not self.writer.offer(access):

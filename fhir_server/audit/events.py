@@ -111,6 +111,14 @@ def _location_reference(location: str | None) -> str | None:
     return None
 
 
+def _versioned(reference: str | None, etag: str | None) -> str | None:
+    """``Type/id/_history/v`` from the ETag (``W/"v"``) of an update's answer."""
+    if reference is None or not etag:
+        return reference
+    version = etag.removeprefix("W/").strip('"')
+    return f"{reference}/_history/{version}" if version.isdigit() else reference
+
+
 def recordable_query(query: bytes) -> str:
     """The query string without credential parameters."""
     text = query.decode("latin-1")
@@ -172,7 +180,7 @@ def _entity(access: Access, found: Interaction, code: str | None) -> dict[str, A
     entity: dict[str, Any] = {}
     reference = found.reference
     if code in ("create", "update", "patch") and access.status < 400:
-        reference = _location_reference(access.location) or reference
+        reference = _location_reference(access.location) or _versioned(reference, access.etag)
     if reference:
         entity["what"] = {"reference": reference}
     res_type = found.res_type or (reference.split("/")[0] if reference else None)

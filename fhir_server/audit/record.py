@@ -20,4 +20,5 @@ class Access(NamedTuple):
     caller: Caller | None  # None: the request was not identified (401, public pages)
     client: str | None  # the client's address as the server saw it
     location: str | None  # the response's Location header (created, updated resources)
+    etag: str | None = None  # the response's ETag (the version an update wrote)
     body: bytes = b""  # the start of an error answer (its diagnostic) or of a Bundle's
