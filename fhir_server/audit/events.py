@@ -122,9 +122,9 @@ def _versioned(reference: str | None, etag: str | None) -> str | None:
 def recordable_query(query: bytes) -> str:
     """The query string without credential parameters."""
     text = query.decode("latin-1")
-    pairs = parse_qsl(text, keep_blank_values=True)
-    if not any(name in SECRET_PARAMS for name, _ in pairs):
+    if not any(name in text for name in SECRET_PARAMS):  # the usual case: nothing to parse
         return text
+    pairs = parse_qsl(text, keep_blank_values=True)
     return urlencode([(k, v) for k, v in pairs if k not in SECRET_PARAMS])
 
 

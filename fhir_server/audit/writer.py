@@ -4,9 +4,12 @@ The HTTP layer hands each access over with ``offer`` (non-blocking) or, when the
 full, ``submit``, which waits for room: back-pressure slows the clients down instead of
 dropping an event ("without losing events"). A task of this process takes what is queued,
 up to ``batch_size`` events or ``interval_ms`` after the first one, builds the AuditEvents
-(``events.py``) and stores them in one transaction through the normal write path (stamp,
-index rows, history), acting as ``SYSTEM``; the writes are not HTTP requests, so they are
-not audited themselves. ``close`` (at shutdown, after the last request) writes everything
+(``events.py``) and their index rows (``index.py``) and stores them in one transaction
+through the storage port's create path (``WriteSession.put``: resource, history, index
+rows), acting as ``SYSTEM``. No body checks and no referential integrity: the server built
+the events (tests check them against R4), and an audited request may name a resource that
+does not exist (a 404 is audited too). The writes are not HTTP requests, so they are not
+audited themselves. ``close`` (at shutdown, after the last request) writes everything
 still queued before it returns. Each server worker has its own writer.
 
 When the database fails, the batch is retried (with growing pauses) until it is stored; the
@@ -19,18 +22,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import replace
+from typing import Any
 
+import orjson
 import structlog
 
 from fhir_server.audit.events import audit_event
+from fhir_server.audit.index import Indexer, indexer_for
 from fhir_server.audit.record import Access
 from fhir_server.core.caller import SYSTEM
-
-# The shared write step of every interaction (stamp, index rows, put); the audit writer
-# skips the body checks of ``create``: it builds the events itself.
-from fhir_server.interactions._resource import write_version
+from fhir_server.core.fhirtime import format_instant, utcnow
 from fhir_server.interactions.context import Context
+from fhir_server.storage.port import IndexRows, Stored
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +57,7 @@ class AuditWriter:
         self._queue: asyncio.Queue[Access | None] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
         self._ctx: Context | None = None
+        self._index: Indexer | None = None
         self._closing = False
         self._last_full_warning = 0.0
         self.written = 0  # events stored by this process
@@ -63,10 +67,9 @@ class AuditWriter:
         self._progress = asyncio.Event()  # set after every batch
 
     def start(self, ctx: Context) -> None:
-        """Write through ``ctx``'s store and registry, as the server itself. Referential
-        integrity is not checked: an audited request may name a resource that does not exist
-        (a 404 is audited too)."""
-        self._ctx = replace(ctx.acting_for(SYSTEM), referential_integrity=False)
+        """Write into ``ctx``'s store, indexed for its registry, times in its zone."""
+        self._ctx = ctx
+        self._index = indexer_for(ctx.registry)
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     def offer(self, access: Access) -> bool:
@@ -152,13 +155,24 @@ class AuditWriter:
             batch.append(item)
         return batch, False
 
+    def _build(self, access: Access) -> tuple[Stored, IndexRows]:
+        ctx, index = self._ctx, self._index
+        assert ctx is not None and index is not None, "start() first"
+        now = utcnow()
+        res_id = str(uuid.uuid4())
+        meta = {"versionId": "1", "lastUpdated": format_instant(now, ctx.timezone)}
+        event: dict[str, Any] = {"resourceType": "AuditEvent", "id": res_id, "meta": meta}
+        event |= audit_event(access, self.source, ctx.timezone)
+        content = orjson.dumps(event)
+        return Stored("AuditEvent", res_id, 1, now, False, content, "POST"), index(event)
+
     async def _write(self, batch: list[Access]) -> None:
         ctx = self._ctx
         assert ctx is not None, "start() first"
         events = []
         for access in batch:
             try:
-                events.append(audit_event(access, self.source, ctx.timezone))
+                events.append(self._build(access))
             except Exception:  # a bug in building one event must not stop the trail
                 self.lost += 1
                 log.exception("audit event could not be built", path=access.path)
@@ -168,16 +182,8 @@ class AuditWriter:
             tries += 1
             try:
                 async with ctx.store.writing(SYSTEM) as session:
-                    for event in events:
-                        await write_version(
-                            ctx,
-                            session,
-                            event,
-                            res_type="AuditEvent",
-                            res_id=str(uuid.uuid4()),
-                            previous=None,
-                            method="POST",
-                        )
+                    for stored, index in events:
+                        await session.put(stored, index, None)
             except Exception:
                 if self._closing and tries >= _TRIES_AT_SHUTDOWN:
                     self.lost += len(events)
