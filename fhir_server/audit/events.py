@@ -203,12 +203,13 @@ def audit_event(access: Access, source: str, zone: ZoneInfo) -> dict[str, Any]:
     if code == "transaction":
         code = _bundle_interaction(access.body)
     event: dict[str, Any] = {"resourceType": "AuditEvent"}
-    if code is None:  # the server's own pages (login): a user authentication event
+    if access.path.startswith("/auth/"):  # the server's own login pages
         event["type"] = {"system": DICOM, "code": "110114", "display": "User Authentication"}
     else:
         event["type"] = {"system": EVENT_TYPE, "code": "rest", "display": "RESTful Operation"}
-        event["subtype"] = [{"system": INTERACTION, "code": code}]
-    event["action"] = _ACTIONS.get(code or "", "R" if access.method == "GET" else "E")
+        if code is not None:  # None: no FHIR interaction (HEAD, a method a path lacks: 405)
+            event["subtype"] = [{"system": INTERACTION, "code": code}]
+    event["action"] = _ACTIONS.get(code or "", "R" if access.method in ("GET", "HEAD") else "E")
     event["recorded"] = format_instant(datetime.fromtimestamp(access.started, UTC), zone)
     event["outcome"] = outcome_code(access.status)
     if access.status >= 400:

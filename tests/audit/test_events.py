@@ -162,3 +162,10 @@ def test_credentials_in_the_query_are_never_recorded() -> None:
     assert b"SECRET" not in repr(event).encode() and "XYZ" not in repr(event)
     assert event["type"]["code"] == "110114"  # a login page: user authentication
     assert structure_issues(event) == []
+
+
+def test_a_request_that_is_no_fhir_interaction_is_still_a_rest_event() -> None:
+    event = audit_event(access("HEAD", "/Slot/s1", status=405), "s", PARIS)
+    assert event["type"]["code"] == "rest" and "subtype" not in event
+    assert (event["action"], event["outcome"]) == ("R", "4")
+    assert structure_issues(event) == []

@@ -191,7 +191,14 @@ def test_no_token_cookie_or_key_in_the_logs_or_the_trail(
     text = log.read_text(errors="replace")
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert any(line.get("path") == "/auth/callback" for line in lines)  # the log is complete
-    assert sum(line.get("event") == "request" for line in lines) >= 8
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert len(requests) >= 8
+    # the access line says who called (the structured line of the audit trail)
+    assert any(
+        line.get("client_id") == "sas-platform" and line.get("role") == "platform"
+        for line in requests
+    )
+    assert any(line.get("user") == NATIONAL_ID and line.get("role") == "admin" for line in requests)
     events = asyncio.run(stored_audit_events(url))
     assert len(events) >= 8
     trail = b"\n".join(events).decode()
