@@ -28,6 +28,7 @@ import asyncio
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -240,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_doc:
         return 0
     when = datetime.now(UTC)
-    command = "python bench/sas_audit.py" + (" --engine sqlite" if args.engine == "sqlite" else "")
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-doc"]
+    command = " ".join(["python bench/sas_audit.py", *shown])
     section = [
         "",
         f"## Audit trail, {args.engine}, run of {when:%Y-%m-%d %H:%M} UTC",
