@@ -57,9 +57,11 @@ def configure(level: str = "info", fmt: str = "console") -> None:
         foreign.handlers.clear()
         foreign.propagate = True
     # Alembic announces every migration step at INFO; only its problems are news. httpx
-    # logs every URL it requests at INFO (token introspection, discovery): only problems.
-    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
-    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+    # logs every URL it requests at INFO (token introspection, discovery); aiosqlite and
+    # SQLAlchemy's engine log every statement with its parameters at DEBUG (resources'
+    # contents, search values): only their problems, whatever FHIR_LOG_LEVEL says.
+    for name in ("alembic", "httpx", "aiosqlite", "sqlalchemy.engine"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

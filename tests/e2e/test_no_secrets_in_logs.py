@@ -22,7 +22,6 @@ import httpx
 import pytest
 
 from auth.dev_idp import DevIdpConfig
-from fhir_server.storage.sqlite import SqliteStore
 from tests.auth.dev_idp.conftest import (
     SYSTEM,
     SYSTEM_SECRET,
@@ -34,8 +33,9 @@ from tests.auth.dev_idp.conftest import (
     serving,
     tokens_for,
 )
+from tests.conftest import open_store
 from tests.e2e import tls_support
-from tests.e2e.test_serve import free_port, with_packages
+from tests.e2e.test_serve import BIN, free_port, run, with_packages
 from tests.e2e.tls_support import Certs, make_certs, tls_env, tls_serving
 
 pytestmark = pytest.mark.e2e
@@ -112,7 +112,7 @@ def pieces(name: str, secret: str) -> dict[str, str]:
 
 
 async def stored_audit_events(url: str) -> list[bytes]:
-    store = SqliteStore(url)
+    store = open_store(url)
     try:
         page = await store.history(
             res_type="AuditEvent", res_id=None, since=None, at=None, count=5000, offset=0
@@ -123,10 +123,10 @@ async def stored_audit_events(url: str) -> list[bytes]:
 
 
 def test_no_token_cookie_or_key_in_the_logs_or_the_trail(
-    tmp_path: Path, port: int, idp: Idp, monkeypatch: pytest.MonkeyPatch
+    database_url: str, tmp_path: Path, port: int, idp: Idp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     certs = make_certs(tmp_path / "certs")
-    url = f"sqlite+aiosqlite:///{tmp_path}/fhir.sqlite"
+    url = database_url
     env = tls_env(
         certs,
         with_packages(
@@ -145,6 +145,9 @@ def test_no_token_cookie_or_key_in_the_logs_or_the_trail(
             }
         ),
     )
+    if not url.startswith("sqlite"):
+        migrated = run([str(BIN / "fhir-server"), "migrate"], env)
+        assert migrated.returncode == 0, migrated.stderr
     monkeypatch.setattr(tls_support, "free_port", lambda: port)  # the registered callback's
     log = tmp_path / "server.log"
     secrets: dict[str, str] = {
