@@ -1,8 +1,9 @@
 """ASGI middleware: every HTTP request, once answered, is handed to the audit writer.
 
 Pure ASGI (not Starlette's ``BaseHTTPMiddleware``, which costs a task and a stream per
-request): it notes the status and ``Location`` of the answer and, for errors and Bundle
-answers only, the first few kilobytes of the body (the diagnostic, the Bundle's type); then,
+request): it notes the status, ``Location`` and ``ETag`` of the answer and, for errors and
+Bundle answers only, the first few kilobytes of the body (the diagnostic, the Bundle's type),
+and the form of a ``POST …/_search`` (its parameters are the search's query); then,
 after the answer has gone out, it queues one ``Access`` tuple. Building and storing the
 AuditEvent happen in the writer's task (``fhir_server/audit/writer.py``).
 
@@ -55,16 +56,33 @@ class AuditTrail:
                 body += message.get("body", b"")[: _BODY_KEPT - len(body)]
             await send(message)
 
+        query: bytes = scope.get("query_string", b"")
+        form = b""
+        if scope["method"] == "POST" and scope["path"].endswith("/_search"):
+            # a search sent as a form: its parameters are the query the trail records
+
+            async def receiving() -> Message:
+                nonlocal form
+                message = await receive()
+                if message["type"] == "http.request" and len(form) < _BODY_KEPT:
+                    form += message.get("body", b"")[: _BODY_KEPT - len(form)]
+                return message
+
+            downstream: Receive = receiving
+        else:
+            downstream = receive
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, downstream, sending)
         finally:
+            if form:
+                query = b"&".join(part for part in (query, form) if part)
             state = scope.get("state")
             caller = state.get("caller") if state else None
             access = Access(
                 started,
                 scope["method"],
                 scope["path"],
-                scope.get("query_string", b""),
+                query,
                 status,
                 caller if isinstance(caller, Caller) else self.anonymous,
                 client[0] if (client := scope.get("client")) else None,

@@ -46,6 +46,13 @@ SECRET_PARAMS = frozenset({"access_token", "code", "state", "client_secret", "id
 _DESCRIPTION_LIMIT = 1000
 
 _ACTIONS = {
+    "read": "R",
+    "vread": "R",
+    "search-type": "R",  # POST …/_search too
+    "history-instance": "R",
+    "history-type": "R",
+    "history-system": "R",
+    "capabilities": "R",
     "create": "C",
     "update": "U",
     "patch": "U",

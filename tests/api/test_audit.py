@@ -132,6 +132,17 @@ async def test_refused_requests_leave_a_failure_event(
     assert events[1]["outcomeDesc"] == bad.json()["issue"][0]["diagnostics"]
 
 
+async def test_a_search_sent_as_a_form_records_its_parameters(
+    app: FastAPI, api: httpx.AsyncClient, store: Store
+) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answer = await api.post("/Slot/_search?_count=5", content=b"status=free", headers=form)
+    assert answer.status_code == 200, answer.text
+    await settled(app)
+    (event,) = await audit_events(store)
+    assert summary(event) == ("search-type", "R", "0", "_count=5&status=free")
+
+
 async def test_the_writers_own_inserts_are_not_audited(
     app: FastAPI, api: httpx.AsyncClient, store: Store
 ) -> None:
