@@ -42,7 +42,9 @@ async def audit_events(store: Store) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def app(store: Store) -> AsyncIterator[FastAPI]:
-    settings = Settings(package_path=PACKAGES, validate_profiles=False, audit_interval_ms=10)
+    settings = Settings(
+        package_path=PACKAGES, validate_profiles=False, audit_interval_ms=10, auth="none"
+    )
     application = create_app(settings, store=store)
     async with application.router.lifespan_context(application):
         yield application
@@ -180,7 +182,7 @@ async def test_admins_search_the_trail(app: FastAPI, api: httpx.AsyncClient) -> 
 
 
 async def test_audit_off_records_nothing(store: Store) -> None:
-    settings = Settings(package_path=PACKAGES, validate_profiles=False, audit=False)
+    settings = Settings(package_path=PACKAGES, validate_profiles=False, audit=False, auth="none")
     application = create_app(settings, store=store)
     async with application.router.lifespan_context(application):
         assert application.state.audit is None
