@@ -14,6 +14,7 @@ Who called comes from ``request.state.caller``, which the authenticator sets
 
 from __future__ import annotations
 
+import re
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,10 @@ from fhir_server.audit.writer import AuditWriter
 from fhir_server.core.caller import Caller
 
 _BODY_KEPT = 4096  # bytes of an error answer kept for its diagnostic
+# A batch or transaction answer names what each entry wrote in ``response.location``
+# (``Type/id/_history/n``); no resource this server serves has a string ``location``.
+_ENTRY_LOCATION = re.compile(rb'"location"\s*:\s*"([^"\\]{1,300})"')
+ENTITIES_KEPT = 1000  # entries of one Bundle recorded, at most
 
 
 class AuditTrail:
@@ -39,8 +44,10 @@ class AuditTrail:
         status = 500  # what the client gets if the application fails before answering
         location: str | None = None
         etag: str | None = None
-        keep = scope["method"] == "POST" and scope["path"] == "/"  # batch or transaction?
+        bundle = scope["method"] == "POST" and scope["path"] == "/"  # batch or transaction
+        keep = bundle  # its answer's start says which
         body = b""
+        written: list[bytes] = []  # what a batch or transaction wrote
 
         async def sending(message: Message) -> None:
             nonlocal status, location, etag, keep, body
@@ -52,8 +59,13 @@ class AuditTrail:
                         location = value.decode("latin-1")
                     elif name == b"etag":
                         etag = value.decode("latin-1")
-            elif keep and len(body) < _BODY_KEPT:
-                body += message.get("body", b"")[: _BODY_KEPT - len(body)]
+            else:
+                chunk = message.get("body", b"")
+                if keep and len(body) < _BODY_KEPT:
+                    body += chunk[: _BODY_KEPT - len(body)]
+                if bundle and status < 400 and len(written) < ENTITIES_KEPT:
+                    found = _ENTRY_LOCATION.findall(chunk)
+                    written.extend(found[: ENTITIES_KEPT - len(written)])
             await send(message)
 
         query: bytes = scope.get("query_string", b"")
@@ -89,6 +101,7 @@ class AuditTrail:
                 location,
                 etag,
                 body,
+                tuple(written),
             )
             if not self.writer.offer(access):
                 await self.writer.submit(access)

@@ -11,7 +11,8 @@ Pure: no I/O. What it records (docs/audit.md):
   ``altId``, the calling software's client id as ``name``, the role, the client address;
 - ``source``: this site (``FHIR_AUDIT_SOURCE``), a web server;
 - ``entity``: the resource read or written (``Type/id``, versioned when the answer names a
-  version) or, for searches and conditional interactions, the query string.
+  version) or, for searches and conditional interactions, the query string; a batch or
+  transaction: the Bundle, then each resource its entries wrote (at most 1,000).
 
 Never more than ids and queries: no resource content, no header, no credential. Query
 parameters that carry credentials (``access_token``, an OAuth ``code``) are left out.
@@ -230,5 +231,17 @@ def audit_event(access: Access, source: str, zone: ZoneInfo) -> dict[str, Any]:
     }
     entity = _entity(access, found, code)
     if entity is not None:
-        event["entity"] = [entity]
+        event["entity"] = [entity, *_entries(access.written)]
     return event
+
+
+def _entries(written: tuple[bytes, ...]) -> list[dict[str, Any]]:
+    """One entity per resource a batch or transaction wrote (its entry's location)."""
+    entities = []
+    for location in written:
+        reference = _location_reference(location.decode("utf-8", "replace"))
+        if reference:
+            what = {"reference": reference}
+            kind = {"system": RESOURCE_TYPES, "code": reference.split("/")[0]}
+            entities.append({"what": what, "type": kind})
+    return entities

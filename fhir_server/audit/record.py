@@ -22,3 +22,4 @@ class Access(NamedTuple):
     location: str | None  # the response's Location header (created, updated resources)
     etag: str | None = None  # the response's ETag (the version an update wrote)
     body: bytes = b""  # the start of an error answer (its diagnostic) or of a Bundle's
+    written: tuple[bytes, ...] = ()  # a batch's or transaction's entries' locations

@@ -134,6 +134,29 @@ async def test_refused_requests_leave_a_failure_event(
     assert events[1]["outcomeDesc"] == bad.json()["issue"][0]["diagnostics"]
 
 
+async def test_a_transaction_records_each_resource_it_wrote(
+    app: FastAPI, api: httpx.AsyncClient, store: Store
+) -> None:
+    entries = [
+        {
+            "resource": schedule(res_id),
+            "request": {"method": "PUT", "url": f"Schedule/{res_id}"},
+        }
+        for res_id in ("t-1", "t-2")
+    ]
+    body = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    answer = await api.post("/", json=body, headers=JSON)
+    assert answer.status_code == 200, answer.text
+    await settled(app)
+    (event,) = await audit_events(store)
+    assert (event["subtype"][0]["code"], event["action"]) == ("transaction", "E")
+    assert [e.get("what", {}).get("reference") for e in event["entity"]] == [
+        None,
+        "Schedule/t-1/_history/1",
+        "Schedule/t-2/_history/1",
+    ]
+
+
 async def test_a_search_sent_as_a_form_records_its_parameters(
     app: FastAPI, api: httpx.AsyncClient, store: Store
 ) -> None:

@@ -169,3 +169,17 @@ def test_a_request_that_is_no_fhir_interaction_is_still_a_rest_event() -> None:
     assert event["type"]["code"] == "rest" and "subtype" not in event
     assert (event["action"], event["outcome"]) == ("R", "4")
     assert structure_issues(event) == []
+
+
+def test_a_transaction_names_each_resource_it_wrote() -> None:
+    written = (b"Slot/a/_history/1", b"https://fhir.example/Schedule/b/_history/3")
+    body = b'{"resourceType":"Bundle","type":"transaction-response","entry":['
+    event = audit_event(access("POST", "/", body=body, written=written), "s", PARIS)
+    assert event["subtype"][0]["code"] == "transaction"
+    assert [e.get("what", {}).get("reference") for e in event["entity"]] == [
+        None,
+        "Slot/a/_history/1",
+        "Schedule/b/_history/3",
+    ]
+    assert [e["type"]["code"] for e in event["entity"]] == ["Bundle", "Slot", "Schedule"]
+    assert structure_issues(event) == []

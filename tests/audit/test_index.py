@@ -60,6 +60,9 @@ def test_the_same_rows_as_the_generic_indexer(registry: Registry) -> None:
     started = time.time()
     for caller, request, client in itertools.product(CALLERS, REQUESTS, CLIENTS):
         method, path, query, status, location, etag = request
-        access = Access(started, method, path, query, status, caller, client, location, etag)
+        written = (b"Slot/a/_history/1", b"Schedule/b/_history/2") if path == "/" else ()
+        access = Access(
+            started, method, path, query, status, caller, client, location, etag, b"", written
+        )
         event = audit_event(access, "Site Ardèche", ZoneInfo("Europe/Paris"))
         assert canonical(audit_index(event)) == canonical(index_resource(registry, event)), event
