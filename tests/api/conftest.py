@@ -24,8 +24,12 @@ NOS = REFERENCE / "nos"
 
 @pytest.fixture
 def settings() -> Settings:
-    # The SAS package lives in the shared reference cache (no package registry here).
-    return Settings(max_body_bytes=1024 * 1024, package_path=PACKAGES, terminology_paths=[NOS])
+    # The SAS package lives in the shared reference cache (no package registry here). No
+    # audit trail: its AuditEvents would join the stored versions these tests count (it has
+    # its own tests, test_audit.py).
+    return Settings(
+        max_body_bytes=1024 * 1024, package_path=PACKAGES, terminology_paths=[NOS], audit=False
+    )
 
 
 @pytest.fixture
