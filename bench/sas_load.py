@@ -88,6 +88,7 @@ def settings_for(url: str) -> Settings:
         package_path=package_path(),
         log_level="warning",
         referential_integrity=False,
+        auth="none",  # a load as the server's own work: no client to authenticate
     )
 
 

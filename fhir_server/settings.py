@@ -90,9 +90,10 @@ class Settings(BaseSettings):
         " Retry-After (0: no limit; `load`, `reindex` and `migrate` run without it)",
     )
     auth: Literal["on", "none"] = Field(
-        "none",
-        description="Authentication: 'on' (client certificates, tokens) or 'none' (every "
-        "client gets FHIR_DEFAULT_ROLE; refused on addresses other than loopback)",
+        "on",
+        description="Authentication: 'on' (client certificates, Bearer tokens; 401 without) or"
+        " 'none' (development only: every client gets FHIR_DEFAULT_ROLE; refused on addresses"
+        " other than loopback)",
     )
     tls_cert_file: Path | None = Field(
         None,
