@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from sqlalchemy import ColumnElement
 from sqlalchemy.sql import Executable, FromClause
 
+from auth.policy import Policy, ReadScope
 from fhir_server.core.caller import SYSTEM, Caller
 
 if TYPE_CHECKING:
@@ -53,6 +54,11 @@ class Stored(NamedTuple):
     content: bytes
     method: str = ""
     pk: int | None = None
+    # Who wrote it first (the access policy's owner; None: the server) and a Slot's
+    # TRE-R314 labels (``auth.policy.slot_labels``): set by writes, read back by
+    # ``WriteSession.current`` (what a write checks), not by plain reads.
+    owner: str | None = None
+    labels: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,7 @@ class HistoryPage:
 class ReadSession(Protocol):
     dialect: str  # "sqlite" or "postgresql": a statement may use what its engine does best
     caller: Caller  # who the session reads (or writes) for
+    scope: ReadScope  # what the policy lets ``caller`` see (``visible`` is its SQL)
 
     def visible(self, rows: FromClause) -> ColumnElement[bool] | None:
         """The condition limiting ``rows`` (``resources`` or ``history``, or an alias) to
@@ -123,6 +130,7 @@ class WriteSession(ReadSession, Protocol):
 
 class Store(Protocol):
     dialect: str
+    policy: Policy  # the access policy its ``visible`` applies (``auth/policy.py``)
 
     async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None: ...
 
