@@ -8,11 +8,14 @@ Who is asking. Every read and write carries a ``Caller`` (``core/caller.py``): `
 ``vread``, ``history`` take it, ``reading`` and ``writing`` give it to their session
 (``session.caller``). The adapter has one place that decides which rows a caller may see,
 ``visible(caller, rows)`` (``SqlStore.visible``): a where-clause on ``resources`` or
-``history``, None for "every row". The store's own selects (``read``, ``vread``,
-``history``, a write session's ``current`` and ``scan``) add it; statements that search
-builds add ``session.visible(table)`` where they select resources. Today it returns None
-for everyone (no access policy yet): the policy fills that one method. Without a caller,
-the methods act for ``SYSTEM``, the server's own work (preload, reindex, load).
+``history``, None for "every row", made from the access policy's ``ReadScope``
+(``auth/policy.py``, ``storage/access.py``; ``session.scope`` for code that filters rows it
+cached, the availability cache). The store's own selects (``read``, ``vread``,
+``history``, ``scan``) add it; statements that search builds add ``session.visible(table)``
+where they select resources. A write session's ``current`` reads every row, with its
+``owner`` and ``labels``: the interactions refuse (403) a change of another's resource
+instead of mistaking it for a free id. Without a caller, the methods act for ``SYSTEM``,
+the server's own work (preload, reindex, load), which sees every row and owns nothing.
 
 Schema. ``schema_state`` says whether the database holds the schema of this code's newest
 migration (``migrate.SchemaState``); ``migrate`` brings it there.
