@@ -29,10 +29,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from auth.scopes import granted, readable_types, smart_scopes
+from auth.scopes import Scope, granted, readable_types
+from auth.scopes import smart_scopes as _parse_scopes
 
 # The resource types the server serves (``fhir_server.core.types``; a test keeps them equal).
 TYPES: tuple[str, ...] = (
@@ -51,6 +53,12 @@ READS: tuple[str, ...] = ("read", "vread", "search", "history", "operation")
 WRITES: tuple[str, ...] = ("create", "update", "patch", "delete")
 INTERACTIONS: tuple[str, ...] = READS + WRITES
 ROLES: tuple[str, ...] = ("vendor", "regulator", "platform", "admin")
+
+@lru_cache(maxsize=4096)
+def smart_scopes(texts: frozenset[str]) -> tuple[Scope, ...]:
+    """A caller's SMART scopes, parsed once per distinct set (every request asks)."""
+    return _parse_scopes(texts)
+
 
 # -- slot labels (meta.security, TRE-R314 TypeCreneau) ----------------------------------------
 
@@ -216,6 +224,7 @@ class Policy:
                     f" (use {', '.join(LABELS)})"
                 )
             self.slot_visibility[role] = wanted
+        self._scopes: dict[Who, ReadScope] = {}  # read_scope's answers (a caller's are fixed)
 
     def may(self, who: Who, interaction: str, res_type: str) -> Decision:
         """Whether ``who`` may do ``interaction`` (``INTERACTIONS``) on ``res_type`` at all."""
@@ -263,6 +272,15 @@ class Policy:
         return ALLOWED
 
     def read_scope(self, who: Who) -> ReadScope:
+        """What ``who`` may see (asked for every session and point read: remembered)."""
+        found = self._scopes.get(who)
+        if found is None:
+            if len(self._scopes) >= 4096:
+                self._scopes.clear()  # many distinct callers: start again, never grow
+            found = self._scopes[who] = self._read_scope(who)
+        return found
+
+    def _read_scope(self, who: Who) -> ReadScope:
         role = who.role
         if role not in ROLES:
             return ReadScope(types=frozenset())

@@ -35,9 +35,10 @@ def require_change(ctx: Context, interaction: str, res_type: str, previous: Stor
     """403 unless the caller may write ``res_type`` and, for a stored resource, owns it."""
     if ctx.caller is SYSTEM:
         return
-    if previous is None or (previous.deleted and interaction != "delete"):
+    if previous is None:
         require(ctx, "create" if interaction != "delete" else interaction, res_type)
         return
+    # A deleted resource's id stays its owner's: nobody else recreates it.
     decision = ctx.policy.may_change(
         ctx.caller, interaction, res_type, previous.res_id, previous.owner
     )
@@ -46,9 +47,10 @@ def require_change(ctx: Context, interaction: str, res_type: str, previous: Stor
 
 
 def owner_for(ctx: Context, previous: Stored | None) -> str | None:
-    """The owner a new version records: the first writer's, kept by later versions (an
-    admin's correction does not take a vendor's resource); None for the server's own."""
-    if previous is not None and not previous.deleted:
+    """The owner a new version records: the first writer's, kept by later versions, a
+    deletion and a re-creation included (an admin's correction does not take a vendor's
+    resource); None for the server's own."""
+    if previous is not None:
         return previous.owner
     if ctx.caller is SYSTEM:
         return None

@@ -341,3 +341,15 @@ def test_a_bad_slot_visibility_is_refused() -> None:
         Settings(slot_visibility={"regulator": ["PUBLIK"]})
     with pytest.raises(ValueError, match="vendor"):
         Settings(slot_visibility={"vendor": ["PUBLIC"]})
+
+
+async def test_a_deleted_resource_stays_its_owners(api: Api) -> None:
+    await vendor_b_data(api)
+    assert (await api.send("vendor-b", "DELETE", "/Slot/slot-b")).status_code == 204
+    r = await api.send("vendor", "PUT", "/Slot/slot-b", body("Slot", "slot-b"))
+    assert_forbidden(r, "Slot/slot-b")
+    r = await api.send("vendor-b", "PUT", "/Slot/slot-b", body("Slot", "slot-b"))
+    assert r.status_code == 201, r.text  # its owner may bring it back
+    history = await api.send("vendor-b", "GET", "/Slot/slot-b/_history")
+    assert history.json()["total"] == 3
+    assert (await api.send("vendor", "GET", "/Slot/slot-b/_history")).status_code == 404
