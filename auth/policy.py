@@ -54,6 +54,7 @@ WRITES: tuple[str, ...] = ("create", "update", "patch", "delete")
 INTERACTIONS: tuple[str, ...] = READS + WRITES
 ROLES: tuple[str, ...] = ("vendor", "regulator", "platform", "admin")
 
+
 @lru_cache(maxsize=4096)
 def smart_scopes(texts: frozenset[str]) -> tuple[Scope, ...]:
     """A caller's SMART scopes, parsed once per distinct set (every request asks)."""
