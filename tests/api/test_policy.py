@@ -353,3 +353,40 @@ async def test_a_deleted_resource_stays_its_owners(api: Api) -> None:
     history = await api.send("vendor-b", "GET", "/Slot/slot-b/_history")
     assert history.json()["total"] == 3
     assert (await api.send("vendor", "GET", "/Slot/slot-b/_history")).status_code == 404
+
+
+async def test_identifiers_are_unique_among_what_the_writer_sees(api: Api) -> None:
+    rpps = {"identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "810001234567"}]}
+    for who in ("vendor", "vendor-b"):  # each vendor its own copy of the directory
+        r = await api.send(who, "POST", "/Practitioner", body("Practitioner", **rpps))
+        assert r.status_code == 201, r.text
+    again = await api.send("vendor", "POST", "/Practitioner", body("Practitioner", **rpps))
+    assert again.status_code == 422 and again.json()["issue"][0]["code"] == "duplicate"
+    platform = await api.send("platform", "POST", "/Practitioner", body("Practitioner", **rpps))
+    assert platform.status_code == 422  # the platform sees every holder
+
+
+async def test_conditional_interactions_match_only_the_callers_resources(api: Api) -> None:
+    await vendor_b_data(api)
+    ident = {"identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.10", "value": "slot-1"}]}
+    r = await api.send("vendor-b", "PUT", "/Slot/slot-b", body("Slot", "slot-b", **ident))
+    assert r.status_code == 200, r.text
+    # If-None-Exist does not find (nor return) B's Slot: A creates its own
+    r = await api.send(
+        "vendor",
+        "POST",
+        "/Slot",
+        body("Slot", **ident),
+        **{"If-None-Exist": "identifier=urn:oid:1.2.250.1.213.1.4.10|slot-1"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] != "slot-b"
+    # a conditional update of that identifier updates A's own Slot, not B's
+    url = "/Slot?identifier=urn:oid:1.2.250.1.213.1.4.10|slot-1"
+    r = await api.send("vendor", "PUT", url, body("Slot", status="busy", **ident))
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] != "slot-b"
+    assert (await api.send("vendor-b", "GET", "/Slot/slot-b")).json()["status"] == "free"
+    # a conditional delete does not reach B's either
+    assert (await api.send("vendor", "DELETE", url)).status_code == 204
+    assert (await api.send("vendor-b", "GET", "/Slot/slot-b")).status_code == 200
