@@ -33,7 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from auth.scopes import Scope, granted, readable_types
+from auth.scopes import Access, Scope, granted, readable_types
 from auth.scopes import smart_scopes as _parse_scopes
 
 # The resource types the server serves (``fhir_server.core.types``; a test keeps them equal).
@@ -234,7 +234,7 @@ class Policy:
             return Decision(False, f"unknown role {role!r}")
         if interaction in READS:
             allowed = res_type in READ_RULES[role]
-            access: str = "read"
+            access: Access = "read"
         elif interaction in WRITES:
             allowed = interaction in WRITE_RULES[role].get(res_type, frozenset())
             access = "write"
@@ -243,7 +243,7 @@ class Policy:
         if not allowed:
             return Decision(False, f"the {role} role may not {interaction} {res_type} resources")
         scopes = smart_scopes(who.scopes)
-        if scopes and not granted(scopes, res_type, access):  # type: ignore[arg-type]
+        if scopes and not granted(scopes, res_type, access):
             return Decision(
                 False,
                 f"no SMART scope of the token grants {interaction} on {res_type}"
