@@ -59,6 +59,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from auth.policy import slot_labels
 from fhir_server import logging as fhir_logging
 from fhir_server.app import make_context, make_store
 from fhir_server.core.fhirtime import format_instant, utcnow
@@ -186,6 +187,8 @@ def copy_rows(
             "deleted": False,
             "content": content,
             "method": "PUT",
+            "owner": None,  # loaded by the server itself (auth/policy.py)
+            "labels": slot_labels(resource),
         }
         tables["resources"].append(tuple(row[c] for c in _COLUMNS["resources"]))
         tables["history"].append(tuple(row[c] for c in _COLUMNS["history"]))

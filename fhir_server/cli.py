@@ -252,6 +252,7 @@ def load(
 ) -> None:
     """Load FHIR data; each file is stored whole or not at all, bad files are reported."""
     from fhir_server.app import make_context, make_store
+    from fhir_server.core.caller import SYSTEM
     from fhir_server.loader import SUFFIXES, FileReport, count_resources, files_under, load_file
 
     _require_search_packages(Settings(), allowed=allow_missing_packages)
@@ -273,7 +274,8 @@ def load(
             settings.referential_integrity = False
         store = make_store(settings)
         await store.migrate()
-        ctx = make_context(settings, store)
+        # the server's own work: no owner recorded, no access policy (auth/policy.py)
+        ctx = make_context(settings, store).acting_for(SYSTEM)
         reports: list[FileReport] = []
         try:
             with _counting_progress() as progress:
