@@ -59,6 +59,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from auth.policy import slot_labels
 from fhir_server import logging as fhir_logging
 from fhir_server.app import make_context, make_store
 from fhir_server.core.fhirtime import format_instant, utcnow
@@ -88,6 +89,7 @@ def settings_for(url: str) -> Settings:
         package_path=package_path(),
         log_level="warning",
         referential_integrity=False,
+        auth="none",  # a load as the server's own work: no client to authenticate
     )
 
 
@@ -185,6 +187,8 @@ def copy_rows(
             "deleted": False,
             "content": content,
             "method": "PUT",
+            "owner": None,  # loaded by the server itself (auth/policy.py)
+            "labels": slot_labels(resource),
         }
         tables["resources"].append(tuple(row[c] for c in _COLUMNS["resources"]))
         tables["history"].append(tuple(row[c] for c in _COLUMNS["history"]))

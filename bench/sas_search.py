@@ -39,6 +39,10 @@ bounded in time and count; only 127.0.0.1 is contacted.
     python bench/sas_search.py --slots 100000                        # ~3 minutes
     python bench/sas_search.py --slots 100000 --engine sqlite        # the embedded default
     python bench/sas_search.py --slots 100000,1000000 --workers 1,2 --load-method copy
+
+``python bench/sas_search.py auth --slots 100000`` compares, in one run, the same PS query
+with authentication off and on (a regulator's client certificate, the access policy's slot
+label filter): see ``sas_auth.py``.
 """
 
 from __future__ import annotations
@@ -1093,6 +1097,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["auth"]:  # the access policy's cost: auth off vs on (sas_auth.py)
+        import sas_auth
+
+        return sas_auth.main(argv[1:])
     if argv[:1] == ["serve-constant"]:
         sub = argparse.ArgumentParser(prog="sas_search.py serve-constant")
         sub.add_argument("--port", type=int, required=True)

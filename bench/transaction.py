@@ -111,6 +111,7 @@ def settings(package_path: Path) -> Settings:
         package_path=package_path,
         terminology_paths=[NOS] if NOS.is_dir() else [],
         log_level="warning",
+        auth="none",  # the in-process figure measures storage, not authentication
     )
 
 

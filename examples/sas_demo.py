@@ -76,6 +76,13 @@ PROFILE_SOS_SLOT = _IG + "sas-sos-slot-aggregator"
 # The SAS Slot profiles fix status to "free" (they describe search answers), so a busy slot
 # cannot claim them; it claims the FR Core Slot profile they all derive from.
 PROFILE_FR_SLOT = "http://interopsante.org/fhir/StructureDefinition/FrSlot"
+PROFILE_REGULATOR = _IG + "FrPractitionerRegul"
+SAS_PLATFORM_SOURCE = "urn:oid:1.2.250.1.213.3.6"  # meta.source of the SAS platform's accounts
+
+# Regulator accounts (INT_R02) of the demo: the fictional professionals of the local identity
+# provider (`fhir-server dev-idp`) who may sign in as regulators. (login, national id, given,
+# family). The dev IdP's other users have no account: they sign in but are refused the API.
+REGULATORS = (("regulateur-fictif", "819999000011", "Camille", "Fictif"),)
 
 MON, TUE, WED, THU, FRI, SAT, SUN = range(7)
 WEEKDAYS = (MON, TUE, WED, THU, FRI)
@@ -595,6 +602,44 @@ def _slots(
 # --- Bundle ------------------------------------------------------------------------------------
 
 
+def _regulator(login: str, national_id: str, given: str, family: str) -> FhirJson:
+    return {
+        "resourceType": "Practitioner",
+        "id": f"regul-{login}",
+        "meta": {"profile": [PROFILE_REGULATOR], "source": SAS_PLATFORM_SOURCE},
+        "identifier": [
+            {
+                "type": {"coding": [{"system": FR_V2_0203, "code": "IDNPS"}]},
+                "system": RPPS_SYSTEM,
+                "value": national_id,
+            }
+        ],
+        "active": True,
+        "name": [{"family": family, "given": [given]}],
+        "telecom": [_email(f"{login}@example.org")],
+    }
+
+
+def build_regulator_bundle() -> dict[str, Any]:
+    """The demo's regulator accounts (FrPractitionerRegul), as the SAS platform keeps them on
+    a regional server: a transaction Bundle of ``PUT Practitioner/id`` entries."""
+    return _transaction([_regulator(*regulator) for regulator in REGULATORS])
+
+
+def _transaction(resources: list[FhirJson]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": resource,
+                "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
+            }
+            for resource in resources
+        ],
+    }
+
+
 def build_demo_bundle(now: datetime | None = None, days: int = 3) -> dict[str, Any]:
     """The demo data set as a transaction Bundle of ``PUT Type/id`` entries (idempotent).
 
@@ -630,26 +675,21 @@ def build_demo_bundle(now: datetime | None = None, days: int = 3) -> dict[str, A
     for centre in SOS_CENTRES:
         comment = f"{BOOKING_BASE}/sos/{SOS_ESTUAIRE.id}?lieu={centre.id}"
         resources += _slots(centre.id, centre.openings, comment, True, since, until)
-
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {
-                "resource": resource,
-                "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
-            }
-            for resource in resources
-        ],
-    }
+    return _transaction(resources)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the SAS demo transaction Bundle (JSON).")
     parser.add_argument("--days", type=int, default=3, help="days of slots from now (default 3)")
     parser.add_argument("--out", type=Path, help="output file (default: stdout)")
+    parser.add_argument(
+        "--regulators",
+        action="store_true",
+        help="write the regulator accounts (FrPractitionerRegul) instead of the agendas",
+    )
     args = parser.parse_args(argv)
-    text = json.dumps(build_demo_bundle(days=args.days), ensure_ascii=False, indent=2) + "\n"
+    bundle = build_regulator_bundle() if args.regulators else build_demo_bundle(days=args.days)
+    text = json.dumps(bundle, ensure_ascii=False, indent=2) + "\n"
     if args.out is None:
         sys.stdout.write(text)
     else:

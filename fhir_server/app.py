@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from auth.oidc import OidcClient, OidcClientConfig
+from auth.policy import Policy
 from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
 from fhir_server.api import http, login, outcomes, routes
@@ -43,17 +44,27 @@ from fhir_server.validation.validator import Validator
 log = structlog.get_logger(__name__)
 
 
+def make_policy(settings: Settings) -> Policy:
+    """The access policy; the store holds it and the context reads the store's."""
+    return Policy(settings.slot_visibility)
+
+
 def make_store(settings: Settings) -> Store:
     url, size, wait = settings.database_url, settings.db_pool_size, settings.db_pool_timeout
     limit = settings.statement_timeout_ms
+    policy = make_policy(settings)
     if url.startswith("sqlite"):
         from fhir_server.storage.sqlite import SqliteStore
 
-        return SqliteStore(url, pool_size=size, pool_timeout=wait, statement_timeout_ms=limit)
+        return SqliteStore(
+            url, pool_size=size, pool_timeout=wait, statement_timeout_ms=limit, policy=policy
+        )
     if url.startswith("postgresql"):
         from fhir_server.storage.postgres import PostgresStore
 
-        return PostgresStore(url, pool_size=size, pool_timeout=wait, statement_timeout_ms=limit)
+        return PostgresStore(
+            url, pool_size=size, pool_timeout=wait, statement_timeout_ms=limit, policy=policy
+        )
     raise SystemExit(
         f"FHIR_DATABASE_URL {settings.database_url.split(':', 1)[0]}:... is not supported; "
         "use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db"
@@ -285,6 +296,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
         active = store or make_store(settings)
+        if not own_store:
+            active.policy = make_policy(settings)  # a store made by the caller: these settings'
         if own_store:
             await prepare_schema(settings, active)  # SQLite sets itself up
         authn = make_authenticator(settings)

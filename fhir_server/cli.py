@@ -90,13 +90,15 @@ def serve(
     settings = Settings()
     if settings.auth == "none" and not _is_loopback(host):
         _say(
-            f"[red]refusing to listen on {host} with FHIR_AUTH=none[/red]: "
-            "authentication is off, so only loopback addresses are allowed"
+            f"refusing to listen on {host} with FHIR_AUTH=none: "
+            "authentication is off, so only loopback addresses are allowed",
+            "red",
         )
         raise typer.Exit(2)
     if workers > 1 and settings.is_sqlite:
         console.print("[red]several workers need PostgreSQL (FHIR_DATABASE_URL)[/red]")
         raise typer.Exit(2)
+    _check_auth(settings)
     _require_packages(settings)
     _require_schema(settings, migrate)
     _check_tls(settings)
@@ -109,6 +111,21 @@ def serve(
         from fhir_server.app import create_app
 
         serving.run(create_app(settings), settings, host=host, port=port)
+
+
+def _check_auth(settings: Settings) -> None:
+    """Exit 2 when authentication is on but no client could ever authenticate: a server
+    answering 401 to everyone is a configuration mistake, better said at start-up."""
+    if settings.auth == "none" or settings.client_certificates or settings.psc_issuer:
+        return
+    _say(
+        "FHIR_AUTH=on (the default) but no client can authenticate: set "
+        "FHIR_CLIENT_CERTIFICATES (with FHIR_TLS_CLIENT_CA_FILE, or behind a trusted proxy) "
+        "and/or FHIR_PSC_ISSUER (Bearer tokens), see docs/security.md; for local development "
+        "only, FHIR_AUTH=none on a loopback address",
+        "red",
+    )
+    raise typer.Exit(2)
 
 
 def _check_tls(settings: Settings) -> bool:
@@ -235,6 +252,7 @@ def load(
 ) -> None:
     """Load FHIR data; each file is stored whole or not at all, bad files are reported."""
     from fhir_server.app import make_context, make_store
+    from fhir_server.core.caller import SYSTEM
     from fhir_server.loader import SUFFIXES, FileReport, count_resources, files_under, load_file
 
     _require_search_packages(Settings(), allowed=allow_missing_packages)
@@ -256,7 +274,8 @@ def load(
             settings.referential_integrity = False
         store = make_store(settings)
         await store.migrate()
-        ctx = make_context(settings, store)
+        # the server's own work: no owner recorded, no access policy (auth/policy.py)
+        ctx = make_context(settings, store).acting_for(SYSTEM)
         reports: list[FileReport] = []
         try:
             with _counting_progress() as progress:

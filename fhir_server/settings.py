@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auth.policy import Policy
 from fhir_server.core.roles import ANY_ROLE, ROLES, Role
 from fhir_server.core.types import is_served
 
@@ -107,9 +108,10 @@ class Settings(BaseSettings):
         " Retry-After (0: no limit; `load`, `reindex` and `migrate` run without it)",
     )
     auth: Literal["on", "none"] = Field(
-        "none",
-        description="Authentication: 'on' (client certificates, tokens) or 'none' (every "
-        "client gets FHIR_DEFAULT_ROLE; refused on addresses other than loopback)",
+        "on",
+        description="Authentication: 'on' (client certificates, Bearer tokens; 401 without) or"
+        " 'none' (development only: every client gets FHIR_DEFAULT_ROLE; refused on addresses"
+        " other than loopback)",
     )
     tls_cert_file: Path | None = Field(
         None,
@@ -250,6 +252,12 @@ class Settings(BaseSettings):
         description="Conditional update with a body id that is not the target's: ignored "
         "(lenient, what the SAS platform needs) or refused as FHIR R4 says (strict: 400/409)",
     )
+    slot_visibility: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Role -> Slot types (TRE-R314 meta.security codes PUBLIC, PRO, SNP, CPTS, "
+        "or UNLABELLED for none) its searches and reads show, JSON; unset roles keep the "
+        "default: regulator PUBLIC/PRO/SNP, platform and admin all (docs/policy.md)",
+    )
     referential_integrity: bool = Field(
         True,
         description="Refuse writes whose relative references (Type/id) name no stored "
@@ -281,6 +289,12 @@ class Settings(BaseSettings):
         for res_type in value:
             if not is_served(res_type):
                 raise ValueError(f"resource type {res_type!r} is not served")
+        return value
+
+    @field_validator("slot_visibility")
+    @classmethod
+    def _visibility(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        Policy(value)  # raises ValueError naming the unknown role or label
         return value
 
     @field_validator("base_url", "package_registry")

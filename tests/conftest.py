@@ -33,6 +33,12 @@ def find_pg_ctl() -> str | None:
     return candidates[-1] if candidates else None
 
 
+# Authentication is on by default (settings.py). The tests that are not about it build their
+# apps and servers without credentials, so they run with FHIR_AUTH=none unless they say
+# otherwise; the tests of authentication set FHIR_AUTH=on (or Settings(auth="on")) themselves,
+# and tests/test_settings.py checks the real default.
+os.environ.setdefault("FHIR_AUTH", "none")
+
 PG_CTL = find_pg_ctl()
 if PG_CTL:
     os.environ["FHIR_TEST_PG_CTL"] = PG_CTL

@@ -51,6 +51,8 @@ def test_every_command_is_covered() -> None:
         "packages list",
         "packages check",
         "packages install",
+        "dev-idp",
+        "dev-certs",
     }
 
 

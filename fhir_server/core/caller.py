@@ -2,9 +2,9 @@
 
 The storage port takes a ``Caller`` on every read and write (``storage/port.py``) so that an
 access policy can limit the rows a caller sees where the rows are selected, once, instead of
-in each interaction. There is no policy yet: every caller sees every row. Authentication
-will build one per request (who, with which role); with ``FHIR_AUTH=none`` a request is an
-anonymous caller of ``FHIR_DEFAULT_ROLE``.
+in each interaction; the policy is ``auth/policy.py`` (docs/design.md, Security).
+Authentication builds one per request (who, with which role); with ``FHIR_AUTH=none`` a
+request is an anonymous caller of ``FHIR_DEFAULT_ROLE``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Caller:
     scopes: frozenset[str] = frozenset()
 
 
-# The server's own work (start-up preload, reindexing, loading files): sees everything. Also
+# The server's own work (start-up preload, reindexing, loading files): sees everything and
+# owns nothing (what it writes has no owner; the access policy does not apply to it). Also
 # the default of the storage port's methods; interactions always pass their request's caller.
 SYSTEM = Caller(role="admin", client_id="fhir-server")

@@ -9,6 +9,7 @@ import orjson
 from fhir_server.core import errors
 from fhir_server.core.fhirtime import format_instant, utcnow
 from fhir_server.core.types import is_served, is_valid_id
+from fhir_server.interactions import access
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.references import PendingReferences
 from fhir_server.interactions.required_profiles import check_required_profiles
@@ -73,6 +74,10 @@ def stamp(resource: dict[str, Any], res_id: str, version: int, now_text: str) ->
     return orjson.dumps(out)
 
 
+# the access policy's interaction for each write method
+_INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
 async def write_version(
     ctx: Context,
     session: WriteSession,
@@ -90,7 +95,9 @@ async def write_version(
     or on the other stored resources are checked here: the profiles the client's role
     requires, identifier uniqueness and referential integrity (``references.py``). The
     references are checked now, unless the caller collects them in ``references`` to check
-    a whole unit (a transaction) at its end."""
+    a whole unit (a transaction) at its end. The access policy is checked first: the
+    caller may write this type, and a stored resource only if it owns it (403)."""
+    access.require_change(ctx, _INTERACTIONS[method], res_type, previous)
     if resource is not None:
         check_required_profiles(ctx, res_type, resource)
         await check_unique_identifiers(ctx, session, res_type, res_id, resource)
@@ -112,6 +119,8 @@ async def write_version(
         deleted=deleted,
         content=content,
         method=method,
+        owner=access.owner_for(ctx, previous),
+        labels=access.labels_of(resource, previous),
     )
     await session.put(stored, index, previous)
     if ctx.referential_integrity:

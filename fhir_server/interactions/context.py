@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
+from auth.policy import Policy
 from fhir_server.core.caller import Caller
 from fhir_server.core.roles import Role
 from fhir_server.interactions.instants import Remembered
@@ -52,6 +53,13 @@ class Context:
         if self.searcher is not None:
             return self.searcher
         return Searcher(self.registry, self.timezone)
+
+    @property
+    def policy(self) -> Policy:
+        """The access policy: the store's own object, so reads (the store's ``visible``)
+        and the interactions' checks (``access.py``) can never disagree."""
+        policy: Policy = self.store.policy
+        return policy
 
     @property
     def caller(self) -> Caller:

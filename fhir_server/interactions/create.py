@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.core import errors
+from fhir_server.interactions import access
 from fhir_server.interactions._resource import check_body, check_type, write_version
 from fhir_server.interactions.conditional import conditional_matches
 from fhir_server.interactions.context import Context
@@ -38,6 +39,7 @@ async def create_in(
     """Create inside an open write session (used directly by transactions; ``references``:
     see ``write_version``)."""
     check_type(res_type)
+    access.require(ctx, "create", res_type)
     resource = check_body(res_type, body, ctx.validator)
     if if_none_exist:
         await session.lock_conditional(res_type)

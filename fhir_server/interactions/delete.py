@@ -7,6 +7,7 @@ A conditional delete deletes its single match; several matches fail with 412.
 from __future__ import annotations
 
 from fhir_server.core import errors
+from fhir_server.interactions import access
 from fhir_server.interactions._resource import check_id, check_if_match, check_type, write_version
 from fhir_server.interactions.conditional import matching_ids
 from fhir_server.interactions.context import Context
@@ -27,6 +28,7 @@ async def delete_in(
     resource other resources reference is allowed (``references.py``)."""
     check_type(res_type)
     check_id(res_id)
+    access.require(ctx, "delete", res_type)
     current = await session.current(res_type, res_id)
     check_if_match(if_match, current, f"{res_type}/{res_id}")
     if current is None or current.deleted:
@@ -59,6 +61,7 @@ async def conditional_delete_in(
     references: PendingReferences | None = None,
 ) -> Stored | None:
     check_type(res_type)
+    access.require(ctx, "delete", res_type)
     await session.lock_conditional(res_type)
     ids = await matching_ids(ctx, session, res_type, query)
     if len(ids) > 1:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fhir_server.core import errors, fhirtime
+from fhir_server.interactions import access
 from fhir_server.interactions._resource import check_id, check_type
 from fhir_server.interactions.context import Context
 from fhir_server.storage.port import HistoryPage
@@ -50,6 +51,7 @@ async def history(
 ) -> HistoryResult:
     if res_type is not None:
         check_type(res_type)
+        access.require(ctx, "history", res_type)  # system history: the visible rows only
     if res_id is not None:
         check_id(res_id)
     count = _int(params, "_count", ctx.search.default_count, ctx.search.max_count)

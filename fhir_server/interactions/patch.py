@@ -12,6 +12,7 @@ import jsonpatch
 import orjson
 
 from fhir_server.core import errors, json_input
+from fhir_server.interactions import access
 from fhir_server.interactions._resource import (
     check_id,
     check_if_match,
@@ -54,7 +55,10 @@ async def patch_in(
 ) -> WriteResult:
     check_type(res_type)
     check_id(res_id)
+    access.require(ctx, "patch", res_type)
     current = await session.current(res_type, res_id)
+    if current is not None and not current.deleted:
+        access.require_change(ctx, "patch", res_type, current)  # before the patch is applied
     if current is None:
         raise errors.not_found(f"{res_type}/{res_id} is not known")
     if current.deleted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fhir_server.core import errors
+from fhir_server.interactions import access
 from fhir_server.interactions._resource import check_id, check_type
 from fhir_server.interactions.context import Context
 from fhir_server.storage.port import Stored
@@ -11,6 +12,7 @@ from fhir_server.storage.port import Stored
 async def read(ctx: Context, res_type: str, res_id: str) -> Stored:
     check_type(res_type)
     check_id(res_id)
+    access.require(ctx, "read", res_type)
     stored = await ctx.store.read(res_type, res_id, ctx.caller)
     if stored is None:
         raise errors.not_found(f"{res_type}/{res_id} is not known")
@@ -24,6 +26,7 @@ async def vread(ctx: Context, res_type: str, res_id: str, version: str) -> Store
     check_id(res_id)
     if not version.isdigit():
         raise errors.not_found(f"{res_type}/{res_id} has no version {version!r}")
+    access.require(ctx, "vread", res_type)
     stored = await ctx.store.vread(res_type, res_id, int(version), ctx.caller)
     if stored is None:
         raise errors.not_found(f"{res_type}/{res_id} has no version {version}")

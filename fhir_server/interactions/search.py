@@ -17,7 +17,7 @@ import orjson
 
 from fhir_server.core.errors import Issue
 from fhir_server.core.outcomes import outcome
-from fhir_server.interactions import instants
+from fhir_server.interactions import access, instants
 from fhir_server.interactions._resource import check_type
 from fhir_server.interactions.bundles import bundle, resource_fragment
 from fhir_server.interactions.context import Context
@@ -44,6 +44,7 @@ class SearchResult:
 
 async def search(ctx: Context, req: SearchRequest) -> SearchResult:
     check_type(req.res_type)
+    access.require(ctx, "search", req.res_type)
     async with ctx.store.reading(ctx.caller) as session:
         page = await ctx.search.execute(session, req.res_type, req.pairs, strict=req.strict)
     if page.explanation:

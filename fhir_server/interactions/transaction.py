@@ -23,7 +23,7 @@ from fhir_server.core import errors, json_input
 from fhir_server.core.errors import FhirError, Issue
 from fhir_server.core.fhirtime import format_instant
 from fhir_server.core.outcomes import outcome
-from fhir_server.interactions import create, delete, patch, read, search, update
+from fhir_server.interactions import access, create, delete, patch, read, search, update
 from fhir_server.interactions.bundles import bundle, etag, resource_fragment
 from fhir_server.interactions.conditional import conditional_matches, update_target
 from fhir_server.interactions.context import Context
@@ -246,6 +246,8 @@ async def _run(
         match = e.request.get("_match")
         if match:  # ifNoneExist found the resource: nothing is created
             existing = await session.current(e.res_type, match)
+            if existing is not None and not access.visible_row(ctx, existing):
+                existing = None  # cannot happen: the match was searched for this caller
             return _response(existing, "200 OK", base_url, return_resources)
         result = await create.create_in(
             ctx, session, e.res_type, e.resource, res_id=e.res_id, references=refs
@@ -308,8 +310,9 @@ async def _run(
     if e.version is not None:
         version = await read.vread(ctx, e.res_type, e.res_id, e.version)
         return _response(version, "200 OK", base_url, True)
-    current = await session.current(e.res_type, e.res_id)
-    if current is None:
+    access.require(ctx, "read", e.res_type)
+    current = await session.current(e.res_type, e.res_id)  # a write session reads every row
+    if current is None or not access.visible_row(ctx, current):
         raise errors.not_found(f"{e.res_type}/{e.res_id} is not known")
     if current.deleted:
         raise errors.gone(f"{e.res_type}/{e.res_id} was deleted")
@@ -335,6 +338,7 @@ def _patch_operations(resource: Any, max_depth: int) -> Any:
 def _outcome_entry(exc: FhirError) -> dict[str, Any]:
     reason = {
         400: "Bad Request",
+        403: "Forbidden",
         404: "Not Found",
         409: "Conflict",
         410: "Gone",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.core import errors
+from fhir_server.interactions import access
 from fhir_server.interactions._resource import (
     check_body,
     check_id,
@@ -37,6 +38,7 @@ async def update_in(
 ) -> WriteResult:
     check_type(res_type)
     check_id(res_id)
+    access.require(ctx, "update", res_type)
     resource = check_body(res_type, body, ctx.validator)
     body_id = resource.get("id")
     if body_id is None:
@@ -91,6 +93,7 @@ async def conditional_update_in(
     if_match: str | None = None,
 ) -> WriteResult:
     check_type(res_type)
+    access.require(ctx, "update", res_type)
     resource = check_body(res_type, body, ctx.validator)
     target = await update_target(ctx, session, res_type, query, resource.get("id"))
     resource = {**resource, "id": target.res_id}

@@ -12,6 +12,7 @@ from typing import Any
 
 from fhir_server.core import errors
 from fhir_server.core.errors import Issue
+from fhir_server.interactions import access
 from fhir_server.interactions._resource import check_id, check_type
 from fhir_server.interactions.context import Context
 from fhir_server.validation.structure import structure_issues
@@ -55,6 +56,7 @@ def _unwrap(req: ValidateRequest) -> tuple[Any, str | None, str | None]:
 
 async def validate(ctx: Context, req: ValidateRequest) -> list[Issue]:
     check_type(req.res_type)
+    access.require(ctx, "operation", req.res_type)
     if req.res_id is not None:
         check_id(req.res_id)
     resource, mode, profile = _unwrap(req)

@@ -11,7 +11,9 @@ answered, in this order:
    ``_include``/``_revinclude`` resources (``query.include``).
 
 What the session's caller may see (``session.visible``, ``storage.port``) limits the page,
-the count and the included resources; while it limits anything the cache steps aside.
+the count and the included resources; the cache applies the same scope
+(``session.scope``) to its cached slot labels, and steps aside only for a scope limited to
+an owner's rows (vendors: not the SAS search).
 
 The caller renders the page (``interactions/search.py``): which answer path ran never shows
 in the result.
@@ -128,9 +130,14 @@ class Searcher:
     ) -> cached.Answer | None:
         if self.availability is None or shape is None:
             return None
-        if session.visible(plan.R) is not None:
-            return None  # the agendas know nothing of callers: SQL applies what they may see
-        return await cached.answer(session, self.availability, shape, size, now)
+        scope = session.scope
+        if scope.owner_only or not all(
+            scope.whole_type(t) for t in (agendas.SCHEDULE, agendas.PRACTITIONER)
+        ):
+            return None  # the agendas know no owners: SQL applies what the caller may see
+        if not scope.type_ok(agendas.SLOT):
+            return None
+        return await cached.answer(session, self.availability, shape, size, now, scope)
 
     async def _sql_page(
         self,

@@ -27,14 +27,21 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable, FromClause
 
+from auth.policy import EVERYTHING, Policy, ReadScope
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.errors import FhirError
-from fhir_server.storage import schema
+from fhir_server.storage import access, schema
 from fhir_server.storage.arrays import any_in
 from fhir_server.storage.migrate import SchemaState, schema_state, upgrade
 from fhir_server.storage.port import HistoryPage, IndexRows, Stored
-from fhir_server.storage.rows import HISTORY_COLUMNS, STORED_COLUMNS, stored_from_row
+from fhir_server.storage.rows import (
+    HISTORY_COLUMNS,
+    OWNED_COLUMNS,
+    STORED_COLUMNS,
+    owned_from_row,
+    stored_from_row,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -66,11 +73,16 @@ def _everything(caller: Caller, rows: FromClause) -> ColumnElement[bool] | None:
 
 class SqlReadSession:
     def __init__(
-        self, conn: AsyncConnection, caller: Caller = SYSTEM, visibility: Visibility = _everything
+        self,
+        conn: AsyncConnection,
+        caller: Caller = SYSTEM,
+        visibility: Visibility = _everything,
+        scope: ReadScope = EVERYTHING,
     ) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
         self.caller = caller
+        self.scope = scope
         self._visibility = visibility
 
     def visible(self, rows: FromClause) -> ColumnElement[bool] | None:
@@ -83,7 +95,9 @@ class SqlReadSession:
         return result.fetchall()
 
 
-_CURRENT = select(*STORED_COLUMNS).where(
+# A write reads the current version whoever owns it: the policy refuses (403) a change of
+# another's resource, rather than the write mistaking it for a free id.
+_CURRENT = select(*OWNED_COLUMNS).where(
     and_(_RES.c.res_type == bindparam("res_type"), _RES.c.res_id == bindparam("res_id"))
 )
 _CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
@@ -95,6 +109,8 @@ _UPDATE = (
         last_updated=bindparam("b_last_updated"),
         deleted=bindparam("b_deleted"),
         content=bindparam("b_content"),
+        owner=bindparam("b_owner"),
+        labels=bindparam("b_labels"),
     )
 )
 
@@ -124,6 +140,8 @@ def resource_values(stored: Stored) -> dict[str, Any]:
         "last_updated": stored.last_updated,
         "deleted": stored.deleted,
         "content": stored.content,
+        "owner": stored.owner,
+        "labels": stored.labels,
     }
 
 
@@ -151,9 +169,13 @@ class SqlWriteSession(SqlReadSession):
     insert: Any = None  # the dialect's INSERT construct (ON CONFLICT DO NOTHING)
 
     def __init__(
-        self, conn: AsyncConnection, caller: Caller = SYSTEM, visibility: Visibility = _everything
+        self,
+        conn: AsyncConnection,
+        caller: Caller = SYSTEM,
+        visibility: Visibility = _everything,
+        scope: ReadScope = EVERYTHING,
     ) -> None:
-        super().__init__(conn, caller, visibility)
+        super().__init__(conn, caller, visibility, scope)
         self._creates: dict[Key, Stored] = {}  # in put order: pks follow it
         self._updates: dict[int, tuple[Stored, int]] = {}  # pk -> (new, expected current version)
         self._pending: set[Key] = set()  # resources whose row in ``resources`` is not written
@@ -176,11 +198,8 @@ class SqlWriteSession(SqlReadSession):
         if (res_type, res_id) in self._pending:
             await self.flush()  # read (and lock) the version this session wrote
         stmt = _CURRENT_FOR_UPDATE if self.lock_rows else _CURRENT
-        only = self.visible(_RES)
-        if only is not None:
-            stmt = stmt.where(only)
         row = (await self.conn.execute(stmt, {"res_type": res_type, "res_id": res_id})).first()
-        return stored_from_row(row) if row else None
+        return owned_from_row(row) if row else None
 
     async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
         by_type: dict[str, list[str]] = {}
@@ -191,16 +210,13 @@ class SqlWriteSession(SqlReadSession):
         for res_type, ids in by_type.items():
             for start in range(0, len(ids), _PREFETCH_CHUNK):
                 chunk = ids[start : start + _PREFETCH_CHUNK]
-                stmt = select(*STORED_COLUMNS).where(
+                stmt = select(*OWNED_COLUMNS).where(
                     _RES.c.res_type == res_type, _RES.c.res_id.in_(chunk)
-                )
-                only = self.visible(_RES)  # through the seam, as ``current`` reads
-                if only is not None:
-                    stmt = stmt.where(only)
+                )  # whoever owns them, as ``current`` reads
                 if self.lock_rows:
                     stmt = stmt.with_for_update()
                 for row in (await self.conn.execute(stmt)).fetchall():
-                    stored = stored_from_row(row)
+                    stored = owned_from_row(row)
                     self._known[(stored.res_type, stored.res_id)] = stored
 
     async def deleted_flags(self, keys: Collection[Key]) -> dict[Key, bool]:
@@ -416,7 +432,10 @@ class SqlStore:
         *,
         pool_timeout: float = 30.0,
         statement_timeout_ms: int = 0,
+        policy: Policy | None = None,
     ) -> None:
+        # The access policy (``app.make_policy``; the context reads the same object)
+        self.policy = policy or Policy()
         self.engine = engine
         self.read_engine = read_engine or engine
         self.pool_timeout = pool_timeout
@@ -452,27 +471,40 @@ class SqlStore:
             log.warning("database busy", issue=error.issues[0].code, error=type(exc).__name__)
             raise error from exc
 
+    def scope(self, caller: Caller) -> ReadScope:
+        """What the policy lets ``caller`` see (the server's own work: everything)."""
+        return EVERYTHING if caller is SYSTEM else self.policy.read_scope(caller)
+
     def visible(self, caller: Caller, rows: FromClause) -> ColumnElement[bool] | None:
         """THE access seam: the where-clause that limits ``rows`` (``resources``,
-        ``history`` or an alias of either: both have ``res_type`` and ``res_id``) to what
-        ``caller`` may see, or None when it may see them all. Every select of resources
-        made for a caller adds it: the store's own (``read``, ``vread``, ``history``,
-        ``current``, ``scan``) and, through ``session.visible``, search's. No access policy
-        exists yet: every caller sees every row. A policy replaces this method and nothing
-        else; the fast paths of the adapters only run while it returns None."""
-        return None
+        ``history`` or an alias of either: both have ``res_type``, ``owner`` and
+        ``labels``) to what ``caller`` may see (``scope``, ``access.clause``), or None when
+        it may see them all. Every select of resources made for a caller adds it: the
+        store's own (``read``, ``vread``, ``history``, ``scan``) and, through
+        ``session.visible``, search's. A write's ``current`` reads every row: the policy
+        decides a change by the owner it returns. The fast paths of the adapters run when
+        the scope shows the whole type read."""
+        return access.clause(self.scope(caller), rows)
+
+    def _fast(self, caller: Caller, res_type: str) -> bool | None:
+        """For a point read: True when every row of ``res_type`` is visible (the fast path
+        may run), False when none is, None when the SQL must decide row by row."""
+        scope = self.scope(caller)
+        if scope.whole_type(res_type):
+            return True
+        return False if not scope.type_ok(res_type) else None
 
     @asynccontextmanager
     async def reading(self, caller: Caller = SYSTEM) -> AsyncIterator[SqlReadSession]:
         with self.translating():
             async with self.read_engine.connect() as conn:
-                yield self.read_session_class(conn, caller, self.visible)
+                yield self.read_session_class(conn, caller, self.visible, self.scope(caller))
 
     @asynccontextmanager
     async def writing(self, caller: Caller = SYSTEM) -> AsyncIterator[SqlWriteSession]:
         with self.translating():
             async with self._write_engine().begin() as conn:
-                session = self.write_session_class(conn, caller, self.visible)
+                session = self.write_session_class(conn, caller, self.visible, self.scope(caller))
                 yield session
                 await session.finish()
 

@@ -8,11 +8,14 @@ Who is asking. Every read and write carries a ``Caller`` (``core/caller.py``): `
 ``vread``, ``history`` take it, ``reading`` and ``writing`` give it to their session
 (``session.caller``). The adapter has one place that decides which rows a caller may see,
 ``visible(caller, rows)`` (``SqlStore.visible``): a where-clause on ``resources`` or
-``history``, None for "every row". The store's own selects (``read``, ``vread``,
-``history``, a write session's ``current`` and ``scan``) add it; statements that search
-builds add ``session.visible(table)`` where they select resources. Today it returns None
-for everyone (no access policy yet): the policy fills that one method. Without a caller,
-the methods act for ``SYSTEM``, the server's own work (preload, reindex, load).
+``history``, None for "every row", made from the access policy's ``ReadScope``
+(``auth/policy.py``, ``storage/access.py``; ``session.scope`` for code that filters rows it
+cached, the availability cache). The store's own selects (``read``, ``vread``,
+``history``, ``scan``) add it; statements that search builds add ``session.visible(table)``
+where they select resources. A write session's ``current`` reads every row, with its
+``owner`` and ``labels``: the interactions refuse (403) a change of another's resource
+instead of mistaking it for a free id. Without a caller, the methods act for ``SYSTEM``,
+the server's own work (preload, reindex, load), which sees every row and owns nothing.
 
 Schema. ``schema_state`` says whether the database holds the schema of this code's newest
 migration (``migrate.SchemaState``); ``migrate`` brings it there.
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from sqlalchemy import ColumnElement
 from sqlalchemy.sql import Executable, FromClause
 
+from auth.policy import Policy, ReadScope
 from fhir_server.core.caller import SYSTEM, Caller
 
 if TYPE_CHECKING:
@@ -53,6 +57,11 @@ class Stored(NamedTuple):
     content: bytes
     method: str = ""
     pk: int | None = None
+    # Who wrote it first (the access policy's owner; None: the server) and a Slot's
+    # TRE-R314 labels (``auth.policy.slot_labels``): set by writes, read back by
+    # ``WriteSession.current`` (what a write checks), not by plain reads.
+    owner: str | None = None
+    labels: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class HistoryPage:
 class ReadSession(Protocol):
     dialect: str  # "sqlite" or "postgresql": a statement may use what its engine does best
     caller: Caller  # who the session reads (or writes) for
+    scope: ReadScope  # what the policy lets ``caller`` see (``visible`` is its SQL)
 
     def visible(self, rows: FromClause) -> ColumnElement[bool] | None:
         """The condition limiting ``rows`` (``resources`` or ``history``, or an alias) to
@@ -123,6 +133,7 @@ class WriteSession(ReadSession, Protocol):
 
 class Store(Protocol):
     dialect: str
+    policy: Policy  # the access policy its ``visible`` applies (``auth/policy.py``)
 
     async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None: ...
 

@@ -25,6 +25,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import TextClause
 
+from auth.policy import Policy
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.errors import FhirError
 from fhir_server.storage import schema
@@ -44,7 +45,14 @@ from fhir_server.storage.rows import stored_from_row
 # ``executemany`` (one Bind/Execute per row) or a multi-row VALUES (one parameter per value,
 # at most 32,767 per statement) this is ~8 µs per row instead of ~25 (docs/perf.md).
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
-_UPDATED = ("version", "last_updated", "deleted", "content")  # what an update changes
+_UPDATED = (
+    "version",
+    "last_updated",
+    "deleted",
+    "content",
+    "owner",
+    "labels",
+)  # what an update changes
 _RESOURCE_COLUMNS = ("res_type", "res_id", *_UPDATED)
 # Column types an array of Python values binds to without surprise; any other (a JSON or an
 # array column of a future index table) takes the generic path.
@@ -97,11 +105,12 @@ _INSERT_RESOURCES = text(
 _UPDATE_RESOURCES = text(
     "UPDATE resources AS r"
     " SET version = v.version, last_updated = v.last_updated, deleted = v.deleted,"
-    " content = v.content"
+    " content = v.content, owner = v.owner, labels = v.labels"
     " FROM unnest(CAST(:pk AS BIGINT[]), CAST(:previous AS INTEGER[]),"
     " CAST(:version AS INTEGER[]), CAST(:last_updated AS TIMESTAMP WITH TIME ZONE[]),"
-    " CAST(:deleted AS BOOLEAN[]), CAST(:content AS BYTEA[]))"
-    " AS v(pk, previous, version, last_updated, deleted, content)"
+    " CAST(:deleted AS BOOLEAN[]), CAST(:content AS BYTEA[]), CAST(:owner AS VARCHAR[]),"
+    " CAST(:labels AS TEXT[]))"
+    " AS v(pk, previous, version, last_updated, deleted, content, owner, labels)"
     " WHERE r.pk = v.pk AND r.version = v.previous"
 )
 
@@ -157,6 +166,8 @@ class PostgresWriteSession(SqlWriteSession):
             "c3": [s.last_updated for s in creates],
             "c4": [s.deleted for s in creates],
             "c5": [s.content for s in creates],
+            "c6": [s.owner for s in creates],
+            "c7": [s.labels for s in creates],
         }
         result = await self.conn.execute(_INSERT_RESOURCES, params)
         return {(t, i): pk for pk, t, i in result.all()}
@@ -218,6 +229,7 @@ class PostgresStore(SqlStore):
         *,
         pool_timeout: float = 30.0,
         statement_timeout_ms: int = 0,
+        policy: Policy | None = None,
     ) -> None:
         settings = dict(_PLANNER)
         if statement_timeout_ms:
@@ -235,6 +247,7 @@ class PostgresStore(SqlStore):
             engine.execution_options(isolation_level="AUTOCOMMIT"),
             pool_timeout=pool_timeout,
             statement_timeout_ms=statement_timeout_ms,
+            policy=policy,
         )
 
     def transient(self, exc: Exception) -> FhirError | None:
@@ -249,7 +262,10 @@ class PostgresStore(SqlStore):
         return error
 
     async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None:
-        if self.visible(caller, schema.resources) is not None:
+        fast = self._fast(caller, res_type)
+        if fast is False:
+            return None
+        if fast is None:
             return await super().read(res_type, res_id, caller)
         # The hottest path: asyncpg's prepared-statement cache directly, in autocommit.
         with self.translating():

@@ -39,8 +39,18 @@ HISTORY_COLUMNS = (
     H.c.method,
 )
 
+# ``STORED_COLUMNS`` with the owner and labels: what a write reads of the current version.
+OWNED_COLUMNS = (*STORED_COLUMNS, R.c.owner, R.c.labels)
+
 
 def stored_from_row(row: Sequence[Any]) -> Stored:
     """A ``Stored`` from a row of ``STORED_COLUMNS`` (or ``HISTORY_COLUMNS``: with its method)."""
     method = row[7] if len(row) > 7 else ""
     return Stored(row[1], row[2], row[3], row[4], bool(row[5]), bytes(row[6]), method, row[0])
+
+
+def owned_from_row(row: Sequence[Any]) -> Stored:
+    """A ``Stored`` from a row of ``OWNED_COLUMNS``."""
+    return Stored(
+        row[1], row[2], row[3], row[4], bool(row[5]), bytes(row[6]), "", row[0], row[7], row[8]
+    )

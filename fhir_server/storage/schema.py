@@ -45,6 +45,10 @@ resources = Table(
     Column("last_updated", UTC_TIME, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", LargeBinary, nullable=False),
+    # who wrote it first (access policy: a vendor sees and changes its own); NULL: the server
+    Column("owner", String(128), nullable=True),
+    # a Slot's TRE-R314 codes, "|PRO|PUBLIC|" (auth.policy.slot_labels); NULL: other types
+    Column("labels", Text, nullable=True),
     Index("ux_resources_type_id", "res_type", "res_id", unique=True),
     Index("ix_resources_type_updated", "res_type", "last_updated"),
 )
@@ -60,6 +64,8 @@ history = Table(
     Column("method", String(8), nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", LargeBinary, nullable=False),
+    Column("owner", String(128), nullable=True),  # as in ``resources``, per version
+    Column("labels", Text, nullable=True),
     Index("ux_history_type_id_version", "res_type", "res_id", "version", unique=True),
     Index("ix_history_updated", "last_updated"),
     Index("ix_history_type_updated", "res_type", "last_updated"),

@@ -28,9 +28,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from auth.policy import Policy
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.errors import FhirError
-from fhir_server.storage import schema
 from fhir_server.storage._sql import SqlStore, SqlWriteSession, busy
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.port import Stored
@@ -147,6 +147,7 @@ class SqliteStore(SqlStore):
         pool_size: int = 5,
         pool_timeout: float = 30.0,
         statement_timeout_ms: int = 0,
+        policy: Policy | None = None,
     ) -> None:
         database = make_url(url).database
         self._path: str | None = None
@@ -164,6 +165,7 @@ class SqliteStore(SqlStore):
             _engine(url, None, statement_timeout_ms, pool),
             pool_timeout=pool_timeout,
             statement_timeout_ms=statement_timeout_ms,
+            policy=policy,
         )
         self._write_lock = asyncio.Lock()
 
@@ -187,7 +189,9 @@ class SqliteStore(SqlStore):
             await self._turn_to_write()
             try:
                 async with self._writer.begin() as conn:
-                    session = self.write_session_class(conn, caller, self.visible)
+                    session = self.write_session_class(
+                        conn, caller, self.visible, self.scope(caller)
+                    )
                     yield session
                     await session.finish()
             finally:
@@ -214,7 +218,10 @@ class SqliteStore(SqlStore):
         return self._point
 
     async def read(self, res_type: str, res_id: str, caller: Caller = SYSTEM) -> Stored | None:
-        if self._path is None or self.visible(caller, schema.resources) is not None:
+        fast = self._fast(caller, res_type)
+        if fast is False:
+            return None
+        if self._path is None or fast is None:
             return await super().read(res_type, res_id, caller)
         with self.translating():
             row = self._reader().execute(_READ_SQL, (res_type, res_id)).fetchone()
@@ -223,7 +230,10 @@ class SqliteStore(SqlStore):
     async def vread(
         self, res_type: str, res_id: str, version: int, caller: Caller = SYSTEM
     ) -> Stored | None:
-        if self._path is None or self.visible(caller, schema.history) is not None:
+        fast = self._fast(caller, res_type)
+        if fast is False:
+            return None
+        if self._path is None or fast is None:
             return await super().vread(res_type, res_id, version, caller)
         with self.translating():
             row = self._reader().execute(_VREAD_SQL, (res_type, res_id, version)).fetchone()

@@ -512,3 +512,20 @@ def test_required_and_pattern_elements_of_the_sas_snapshots(now: datetime) -> No
                             f"{resource['id']}: {path} = {value!r}, {profile} wants {pattern!r}"
                         )
     assert len(checked) == 12  # every resource profile of the guide but Appointment/regulator
+
+
+def test_the_regulator_accounts_are_dev_idp_professionals() -> None:
+    from auth.dev_idp import PROFESSIONALS
+
+    by_login = {pro.login: pro for pro in PROFESSIONALS}
+    bundle = demo.build_regulator_bundle()
+    assert bundle["type"] == "transaction" and bundle["entry"]
+    for (login, national_id, given, family), entry in zip(
+        demo.REGULATORS, bundle["entry"], strict=True
+    ):
+        account = entry["resource"]
+        assert entry["request"] == {"method": "PUT", "url": f"Practitioner/{account['id']}"}
+        assert account["meta"]["profile"] == [demo.PROFILE_REGULATOR]
+        assert account["identifier"][0]["value"] == national_id == by_login[login].national_id
+        assert (given, family) == (by_login[login].given_name, by_login[login].family_name)
+        assert account["active"] is True

@@ -1,8 +1,8 @@
 """The context's caller reaches the storage: reads and writes are done for the request's
 caller, so an access policy in the store's one seam applies to every interaction.
 
-The store is the real adapter with a stand-in policy (vendors see Slots only,
-``tests/storage/test_access.py``); there is no policy in the server yet.
+The store is the real adapter with the default access policy (``auth/policy.py``): a
+vendor sees and changes only what it wrote.
 """
 
 from __future__ import annotations
@@ -12,18 +12,20 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fhir_server.core import errors
+from fhir_server.core.caller import Caller
 from fhir_server.core.fhirtime import PARIS
 from fhir_server.interactions import history, read, update
 from fhir_server.interactions.context import Context
 from fhir_server.search.registry.parameters import default_registry
-from tests.storage.test_access import open_guarded
+from tests.storage.test_access import open_migrated
 
+VENDOR = Caller(role="vendor", client_id="agenda-pro")
 PRACTITIONER = {"resourceType": "Practitioner", "id": "p1", "active": True}
 
 
 @pytest.fixture
 async def admin(database_url: str) -> AsyncIterator[Context]:
-    store = await open_guarded(database_url)
+    store = await open_migrated(database_url)
     ctx = Context(store=store, registry=default_registry(), timezone=PARIS)
     await update.update(ctx, "Practitioner", "p1", PRACTITIONER)
     try:
@@ -39,7 +41,7 @@ def test_the_caller_is_the_contexts_role() -> None:
 
 
 async def test_reads_are_done_for_the_contexts_caller(admin: Context) -> None:
-    vendor = admin.acting_as("vendor")
+    vendor = admin.acting_for(VENDOR)
     assert (await read.read(admin, "Practitioner", "p1")).res_id == "p1"
     with pytest.raises(errors.NotFound):
         await read.read(vendor, "Practitioner", "p1")
@@ -50,9 +52,10 @@ async def test_reads_are_done_for_the_contexts_caller(admin: Context) -> None:
 
 
 async def test_writes_are_done_for_the_contexts_caller(admin: Context) -> None:
-    # The vendor's write session does not see p1: it can only try to create it, and the
-    # database refuses the second p1.
-    with pytest.raises(errors.Conflict):
-        await update.update(admin.acting_as("vendor"), "Practitioner", "p1", PRACTITIONER)
+    # A vendor's write reads p1 (a write session reads every row) and the access policy
+    # refuses the change: p1 is not the vendor's (it has no owner: the admin wrote it).
+    vendor = admin.acting_for(VENDOR)
+    with pytest.raises(errors.Forbidden):
+        await update.update(vendor, "Practitioner", "p1", PRACTITIONER)
     updated = await update.update(admin, "Practitioner", "p1", PRACTITIONER)
     assert updated.stored.version == 2 and not updated.created

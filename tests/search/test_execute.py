@@ -9,12 +9,14 @@ for it while still answering the others.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 import pytest
 
+from fhir_server.core.caller import Caller
 from fhir_server.core.fhirtime import PARIS
 from fhir_server.interactions import update
 from fhir_server.interactions.context import Context
@@ -22,7 +24,7 @@ from fhir_server.interactions.search import SearchRequest, search
 from fhir_server.search.availability.agendas import AvailabilityCache
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.parameters import default_registry
-from tests.storage.test_access import open_guarded
+from tests.storage.test_access import open_migrated
 
 QUERY = (
     "schedule=Schedule/s1&start=ge2026-06-01&status=free"
@@ -30,10 +32,18 @@ QUERY = (
 )
 
 
+TYPE_CRENEAU = "https://mos.esante.gouv.fr/NOS/TRE_R314-TypeCreneau/FHIR/TRE-R314-TypeCreneau"
+LABELS = (["PUBLIC"], ["CPTS"], [])  # slot0 PUBLIC, slot1 CPTS, slot2 none
+VENDOR = Caller(role="vendor", client_id="agenda-pro")
+REGULATOR = Caller(role="regulator", client_id="regulation-sw")
+
+
 def slot(n: int) -> dict[str, Any]:
+    security = [{"system": TYPE_CRENEAU, "code": c} for c in LABELS[n]]
     return {
         "resourceType": "Slot",
         "id": f"slot{n}",
+        **({"meta": {"security": security}} if security else {}),
         "schedule": {"reference": "Schedule/s1"},
         "status": "free",
         "start": f"2026-06-02T{8 + n:02d}:00:00.000+02:00",
@@ -43,7 +53,7 @@ def slot(n: int) -> dict[str, Any]:
 
 @pytest.fixture
 async def admin(database_url: str) -> AsyncIterator[Context]:
-    store = await open_guarded(database_url)
+    store = await open_migrated(database_url)
     registry = default_registry()
     searcher = Searcher(registry, PARIS, availability=AvailabilityCache(10_000))
     ctx = Context(store=store, registry=registry, timezone=PARIS, searcher=searcher)
@@ -51,8 +61,8 @@ async def admin(database_url: str) -> AsyncIterator[Context]:
     await update.update(ctx, "Practitioner", "p1", practitioner)
     schedule = {"resourceType": "Schedule", "id": "s1", "actor": [{"reference": "Practitioner/p1"}]}
     await update.update(ctx, "Schedule", "s1", schedule)
-    for n in range(3):
-        await update.update(ctx, "Slot", f"slot{n}", slot(n))
+    for n in range(3):  # the vendor's: it owns them
+        await update.update(ctx.acting_for(VENDOR), "Slot", f"slot{n}", slot(n))
     try:
         yield ctx
     finally:
@@ -85,16 +95,34 @@ async def test_the_cache_answers_callers_who_see_everything(admin: Context) -> N
 async def test_a_caller_sees_only_its_rows_in_matches_counts_and_includes(admin: Context) -> None:
     cache = admin.search.availability
     assert cache is not None
-    vendor = admin.acting_as("vendor")
+    vendor = admin.acting_for(VENDOR)
     bundle = await searchset(vendor, "Slot", QUERY)
     assert ids(bundle, "match") == ["Slot/slot0", "Slot/slot1", "Slot/slot2"]
     assert ids(bundle, "include") == []  # the Schedule and the Practitioner are not the vendor's
-    assert cache.served == 0  # the cache stepped aside: SQL applied the seam
+    assert cache.served == 0  # owners are not cached: SQL applied the seam
     paged = await searchset(vendor, "Slot", "status=free&_count=2")
     assert paged["total"] == 3 and len(ids(paged, "match")) == 2
-    hidden = await searchset(vendor, "Practitioner", "_summary=count")
+    hidden = await searchset(vendor, "Practitioner", "_summary=count")  # not the vendor's
     assert hidden["total"] == 0
     assert (await searchset(admin, "Practitioner", "_summary=count"))["total"] == 1
     revinclude = await searchset(admin, "Schedule", "_revinclude=Slot:schedule")
     assert len(ids(revinclude, "include")) == 3
     assert (await searchset(vendor, "Schedule", "_revinclude=Slot:schedule")).get("entry") is None
+
+
+async def test_the_cache_filters_slots_by_the_labels_a_role_sees(admin: Context) -> None:
+    cache = admin.search.availability
+    assert cache is not None
+    regulator = admin.acting_for(REGULATOR)
+    bundle = await searchset(regulator, "Slot", QUERY)
+    # PUBLIC is shown; CPTS and unlabelled slots are not a regulator's by default
+    assert ids(bundle, "match") == ["Slot/slot0"]
+    assert ids(bundle, "include") == ["Schedule/s1", "Practitioner/p1"]
+    assert cache.served == 1  # answered from the cache, filtered on the cached labels
+    sql = Searcher(admin.registry, PARIS)  # the same search without the cache
+    uncached = await searchset(replace(regulator, searcher=sql), "Slot", QUERY)
+    assert ids(uncached, "match") == ids(bundle, "match")
+    assert ids(uncached, "include") == ids(bundle, "include")
+    assert ids(await searchset(admin, "Slot", QUERY), "match") == [
+        f"Slot/slot{n}" for n in range(3)
+    ]

@@ -1,8 +1,9 @@
-"""The caller's context on the storage port, and the one place where it limits rows.
+"""The access policy where rows are selected: ``SqlStore.visible`` and the owner and labels
+that writes record, on both engines and their fast paths.
 
-There is no access policy yet (every caller sees every row); these tests prove the caller
-reaches the adapter, and that a where-clause put in ``SqlStore.visible`` applies to every
-select of resources the store makes for that caller, on both engines and their fast paths.
+Rows are written straight through the port (owner and labels as the interactions stamp
+them), then read for callers of each role: a vendor sees its own rows, a regulator the Slots
+of its labels, a caller with SMART scopes the types they grant.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import ColumnElement, select
-from sqlalchemy.sql import FromClause
+from sqlalchemy import select
 
+from auth.policy import Policy
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.storage import schema
 from fhir_server.storage.port import Store, Stored
@@ -23,92 +24,138 @@ from fhir_server.storage.sqlite import SqliteStore
 
 T0 = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 VENDOR = Caller(role="vendor", client_id="agenda-pro", user_id="810001234567")
+OTHER_VENDOR = Caller(role="vendor", client_id="agenda-two")
+REGULATOR = Caller(role="regulator", client_id="regulation-sw", user_id="810009999999")
+PLATFORM = Caller(role="platform", client_id="sas-platform")
 ADMIN = Caller(role="admin")
+SLOTS_ONLY = Caller(
+    role="platform", client_id="sas-platform", scopes=frozenset({"system/Slot.read"})
+)
 
 
-def stored(res_type: str, res_id: str, version: int = 1) -> Stored:
-    return Stored(res_type, res_id, version, T0 + timedelta(minutes=version), False, b"{}", "PUT")
+def stored(
+    res_type: str,
+    res_id: str,
+    version: int = 1,
+    *,
+    owner: str | None = None,
+    labels: str | None = None,
+) -> Stored:
+    when = T0 + timedelta(minutes=version)
+    return Stored(res_type, res_id, version, when, False, b"{}", "PUT", owner=owner, labels=labels)
 
 
-async def test_sessions_carry_their_caller(store: Store) -> None:
-    async with store.reading(VENDOR) as r:
-        assert r.caller is VENDOR
-        assert r.visible(schema.resources) is None  # no policy yet: every row
-    async with store.writing(VENDOR) as w:
-        assert w.caller is VENDOR
-        await w.put(stored("Slot", "s1"), {}, None)
-    async with store.reading() as r:
-        assert r.caller is SYSTEM  # the server's own work, when no caller is given
-    read = await store.read("Slot", "s1", VENDOR)
-    assert read is not None and read.res_id == "s1"
-
-
-def slots_only_for_vendors(caller: Caller, rows: FromClause) -> ColumnElement[bool] | None:
-    """A stand-in policy for the seam: vendors see Slots only."""
-    return rows.c.res_type == "Slot" if caller.role == "vendor" else None
-
-
-class SlotsOnlyForVendors:
-    """Mixed into a real adapter: ``slots_only_for_vendors`` in its one seam."""
-
-    def visible(self, caller: Caller, rows: FromClause) -> ColumnElement[bool] | None:
-        return slots_only_for_vendors(caller, rows)
-
-
-class GuardedSqlite(SlotsOnlyForVendors, SqliteStore):
-    pass
-
-
-class GuardedPostgres(SlotsOnlyForVendors, PostgresStore):
-    pass
-
-
-async def open_guarded(database_url: str) -> Store:
-    """A migrated real store of the engine of ``database_url``, with the stand-in policy."""
+async def open_migrated(database_url: str, policy: Policy | None = None) -> Store:
+    """A migrated real store of the engine of ``database_url`` with ``policy``."""
     s: Store = (
-        GuardedSqlite(database_url)
+        SqliteStore(database_url, policy=policy)
         if database_url.startswith("sqlite")
-        else GuardedPostgres(database_url, pool_size=5)
+        else PostgresStore(database_url, pool_size=5, policy=policy)
     )
     await s.migrate()
     return s
 
 
 @pytest.fixture
-async def guarded(database_url: str) -> AsyncIterator[Store]:
-    s = await open_guarded(database_url)
+async def rows(database_url: str) -> AsyncIterator[Store]:
+    s = await open_migrated(database_url)
     async with s.writing() as w:
-        await w.put(stored("Slot", "s1"), {}, None)
-        await w.put(stored("Practitioner", "p1"), {}, None)
+        await w.put(stored("Slot", "own", owner="agenda-pro", labels="|PUBLIC|"), {}, None)
+        await w.put(stored("Slot", "cpts", owner="agenda-two", labels="|CPTS|"), {}, None)
+        await w.put(stored("Slot", "both", owner="agenda-two", labels="|CPTS|SNP|"), {}, None)
+        await w.put(stored("Slot", "bare", owner="agenda-two", labels="|UNLABELLED|"), {}, None)
+        await w.put(stored("Slot", "legacy"), {}, None)  # written before labels: NULL
+        await w.put(stored("Practitioner", "p1", owner="agenda-two"), {}, None)
+        await w.put(stored("AuditEvent", "a1"), {}, None)
     try:
         yield s
     finally:
         await s.close()
 
 
-async def test_the_seam_limits_every_select_of_the_store(guarded: Store) -> None:
-    assert await guarded.read("Practitioner", "p1", VENDOR) is None
-    assert await guarded.read("Practitioner", "p1", ADMIN) is not None
-    assert await guarded.read("Slot", "s1", VENDOR) is not None
-    assert await guarded.vread("Practitioner", "p1", 1, VENDOR) is None
-    assert await guarded.vread("Practitioner", "p1", 1) is not None
-    seen = await guarded.history(
+async def visible_ids(store: Store, caller: Caller) -> list[str]:
+    """What a search statement sees for ``caller`` (through ``session.visible``)."""
+    async with store.reading(caller) as r:
+        stmt = select(*STORED_COLUMNS)
+        only = r.visible(schema.resources)
+        if only is not None:
+            stmt = stmt.where(only)
+        return sorted(stored_from_row(row).res_id for row in await r.fetch(stmt))
+
+
+async def test_each_role_sees_its_rows(rows: Store) -> None:
+    assert await visible_ids(rows, VENDOR) == ["own"]
+    assert await visible_ids(rows, OTHER_VENDOR) == ["bare", "both", "cpts", "p1"]
+    # regulator: PUBLIC, PRO, SNP slots; any other type but AuditEvent
+    assert await visible_ids(rows, REGULATOR) == ["both", "own", "p1"]
+    assert await visible_ids(rows, PLATFORM) == ["bare", "both", "cpts", "legacy", "own", "p1"]
+    assert await visible_ids(rows, ADMIN) == sorted(
+        ["a1", "bare", "both", "cpts", "legacy", "own", "p1"]
+    )
+    assert await visible_ids(rows, SYSTEM) == await visible_ids(rows, ADMIN)
+    assert await visible_ids(rows, SLOTS_ONLY) == ["bare", "both", "cpts", "legacy", "own"]
+
+
+async def test_slot_visibility_is_configurable(database_url: str) -> None:
+    policy = Policy({"regulator": ["CPTS", "UNLABELLED"]})
+    s = await open_migrated(database_url, policy)
+    try:
+        async with s.writing() as w:
+            await w.put(stored("Slot", "public", labels="|PUBLIC|"), {}, None)
+            await w.put(stored("Slot", "cpts", labels="|CPTS|"), {}, None)
+            await w.put(stored("Slot", "bare", labels="|UNLABELLED|"), {}, None)
+            await w.put(stored("Slot", "legacy"), {}, None)
+        assert await visible_ids(s, REGULATOR) == ["bare", "cpts", "legacy"]
+    finally:
+        await s.close()
+
+
+async def test_point_reads_and_history_apply_the_policy(rows: Store) -> None:
+    # read and vread take the adapters' fast paths when the whole type is visible
+    assert await rows.read("Practitioner", "p1", REGULATOR) is not None
+    assert await rows.read("Practitioner", "p1", VENDOR) is None
+    assert await rows.read("Slot", "own", VENDOR) is not None
+    assert await rows.read("Slot", "cpts", REGULATOR) is None
+    assert await rows.read("Slot", "both", REGULATOR) is not None
+    assert await rows.read("AuditEvent", "a1", PLATFORM) is None
+    assert await rows.read("AuditEvent", "a1", ADMIN) is not None
+    assert await rows.vread("Slot", "cpts", 1, REGULATOR) is None
+    assert await rows.vread("Slot", "cpts", 1, OTHER_VENDOR) is not None
+    assert await rows.vread("Practitioner", "p1", 1, SLOTS_ONLY) is None
+    seen = await rows.history(
         res_type=None, res_id=None, since=None, at=None, count=10, offset=0, caller=VENDOR
     )
-    assert [e.res_type for e in seen.entries] == ["Slot"] and seen.total == 1
-    async with guarded.writing(VENDOR) as w:
-        assert await w.current("Practitioner", "p1") is None
-        assert [s.res_id for s in await w.scan(None, 0, 10)] == ["s1"]
-    async with guarded.writing(ADMIN) as w:
-        assert await w.current("Practitioner", "p1") is not None
+    assert [e.res_id for e in seen.entries] == ["own"] and seen.total == 1
+    seen = await rows.history(
+        res_type="Slot", res_id=None, since=None, at=None, count=10, offset=0, caller=REGULATOR
+    )
+    assert sorted(e.res_id for e in seen.entries) == ["both", "own"]
 
 
-async def test_search_statements_add_the_seam_through_the_session(guarded: Store) -> None:
-    for caller, expected in ((VENDOR, ["s1"]), (ADMIN, ["p1", "s1"])):
-        async with guarded.reading(caller) as r:
-            stmt = select(*STORED_COLUMNS)
-            only = r.visible(schema.resources)
-            if only is not None:
-                stmt = stmt.where(only)
-            found = sorted(stored_from_row(row).res_id for row in await r.fetch(stmt))
-        assert found == expected
+async def test_a_write_reads_every_row_with_its_owner_and_labels(rows: Store) -> None:
+    async with rows.writing(VENDOR) as w:
+        other = await w.current("Slot", "cpts")  # the policy decides the change, not the read
+        assert other is not None and (other.owner, other.labels) == ("agenda-two", "|CPTS|")
+        await w.prefetch([("Slot", "both")])
+        both = await w.current("Slot", "both")
+        assert both is not None and both.owner == "agenda-two"
+        assert [s.res_id for s in await w.scan("Slot", 0, 10)] == ["own"]
+    async with rows.writing() as w:
+        previous = await w.current("Slot", "own")
+        assert previous is not None
+        new = stored("Slot", "own", 2, owner="agenda-pro", labels="|PRO|")
+        await w.put(new, {}, previous)
+    async with rows.writing() as w:
+        current = await w.current("Slot", "own")
+        assert current is not None and (current.owner, current.labels) == ("agenda-pro", "|PRO|")
+    assert await rows.vread("Slot", "own", 1, VENDOR) is not None  # history keeps the owner
+    assert await rows.vread("Slot", "own", 2, OTHER_VENDOR) is None
+
+
+async def test_the_store_shares_its_policy_with_sessions(rows: Store) -> None:
+    async with rows.reading(VENDOR) as r:
+        assert r.caller is VENDOR
+        assert r.scope.owner_only and r.scope.owner == "agenda-pro"
+    async with rows.reading() as r:
+        assert r.caller is SYSTEM and r.scope.everything
+        assert r.visible(schema.resources) is None  # the server's own work: every row

@@ -40,3 +40,47 @@ async def test_schema_state_follows_the_migrations(database_url: str) -> None:
         assert await store.schema_state() == SchemaState("ahead", "9999", head)
     finally:
         await store.close()
+
+
+SLOT_JSON = (
+    '{"resourceType":"Slot","meta":{"security":[{"system":"https://mos.esante.gouv.fr/NOS/'
+    'TRE_R314-TypeCreneau/FHIR/TRE-R314-TypeCreneau","code":"SNP"},{"system":"https://'
+    'mos.esante.gouv.fr/NOS/TRE_R314-TypeCreneau/FHIR/TRE-R314-TypeCreneau","code":"PUBLIC"}]}}'
+)
+
+
+async def test_0005_fills_the_labels_of_stored_slots(database_url: str) -> None:
+    """Slots stored before 0005 get their TRE-R314 labels, in resources and history; other
+    types none; nobody owns what was stored before (the server's own)."""
+    store = open_store(database_url)
+    rows = [
+        (1, "Slot", "s1", SLOT_JSON),
+        (2, "Slot", "s2", '{"resourceType":"Slot"}'),
+        (3, "Schedule", "x", '{"resourceType":"Schedule"}'),
+    ]
+    try:
+        async with store.writing() as w:
+            await w.conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0004"))
+            for pk, res_type, res_id, content in rows:
+                values = {"pk": pk, "t": res_type, "i": res_id, "c": content.encode()}
+                for table, key in (("resources", "pk"), ("history", "res_pk")):
+                    method = ", method" if table == "history" else ""
+                    await w.conn.execute(
+                        text(
+                            f"INSERT INTO {table} ({key}, res_type, res_id, version,"
+                            f" last_updated, deleted, content{method}) VALUES (:pk, :t, :i, 1,"
+                            f" '2026-01-01 00:00:00+00:00', false, :c{', :m' if method else ''})"
+                        ),
+                        {**values, "m": "PUT"} if method else values,
+                    )
+        await store.migrate()
+        async with store.reading() as r:
+            for table, key in (("resources", "pk"), ("history", "res_pk")):
+                found = await r.fetch(text(f"SELECT {key}, owner, labels FROM {table} ORDER BY 1"))
+                assert [tuple(row) for row in found] == [
+                    (1, None, "|PUBLIC|SNP|"),
+                    (2, None, "|UNLABELLED|"),
+                    (3, None, None),
+                ]
+    finally:
+        await store.close()

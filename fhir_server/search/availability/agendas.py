@@ -44,6 +44,9 @@ IDENTIFIER = "identifier"  # Practitioner.identifier: the end of the SAS chain
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 Token = tuple[str | None, str | None]  # (system, code) of a status row
+# What a slot's number in ``Agenda.statuses`` stands for: its status tokens and its labels
+# (``resources.labels``, the TRE-R314 types the access policy shows to each role)
+Kind = tuple[tuple[Token, ...], str | None]
 
 
 def micros(moment: datetime) -> int:
@@ -96,9 +99,10 @@ class AvailabilityCache:
         self.max_slots = max_slots
         self._agendas: OrderedDict[str, Entry] = OrderedDict()
         self._slots = 0
-        # the distinct status token sets of the slots, numbered (a handful: free, busy...)
-        self.tokens: list[tuple[Token, ...]] = []
-        self._token_numbers: dict[tuple[Token, ...], int] = {}
+        # the distinct (status token set, labels) of the slots, numbered (a handful: free,
+        # busy... times PUBLIC, PUBLIC+SNP...): a search tests each kind once, not each slot
+        self.tokens: list[Kind] = []
+        self._token_numbers: dict[Kind, int] = {}
         self.served = self.fills = self.stale = self.declined = 0  # for tests and logs
 
     def __len__(self) -> int:
@@ -125,7 +129,7 @@ class AvailabilityCache:
     def slots(self) -> int:
         return self._slots
 
-    def token_number(self, tokens: tuple[Token, ...]) -> int:
+    def token_number(self, tokens: Kind) -> int:
         number = self._token_numbers.get(tokens)
         if number is None:
             number = self._token_numbers[tokens] = len(self.tokens)
@@ -273,14 +277,18 @@ async def fill_agendas(
     can be newer than its version, never older."""
     ids = list(wanted.values())
     slots, schedules = _fill_statements(session.dialect)
-    rows: dict[str, dict[int, tuple[int | None, int | None, set[Token]]]] = {i: {} for i in ids}
-    for target, pk, low, high, system, code in await session.fetch(slots, {"ids": ids}):
+    rows: dict[str, dict[int, tuple[int | None, int | None, set[Token], str | None]]] = {
+        i: {} for i in ids
+    }
+    fetched = await session.fetch(slots, {"ids": ids})
+    for target, pk, low, high, system, code, labels in fetched:
         entry = rows[target].get(pk)
         if entry is None:
             entry = (
                 None if low is None else micros(low),
                 None if high is None else micros(high),
                 set(),
+                labels,
             )
             rows[target][pk] = entry
         if code is not None or system is not None:
@@ -293,7 +301,7 @@ async def fill_agendas(
     for key, res_id in wanted.items():
         pk, actors = heads.get(res_id, (None, []))
         agenda = Agenda(versions.get(key, 0), pk, tuple(sorted(set(actors))))
-        for slot_pk, (low, high, tokens) in sorted(
+        for slot_pk, (low, high, tokens, labels) in sorted(
             rows[res_id].items(), key=lambda item: (item[1][0] or 0, item[0])
         ):
             if low is None or high is None:
@@ -302,14 +310,16 @@ async def fill_agendas(
             agenda.lows.append(low)
             agenda.highs.append(high)
             agenda.pks.append(slot_pk)
-            agenda.statuses.append(cache.token_number(tuple(sorted(tokens, key=str))))
+            kind = (tuple(sorted(tokens, key=str)), labels)
+            agenda.statuses.append(cache.token_number(kind))
         cache.fills += 1
         cache.put(key, agenda)
 
 
 @cache
 def _fill_statements(dialect: str) -> tuple[Any, Any]:
-    """An agenda's slot rows (pair row + status tokens) and its Schedule with its actors."""
+    """An agenda's slot rows (pair row + status tokens + labels) and its Schedule with its
+    actors."""
     pair = composites.pair_for(SLOT, "schedule")
     assert pair is not None
     status = TOKEN.alias("status")
@@ -320,8 +330,16 @@ def _fill_statements(dialect: str) -> tuple[Any, Any]:
         # reads every Slot's status row for each slot (minutes at 100 k slots).
         on.append(status.c.res_type == SLOT)
     slots = (
-        select(RD.c.target_id, RD.c.res_pk, RD.c.low, RD.c.high, status.c.system, status.c.code)
-        .select_from(RD.outerjoin(status, and_(*on)))
+        select(
+            RD.c.target_id,
+            RD.c.res_pk,
+            RD.c.low,
+            RD.c.high,
+            status.c.system,
+            status.c.code,
+            R.c.labels,
+        )
+        .select_from(RD.join(R, R.c.pk == RD.c.res_pk).outerjoin(status, and_(*on)))
         .where(
             RD.c.res_type == SLOT,
             RD.c.param == pair.name,

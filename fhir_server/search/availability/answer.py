@@ -27,6 +27,11 @@ Only this shape is served here; any other search goes through ``plan`` unchanged
 - no ``_sort``, no paging position, no ``_summary=count``, every match in the first page;
 - ``_include`` of ``Slot:schedule`` and ``_include:iterate`` of ``Schedule:actor`` only.
 
+What the caller may see (``ReadScope``, the access policy's) is applied here too, not by
+stepping aside: each slot's labels are cached with its status (one numbered kind), so a
+role that sees only some slot types costs one test per kind, not per slot; included
+actors of a type the caller may not read in full send the search to SQL.
+
 Dates are tested with ``matchers.date_match``, the same definition the SQL is built from,
 here in Python over microseconds.
 
@@ -45,6 +50,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Text, cast, false, literal, null, select, union_all
 from sqlalchemy.sql import Select
 
+from auth.policy import EVERYTHING, ReadScope
 from fhir_server.search.availability.agendas import (
     ACTOR,
     IDENTIFIER,
@@ -57,6 +63,7 @@ from fhir_server.search.availability.agendas import (
     AvailabilityCache,
     Entry,
     Filler,
+    Kind,
     Link,
     R,
     Token,
@@ -291,6 +298,7 @@ async def answer(
     shape: Shape,
     limit: int,
     now: datetime,
+    scope: ReadScope = EVERYTHING,
 ) -> Answer | None:
     """The first page of the search ``shape`` (``shape_of``) from the agendas, or None when
     the SQL search must answer (more matches than ``limit``, agendas larger than the cache,
@@ -306,7 +314,7 @@ async def answer(
         if agendas is None or not all(a.servable for a in agendas):
             cache.declined += 1
             return None  # the cache cannot hold them all, a long chain, or an open range
-        ok = matcher.accepted(cache.tokens)  # after the fills: they may number new sets
+        ok = matcher.accepted(cache.tokens, scope)  # after the fills: they may number new kinds
         found = [(a, matcher.pks(a, ok)) for a in agendas]
         matched = sorted({pk for _, pks in found for pk in pks})
         if len(matched) > limit:
@@ -326,6 +334,9 @@ async def answer(
         )
         if not shape.include_actors:
             actors = []
+        if any(not scope.whole_type(t) for t, _ in actors):
+            cache.declined += 1
+            return None  # an actor the caller may not see: SQL filters it row by row
         pks = matched + schedule_pks
         statement = _snapshot(session.dialect, bool(pks), bool(actors))
         params: dict[str, Any] = {"keys": list(used), "pks": pks}
@@ -446,9 +457,10 @@ class _Matcher:
             [v for v in c.values if isinstance(v, p.TokenValue)] for c in shape.statuses
         ]
 
-    def accepted(self, tokens: list[tuple[Token, ...]]) -> list[bool]:
-        """For each of the cache's numbered status sets, whether the status criteria hold."""
-        return [self._status(t) for t in tokens]
+    def accepted(self, kinds: list[Kind], scope: ReadScope) -> list[bool]:
+        """For each of the cache's numbered kinds, whether the status criteria hold and the
+        caller may see slots of its labels."""
+        return [self._status(t) and scope.labels_ok(labels) for t, labels in kinds]
 
     def pks(self, agenda: Agenda, ok: list[bool]) -> list[int]:
         """The pks of the agenda's slots that match, in start order (``ok``: ``accepted``)."""

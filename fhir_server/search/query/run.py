@@ -76,5 +76,9 @@ async def search_ids(
     if query.count == 0:
         return [], query
     query = await prefetch_chains(session, registry, query, now=now)
-    rows = await session.fetch(plan.statement(query, now=now, columns=[schema.resources.c.res_id]))
+    stmt = plan.statement(query, now=now, columns=[schema.resources.c.res_id])
+    only = session.visible(plan.R)  # a conditional write or an identifier check: the
+    if only is not None:  # caller's rows only, or it would act on (or return) another's
+        stmt = stmt.where(only)
+    rows = await session.fetch(stmt)
     return [row[0] for row in rows], query
