@@ -266,3 +266,23 @@ async def test_authenticated_and_refused_callers_are_recorded(
     assert events[0]["agent"][0]["role"][0]["coding"][0]["code"] == "platform"
     assert events[1]["outcomeDesc"] == forbidden.json()["issue"][0]["diagnostics"]
     assert "authentication is required" in events[2]["outcomeDesc"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="auth/policy.py lets admin write every type, AuditEvent included; the issue wants "
+    "AuditEvents written by the server only (403/405 to every client)",
+)
+async def test_no_client_writes_an_audit_event(api: httpx.AsyncClient) -> None:
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+        },
+        "recorded": "2026-12-07T10:00:00.000+01:00",
+        "agent": [{"name": "forger", "requestor": True}],
+        "source": {"observer": {"display": "forger"}},
+    }
+    answer = await api.post("/AuditEvent", json=event, headers=JSON)
+    assert answer.status_code in (403, 405), answer.text
