@@ -33,6 +33,10 @@ def serve(tmp_path: Path, *args: str, **env: str) -> tuple[int, str]:
         ["serve", *args],
         env={
             "FHIR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/never.sqlite",
+            # an empty package cache: a configuration that passes the authentication check
+            # stops at the next one (packages), never starts serving
+            "FHIR_PACKAGE_PATH": str(tmp_path / "no-packages"),
+            "FHIR_VALIDATE_PROFILES": "true",
             "COLUMNS": "200",
             **env,
         },
@@ -73,7 +77,6 @@ def test_serve_refuses_authentication_nobody_can_pass(
 def test_serve_goes_past_the_check_with_a_way_in(
     tmp_path: Path, credentials: dict[str, str]
 ) -> None:
-    # the next check stops it (no schema in an empty database, exit 2 with its own message)
     code, out = serve(tmp_path, FHIR_AUTH="on", **credentials)
     assert "no client can authenticate" not in out
-    assert code != 0
+    assert code == 1 and "is not installed" in out  # the next check stopped it
