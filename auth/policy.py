@@ -16,7 +16,8 @@ cached slot labels). Roles (docs/design.md, Security):
 - **platform**: the SAS platform or a national instance. Reads everything but AuditEvent,
   manages regulator accounts (Practitioner, PractitionerRole: INT_R02), receives
   Appointments.
-- **admin**: everything, AuditEvent included.
+- **admin**: everything, reading AuditEvents included; nobody writes AuditEvents but the
+  server's own audit trail.
 
 A caller with SMART scopes (``auth/scopes.py``) is limited to them as well; without any, its
 role alone decides. Only admin changes a resource someone else owns; a resource written by
@@ -193,7 +194,9 @@ WRITE_RULES: Mapping[str, Mapping[str, frozenset[str]]] = {
         "PractitionerRole": _ALL_WRITES,
         "Appointment": _CHANGE,
     },
-    "admin": {t: _ALL_WRITES for t in TYPES},
+    # AuditEvents are the server's own record (fhir_server/audit): no client writes them,
+    # not even admin; the audit writer writes as the server itself (SYSTEM), outside roles
+    "admin": {t: _ALL_WRITES for t in TYPES if t != "AuditEvent"},
 }
 # role -> the types it reads (vendor: only its own rows of them)
 READ_RULES: Mapping[str, frozenset[str]] = {

@@ -268,11 +268,6 @@ async def test_authenticated_and_refused_callers_are_recorded(
     assert "authentication is required" in events[2]["outcomeDesc"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="auth/policy.py lets admin write every type, AuditEvent included; the issue wants "
-    "AuditEvents written by the server only (403/405 to every client)",
-)
 async def test_no_client_writes_an_audit_event(api: httpx.AsyncClient) -> None:
     event = {
         "resourceType": "AuditEvent",
