@@ -1,11 +1,11 @@
 """The roles of the server's clients (docs/design.md, Security): vendor, regulator, platform,
 admin.
 
-A role decides what a client's writes must satisfy (``required_profiles``) and, once
-authentication exists, what it may do at all. ``Context.role`` is the one place the
-interactions read it. Authentication is not built yet: with ``FHIR_AUTH=none`` every request
-acts with ``FHIR_DEFAULT_ROLE``; the auth/policy module will give each request the context of
-its principal (``interactions.context.Context.acting_as(role)``).
+A role decides what a client's writes must satisfy (``required_profiles``) and what it may
+do and see at all (the access policy, ``auth/policy.py``). ``Context.role`` is the one place
+the interactions read it. The API gives each request the role of its authenticated caller
+(``api/authn.py``: allow-listed certificate, system token, regulator account); with
+``FHIR_AUTH=none`` every request acts with ``FHIR_DEFAULT_ROLE``.
 """
 
 from __future__ import annotations
