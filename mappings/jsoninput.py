@@ -1,0 +1,65 @@
+"""JSON input read safely: size, encoding, syntax and depth problems become issues.
+
+``read_json`` returns the document or None (with the reason in ``result.issues``); it never
+raises. ``pointer`` writes RFC 6901 JSON pointers for issue locations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from mappings.contract import MappingOptions, MappingResult
+
+
+def read_json(data: bytes, options: MappingOptions, result: MappingResult) -> Any | None:
+    where = options.source
+    if len(data) > options.max_bytes:
+        result.error(
+            "too-costly",
+            f"{len(data):,} bytes is more than the {options.max_bytes:,} a feed may have",
+            where,
+        )
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        result.error("invalid", f"not UTF-8 at byte {exc.start}: {exc.reason}", where)
+        return None
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        line = text.count("\n", 0, exc.pos) + 1
+        result.error("structure", f"not JSON: {exc.msg}", f"{where}:{line}")
+        return None
+    deepest = _too_deep(document, options.max_depth)
+    if deepest is not None:
+        result.error(
+            "too-costly", f"nested deeper than {options.max_depth} levels", f"{where}#{deepest}"
+        )
+        return None
+    return document
+
+
+def _too_deep(document: Any, limit: int) -> str | None:
+    """The pointer of a value nested deeper than ``limit``, or None (iterative: no
+    recursion on hostile input)."""
+    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > limit:
+            return path or "/"
+        if isinstance(value, dict):
+            stack.extend((v, pointer(path, k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, pointer(path, i), depth + 1) for i, v in enumerate(value))
+    return None
+
+
+def pointer(base: str, *parts: str | int) -> str:
+    """``base`` extended by ``parts``, escaped as RFC 6901 says (``~0``, ``~1``)."""
+    out = base
+    for part in parts:
+        out += "/" + str(part).replace("~", "~0").replace("/", "~1")
+    return out
