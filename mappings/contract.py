@@ -39,10 +39,12 @@ class Issue:
 class PractitionerFeed:
     """One practitioner's availability as the vendor sent it: the snapshot to reconcile.
 
-    ``resources`` holds the Practitioner, PractitionerRole(s) and Schedule(s); ``slots`` the
-    Slots, each referencing one of those Schedules. ``window`` is the period the snapshot
-    covers: a stored Slot of these Schedules starting in it and absent from ``slots`` has
-    vanished from the vendor's agenda. ``rejected`` feeds are not stored at all.
+    ``resources`` holds the Practitioner, PractitionerRole(s) and Schedule(s) (and, for event
+    formats such as HL7 v2 SIU, Appointments); ``slots`` the Slots, each referencing one of
+    those Schedules. ``window`` is the period the snapshot covers: a stored Slot of these
+    Schedules starting in it and absent from ``slots`` has vanished from the vendor's agenda.
+    ``window`` None: not a snapshot but events (SIU, a single change): its slots are created
+    or updated, nothing is removed. ``rejected`` feeds are not stored at all.
     """
 
     key: str  # the vendor's own practitioner key (stable across feeds)

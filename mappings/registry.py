@@ -1,16 +1,19 @@
 """The formats by name: ``fhir-server ingest --format NAME`` and ``$ingest?format=NAME``.
 
-Each mapping module registers its mapper when imported; ``formats()`` imports them all.
+Each mapping module (one per format, any module of this package but the shared ones below)
+registers its mapper when imported; ``formats()`` imports them all.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
+import mappings
 from mappings.contract import Mapper
 
-# module (under mappings/) of each format; a format is listed once its module exists
-MODULES: tuple[str, ...] = ()
+# the package's shared modules: every other module is one format's
+SHARED = frozenset({"contract", "registry", "sas", "localtime", "jsoninput"})
 
 _MAPPERS: dict[str, Mapper] = {}
 
@@ -24,8 +27,9 @@ def register(mapper: Mapper) -> Mapper:
 
 def formats() -> dict[str, Mapper]:
     """Every known format, by name."""
-    for module in MODULES:
-        importlib.import_module(f"mappings.{module}")
+    for module in pkgutil.iter_modules(mappings.__path__):
+        if module.name not in SHARED and not module.name.startswith("_"):
+            importlib.import_module(f"mappings.{module.name}")
     return dict(sorted(_MAPPERS.items()))
 
 
