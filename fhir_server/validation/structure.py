@@ -288,7 +288,12 @@ class _Walker:
                         continue
                     if not value:
                         self.error(f"{where}.{key}", f"'{key}' must not be an empty array")
+                    # FHIR JSON: in an array of primitives, null holds the place of a value
+                    # whose extension (same index in "_key") stands for it
+                    stand_ins = data.get(f"_{key}") if f.kind == _PRIMITIVE else None
                     for index, item in enumerate(value):
+                        if item is None and _has_extension_at(stand_ins, index):
+                            continue
                         self.value(item, f, f"{where}.{key}[{index}]")
                 elif type(value) is list:
                     self.error(f"{where}.{key}", f"'{key}' must be a single value, not an array")
@@ -377,6 +382,15 @@ class _Walker:
                 self.error(where, "empty objects are not allowed")
             else:
                 self.object(item, _extension_node(), where, "Element")
+
+
+def _has_extension_at(stand_ins: Any, index: int) -> bool:
+    return (
+        type(stand_ins) is list
+        and index < len(stand_ins)
+        and type(stand_ins[index]) is dict
+        and bool(stand_ins[index].get("extension"))
+    )
 
 
 def _strings(value: Any) -> bool:
