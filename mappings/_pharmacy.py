@@ -114,7 +114,8 @@ def _fill(
     for offer in offers:
         end = offer.end
         if end is None:
-            end = offer.start + opts.default_duration
+            # in UTC: aware arithmetic in one zone is wall-clock, wrong across a DST change
+            end = offer.start.astimezone(UTC) + opts.default_duration
             defaulted += 1
         for seat in range(min(offer.capacity, MAX_CAPACITY)):
             key = offer.key if seat == 0 else f"{offer.key}#{seat + 1}"

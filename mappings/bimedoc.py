@@ -9,6 +9,7 @@ its key is the pharmacy and start instant (a repeat at the same instant is one m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 from mappings import registry
 from mappings._pharmacy import Offer, PharmacyFeeds, Place, text
@@ -54,7 +55,7 @@ class BimedocMapper:
                 continue
             if odd:
                 result.warning("value", odd, f"{at}/datetime", key)
-            instant = start.isoformat()
+            instant = start.astimezone(UTC).isoformat()
             repeats[instant] = repeats.get(instant, 0) + 1
             seat = "" if repeats[instant] == 1 else f"#{repeats[instant]}"
             motive = text(entry.get("vaccine_name"))

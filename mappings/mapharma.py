@@ -9,7 +9,7 @@ another call), so every slot lasts ``options.default_duration``, reported once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from mappings import registry
 from mappings._pharmacy import Offer, PharmacyFeeds, Place, capacity
@@ -71,7 +71,11 @@ def _offer(
         result.warning("value", odd, at, owner)
     seats = capacity(entry.get("places_dispo"), f"{at}/places_dispo", result)
     slot_id = entry.get("id")
-    key = str(slot_id) if isinstance(slot_id, int | str) and str(slot_id) else start.isoformat()
+    key = (
+        str(slot_id)
+        if isinstance(slot_id, int | str) and str(slot_id)
+        else start.astimezone(UTC).isoformat()
+    )
     return Offer(key=f"{owner}/{key}", start=start, end=None, location=at, capacity=seats)
 
 

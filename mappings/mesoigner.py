@@ -10,6 +10,7 @@ reported) and a seat count (that many slots). The day keys only group: each slot
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 from mappings import registry
 from mappings._pharmacy import Offer, PharmacyFeeds, Place, capacity
@@ -74,7 +75,14 @@ def _offer(
     vaccines = entry.get("available_vaccines")
     names = [v for v in vaccines if isinstance(v, str)] if isinstance(vaccines, list) else []
     seats = capacity(entry.get("number_of_slots"), f"{at}/number_of_slots", result)
-    return Offer(f"{owner}/{start.isoformat()}", start, None, at, ", ".join(names) or None, seats)
+    return Offer(
+        f"{owner}/{start.astimezone(UTC).isoformat()}",
+        start,
+        None,
+        at,
+        ", ".join(names) or None,
+        seats,
+    )
 
 
 MAPPER = registry.register(MesoignerMapper())

@@ -10,6 +10,7 @@ both reported. The agenda (``meetingConfigurationId``) is the pharmacy key looke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 from mappings import registry
 from mappings._pharmacy import Offer, PharmacyFeeds, Place, text
@@ -68,7 +69,7 @@ def _offer(
         result.error("value", "end is not after start", f"{at}/end", agenda)
         return None
     division = item.get("timeDivisionId")
-    key = division if isinstance(division, str) and division else start.isoformat()
+    key = division if isinstance(division, str) and division else start.astimezone(UTC).isoformat()
     types = item.get("types")
     labels = (
         [t["label"] for t in types or [] if isinstance(t, dict) and isinstance(t.get("label"), str)]
