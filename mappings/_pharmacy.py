@@ -13,6 +13,7 @@ once, as the SAS has no capacity element.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -79,6 +80,15 @@ class PharmacyFeeds:
                     practitioner=key,
                 )
                 continue
+            if not _complete(place, self.options.places.get(key, {})):
+                self.result.error(
+                    "not-found",
+                    f"pharmacy {key!r} has no address (line, postal code, city) in the answer "
+                    "nor in the places table: the SAS needs it",
+                    self.options.source,
+                    practitioner=key,
+                )
+                continue
             defaulted += _fill(feed, self.vendor, place, self.offers[key], self.options)
         reject_named(self.result)
         if defaulted:
@@ -89,6 +99,19 @@ class PharmacyFeeds:
                 self.options.source,
             )
         return self.result
+
+
+def _complete(place: Place, known: Mapping[str, str]) -> bool:
+    """Fill what the payload lacks from the places table; whether the address is whole."""
+    if place.name is None:
+        place.name = text(known.get("name"))
+    address = place.address or {}
+    if not (address.get("line") and address.get("city") and address.get("postalCode")):
+        line, city, postal = (text(known.get(k)) for k in ("line", "city", "postalCode"))
+        if not (line and city and postal):
+            return False
+        place.address = {"line": [line], "city": city, "postalCode": postal}
+    return True
 
 
 def _fill(
@@ -112,6 +135,8 @@ def _fill(
     defaulted = 0
     seen: set[str] = set()
     for offer in offers:
+        if offer.capacity == 0:
+            continue
         end = offer.end
         if end is None:
             # in UTC: aware arithmetic in one zone is wall-clock, wrong across a DST change
@@ -152,15 +177,15 @@ def window(options: MappingOptions) -> tuple[datetime, datetime]:
     return now, now + timedelta(days=options.window_days)
 
 
-def capacity(value: object, location: str, result: MappingResult) -> int:
+def capacity(value: object, location: str, result: MappingResult, owner: str | None) -> int:
     """A seat count: a positive int; anything else is reported and counts as none."""
     if value is None:
         return 1
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        result.error("value", f"not a number of places: {value!r:.40}", location)
+        result.error("value", f"not a number of places: {value!r:.40}", location, owner)
         return 0
     if value > MAX_CAPACITY:
-        result.warning("value", f"{value} places: only {MAX_CAPACITY} are offered", location)
+        result.warning("value", f"{value} places: only {MAX_CAPACITY} are offered", location, owner)
     return value
 
 

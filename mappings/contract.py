@@ -107,6 +107,9 @@ class MappingOptions:
     # the vendor's key of the agenda's owner when the payload does not name it (Mapharma,
     # Mesoigner: the pharmacy is in the URL that was asked, not in the answer)
     owner_key: str | None = None
+    # vendor place key -> {"name", "line", "postalCode", "city"}: the address of a place the
+    # payload does not describe (pharmacy formats; the vendor's centre listing gives it)
+    places: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class Mapper(Protocol):

@@ -29,8 +29,8 @@ from mappings._pharmacy import reject_named
 from mappings.contract import MappingOptions, MappingResult
 from mappings.localtime import localise
 
-REQUIRED = ("rpps", "place", "date", "start")
-OPTIONAL = ("address", "postal_code", "city", "end", "duration", "consultation", "slot_type")
+REQUIRED = ("rpps", "place", "address", "postal_code", "city", "date", "start")
+OPTIONAL = ("end", "duration", "consultation", "slot_type")
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 _POSTAL = re.compile(r"\d[0-9AB]\d{3}")  # Corsica: 2A/2B
 MAX_DURATION = 24 * 60
@@ -134,8 +134,11 @@ def _line(values: dict[str, str], options: MappingOptions, result: MappingResult
     place = values["place"]
     if not place:
         raise _Bad("place", "empty")
-    postal = values.get("postal_code", "")
-    if postal and not _POSTAL.fullmatch(postal):
+    for column in ("address", "city"):
+        if not values[column]:
+            raise _Bad(column, "empty (the SAS shows where the consultation is)")
+    postal = values["postal_code"]
+    if not _POSTAL.fullmatch(postal):
         raise _Bad("postal_code", f"not a French postal code: {postal!r:.20}")
     try:
         day = date.fromisoformat(values["date"]) if len(values["date"]) == 10 else None
@@ -207,18 +210,10 @@ def _feeds(lines: list[_Line], vendor: str, options: MappingOptions, result: Map
         if not feed.resources:
             feed.resources.append(sas.practitioner(vendor, line.rpps, line.rpps, None, None))
         if all(r["id"] != role_id for r in feed.resources):
-            address = {
-                k: v
-                for k, v in (
-                    ("line", [line.address] if line.address else None),
-                    ("city", line.city or None),
-                    ("postalCode", line.postal_code or None),
-                )
-                if v
-            }
+            address = {"line": [line.address], "city": line.city, "postalCode": line.postal_code}
             feed.resources.append(
                 sas.practitioner_role(
-                    vendor, line.rpps, place_key, place_name=line.place, address=address or None
+                    vendor, line.rpps, place_key, place_name=line.place, address=address
                 )
             )
             feed.resources.append(sas.schedule(vendor, line.rpps, place_key))

@@ -69,7 +69,7 @@ def _offer(
     start, odd = localise(naive, options.timezone)
     if odd:
         result.warning("value", odd, at, owner)
-    seats = capacity(entry.get("places_dispo"), f"{at}/places_dispo", result)
+    seats = capacity(entry.get("places_dispo"), f"{at}/places_dispo", result, owner)
     slot_id = entry.get("id")
     key = (
         str(slot_id)

@@ -74,7 +74,7 @@ def _offer(
         result.warning("value", odd, f"{at}/slot_beginning", owner)
     vaccines = entry.get("available_vaccines")
     names = [v for v in vaccines if isinstance(v, str)] if isinstance(vaccines, list) else []
-    seats = capacity(entry.get("number_of_slots"), f"{at}/number_of_slots", result)
+    seats = capacity(entry.get("number_of_slots"), f"{at}/number_of_slots", result, owner)
     return Offer(
         f"{owner}/{start.astimezone(UTC).isoformat()}",
         start,

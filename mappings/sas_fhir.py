@@ -130,7 +130,11 @@ def _feeds(
         practitioner = _normalise(resource, "Practitioner", ours)
         # the profile allows IDNPS identifiers only; the vendor's key is in our id
         practitioner["identifier"] = [
-            i for i in practitioner["identifier"] if i.get("system") == sas.IDNPS_SYSTEM
+            {
+                "type": {"coding": [{"system": sas.FR_V2_0203, "code": "IDNPS"}]},
+                "system": sas.IDNPS_SYSTEM,
+                "value": "8" + rpps,
+            }
         ]
         feed.resources.append(practitioner)
     for (kind, _rid), (resource, at) in found.items():
@@ -210,6 +214,10 @@ def _normalise(resource: FhirJson, kind: str, ours: Any) -> FhirJson:
         meta["security"] = [s for s in security if isinstance(s, dict)]
     out["meta"] = meta
     out.pop("text", None)
+    contained = out.get("contained")
+    for inner in contained if isinstance(contained, list) else []:
+        if isinstance(inner, dict) and inner.get("resourceType") == "Location":
+            inner["meta"] = {"profile": [sas.PROFILE_LOCATION]}
     _rewrite(out, ours)
     return out
 
