@@ -5,7 +5,8 @@ Columns (header required, any order, names case-insensitive)::
 
     rpps;place;address;postal_code;city;date;start;end;duration;consultation;slot_type
 
-``end`` (HH:MM) or ``duration`` (minutes) is required; ``consultation`` is AMB, HH or VR
+``address``, ``postal_code`` and ``city`` are required (the SAS place needs them); ``end``
+(HH:MM) or ``duration`` (minutes) is required; ``consultation`` is AMB, HH or VR
 (several joined by ``|``, default AMB); ``slot_type`` PUBLIC, PRO or SNP (``|`` too,
 default PUBLIC). UTF-8 (a BOM is fine), ``;`` or ``,`` separated (sniffed from the header).
 Times are Paris wall-clock times: a start in the March gap moves forward, one in the

@@ -211,3 +211,14 @@ def test_no_json_input_makes_a_mapper_raise(fmt: str, document: object) -> None:
 @given(fmt=st.sampled_from(FORMATS), data=st.binary(max_size=300))
 def test_no_bytes_make_a_mapper_raise(fmt: str, data: bytes) -> None:
     registry.mapper(fmt).map(data, MappingOptions(owner_key="ph"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_hostile_inputs_are_one_issue_each(fmt: str) -> None:
+    mapper = registry.mapper(fmt)
+    deep = b"[" * 10_000 + b"]" * 10_000
+    big = b" " * 2_000
+    for data, small in ((deep, 50 * 1024 * 1024), (big, 1_000), (b'{"a": [1, 2', 1_000)):
+        result = mapper.map(data, MappingOptions(max_bytes=small, owner_key="ph"))
+        assert result.feeds == [] and len(result.issues) == 1
+        assert result.issues[0].severity == "error"
