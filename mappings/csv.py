@@ -33,6 +33,7 @@ from mappings.localtime import localise
 REQUIRED = ("rpps", "place", "address", "postal_code", "city", "date", "start")
 OPTIONAL = ("end", "duration", "consultation", "slot_type")
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _POSTAL = re.compile(r"\d[0-9AB]\d{3}")  # Corsica: 2A/2B
 MAX_DURATION = 24 * 60
 
@@ -141,8 +142,8 @@ def _line(values: dict[str, str], options: MappingOptions, result: MappingResult
     postal = values["postal_code"]
     if not _POSTAL.fullmatch(postal):
         raise _Bad("postal_code", f"not a French postal code: {postal!r:.20}")
-    try:
-        day = date.fromisoformat(values["date"]) if len(values["date"]) == 10 else None
+    try:  # fromisoformat alone would also take week dates such as 2026-W24-1
+        day = date.fromisoformat(values["date"]) if _DATE.fullmatch(values["date"]) else None
     except ValueError:
         day = None
     if day is None:

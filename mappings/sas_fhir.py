@@ -209,7 +209,8 @@ def _normalise(resource: FhirJson, kind: str, ours: Any) -> FhirJson:
     out: FhirJson = copy.deepcopy(resource)
     out["id"] = ours(kind, resource["id"])
     meta: FhirJson = {"profile": [KINDS[kind][1]]}
-    security = (resource.get("meta") or {}).get("security") if kind == "Slot" else None
+    theirs = resource.get("meta")
+    security = theirs.get("security") if kind == "Slot" and isinstance(theirs, dict) else None
     if isinstance(security, list):
         meta["security"] = [s for s in security if isinstance(s, dict)]
     out["meta"] = meta

@@ -90,12 +90,14 @@ def test_a_bad_line_rejects_its_practitioner_only() -> None:
     text = HEADER + (
         f"10000000015;{PLACE};2026-06-15;10:00;;15;AMB;PUBLIC\n"
         f"10000000015;{PLACE};2026-06-15;11:00;;15;AMB;CPTS\n"
+        f"10000000015;{PLACE};2026-W24-1;11:00;;15;AMB;PUBLIC\n"
         f"10000000023;{PLACE};2026-06-15;10:00;;15;AMB;PUBLIC\n"
     )
     result = run(text)
     assert {f.key: f.rejected for f in result.feeds} == {"10000000015": True, "10000000023": False}
     assert [(i.location, i.message.split(":")[0]) for i in result.issues] == [
-        ("in.csv:3", "slot_type")
+        ("in.csv:3", "slot_type"),
+        ("in.csv:4", "date"),
     ]
 
 

@@ -82,3 +82,50 @@ def test_without_a_search_window_the_default_one_is_used() -> None:
 def test_not_a_bundle_is_one_issue() -> None:
     result = registry.mapper("sas-fhir").map(b'{"resourceType": "Slot"}', MappingOptions())
     assert result.feeds == [] and result.issues[0].message == "not a FHIR Bundle"
+
+
+def test_odd_shapes_inside_resources_are_issues_not_crashes() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Practitioner",
+                    "id": "p",
+                    "identifier": [{"system": sas.IDNPS_SYSTEM, "value": "810000000015"}],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Schedule",
+                    "id": "s",
+                    "actor": [{"reference": "Practitioner/p"}],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Slot",
+                    "id": "x",
+                    "meta": ["odd"],
+                    "status": "free",
+                    "schedule": {"reference": "Schedule/s"},
+                    "start": "2026-06-15T10:00:00+02:00",
+                    "end": "2026-06-15T10:15:00+02:00",
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Slot",
+                    "id": "y",
+                    "status": "free",
+                    "schedule": {"reference": "Schedule/s"},
+                    "start": "2026-06-15T11:00:00+02:00",
+                    "end": "2026-06-15T10:15:00+02:00",
+                }
+            },
+        ],
+    }
+    result = registry.mapper("sas-fhir").map(orjson.dumps(bundle), MappingOptions())
+    (feed,) = result.feeds
+    assert feed.rejected and [s["id"] for s in feed.slots] == ["sas-fhir-slot-x"]
+    assert [i.location for i in result.issues] == ["input#/entry/3/resource/end"]
