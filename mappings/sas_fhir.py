@@ -73,7 +73,7 @@ def _collect(bundle: FhirJson, where: str, result: MappingResult) -> Found:
             result.error("structure", "an entry without a resource", at)
             continue
         kind, rid = resource.get("resourceType"), resource.get("id")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             continue  # Location, Organization, HealthcareService…: not part of a feed
         if not isinstance(rid, str) or not rid:
             result.error("required", f"a {kind} without an id", at)

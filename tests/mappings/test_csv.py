@@ -4,6 +4,8 @@ its column while the other lines go on, Paris DST, whole-day windows per RPPS.""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from mappings import registry
 from mappings.contract import MappingOptions
+from tests.mappings.conftest import validation_errors
 
 PARIS = ZoneInfo("Europe/Paris")
 HEADER = "rpps;place;address;postal_code;city;date;start;end;duration;consultation;slot_type\n"
@@ -111,3 +114,12 @@ def test_no_table_makes_it_raise(rows: list[list[str]], sep: str) -> None:
     result = registry.mapper("csv").map(text.encode(), MappingOptions())
     for feed in result.feeds:
         assert feed.rpps == feed.key and len(feed.key) == 11
+
+
+def test_the_shipped_example_maps_cleanly(validator: Any) -> None:
+    example = Path(__file__).parents[2] / "examples" / "manual-entry.csv"
+    result = registry.mapper("csv").map(example.read_bytes(), MappingOptions(source="x.csv"))
+    assert result.issues == [] and [f.key for f in result.feeds] == ["10000000015", "10000000023"]
+    for feed in result.feeds:
+        for resource in [*feed.resources, *feed.slots]:
+            assert validation_errors(validator, resource) == []

@@ -129,3 +129,9 @@ def test_odd_shapes_inside_resources_are_issues_not_crashes() -> None:
     (feed,) = result.feeds
     assert feed.rejected and [s["id"] for s in feed.slots] == ["sas-fhir-slot-x"]
     assert [i.location for i in result.issues] == ["input#/entry/3/resource/end"]
+
+
+def test_a_resource_type_that_is_not_a_string_is_skipped() -> None:
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": []}}]}
+    result = registry.mapper("sas-fhir").map(orjson.dumps(bundle), MappingOptions())
+    assert result.feeds == [] and result.issues == []
