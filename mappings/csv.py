@@ -205,13 +205,14 @@ def _codes(text: str, column: str, allowed: tuple[str, ...], default: str) -> tu
 def _feeds(lines: list[_Line], vendor: str, options: MappingOptions, result: MappingResult) -> None:
     zone = options.timezone
     seen: set[str] = set()
+    schedules: dict[tuple[str, str], str] = {}  # (rpps, place key) -> Schedule id
     for line in lines:
         place_key = f"{line.place}|{line.postal_code}"
         feed = result.feed(line.rpps, line.rpps)
-        role_id = sas.role_id(vendor, line.rpps, place_key)
-        if not feed.resources:
-            feed.resources.append(sas.practitioner(vendor, line.rpps, line.rpps, None, None))
-        if all(r["id"] != role_id for r in feed.resources):
+        schedule = schedules.get((line.rpps, place_key))
+        if schedule is None:
+            if not feed.resources:
+                feed.resources.append(sas.practitioner(vendor, line.rpps, line.rpps, None, None))
             address = {"line": [line.address], "city": line.city, "postalCode": line.postal_code}
             feed.resources.append(
                 sas.practitioner_role(
@@ -219,23 +220,23 @@ def _feeds(lines: list[_Line], vendor: str, options: MappingOptions, result: Map
                 )
             )
             feed.resources.append(sas.schedule(vendor, line.rpps, place_key))
+            schedule = schedules[line.rpps, place_key] = feed.resources[-1]["id"]
         first = datetime.combine(line.day, time(), zone)
         last = datetime.combine(line.day + timedelta(days=1), time(), zone)
         if feed.window is not None:
             first, last = min(first, feed.window[0]), max(last, feed.window[1])
         feed.window = (first, last)
         key = f"{line.rpps}|{place_key}|{line.start.astimezone(UTC).isoformat()}"
-        slot_id = sas.stable_id(vendor, "slot", key)
-        if slot_id in seen:
+        if key in seen:
             result.warning(
                 "duplicate", f"{line.start:%Y-%m-%d %H:%M} at {line.place} again", line.at
             )
             continue
-        seen.add(slot_id)
+        seen.add(key)
         feed.slots.append(
             sas.slot(
                 vendor,
-                sas.schedule_id(vendor, line.rpps, place_key),
+                schedule,
                 key,
                 line.start,
                 line.end,
