@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from mappings import sas
+from mappings._feeds import default_window, reject_named
 from mappings.contract import FhirJson, MappingOptions, MappingResult, PractitionerFeed
 
 MAX_CAPACITY = 50  # more seats than this on one slot is a vendor bug, not an offer
@@ -70,7 +71,7 @@ class PharmacyFeeds:
         for key, place in self.places.items():
             rpps = self.options.rpps_table.get(key)
             feed = self.result.feed(key, rpps if rpps and sas.RPPS.fullmatch(rpps) else None)
-            feed.window = window(self.options)
+            feed.window = default_window(self.options)
             if feed.rpps is None:
                 self.result.error(
                     "not-found",
@@ -160,21 +161,6 @@ def _fill(
                 )
             )
     return defaulted
-
-
-def reject_named(result: MappingResult) -> None:
-    """Reject every feed an error names, wherever in the input the error was found: a
-    snapshot missing a bad record would remove that record's slot."""
-    named = {i.practitioner for i in result.issues if i.severity == "error"}
-    for feed in result.feeds:
-        if feed.key in named:
-            feed.rejected = True
-
-
-def window(options: MappingOptions) -> tuple[datetime, datetime]:
-    """The window of a feed whose payload does not say which period it covers."""
-    now = options.now or datetime.now(UTC)
-    return now, now + timedelta(days=options.window_days)
 
 
 def capacity(value: object, location: str, result: MappingResult, owner: str | None) -> int:

@@ -21,12 +21,13 @@ the whole days from its first date to its last.
 from __future__ import annotations
 
 import csv as _csv
+import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from mappings import registry, sas
-from mappings._pharmacy import reject_named
+from mappings._feeds import reject_named
 from mappings.contract import MappingOptions, MappingResult
 from mappings.localtime import localise
 
@@ -88,7 +89,8 @@ def _read(content: str, options: MappingOptions, result: MappingResult) -> list[
     where = options.source
     header_text = content.split("\n", 1)[0]
     delimiter = ";" if header_text.count(";") >= header_text.count(",") else ","
-    reader = _csv.reader(content.splitlines(keepends=True), delimiter=delimiter, strict=True)
+    # newline="": the csv module then reads quoted line breaks and counts lines itself
+    reader = _csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
     lines: list[_Line] = []
     try:
         header = next(reader, None)

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from mappings import registry, sas
-from mappings._pharmacy import reject_named, window
+from mappings._feeds import default_window, reject_named
 from mappings.contract import FhirJson, MappingOptions, MappingResult
 from mappings.jsoninput import read_json
 from mappings.localtime import TimeProblem, aware, sas_instant
@@ -54,7 +54,7 @@ class SasFhirMapper:
             return result
         vendor = options.vendor or "sas-fhir"
         found = _collect(document, where, result)
-        span = _search_window(document, options, result) or window(options)
+        span = _search_window(document, options, result) or default_window(options)
         _feeds(found, vendor, span, options, result)
         reject_named(result)
         return result
