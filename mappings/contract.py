@@ -104,6 +104,12 @@ class MappingOptions:
     window_days: int = 2
     max_bytes: int = 50 * 1024 * 1024  # larger inputs are refused whole (an issue)
     max_depth: int = 64  # deeper JSON nesting is refused whole (an issue)
+    # the vendor's key of the agenda's owner when the payload does not name it (Mapharma,
+    # Mesoigner: the pharmacy is in the URL that was asked, not in the answer)
+    owner_key: str | None = None
+    # vendor place key -> {"name", "line", "postalCode", "city"}: the address of a place the
+    # payload does not describe (pharmacy formats; the vendor's centre listing gives it)
+    places: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class Mapper(Protocol):

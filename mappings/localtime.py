@@ -72,6 +72,9 @@ def sas_instant(moment: datetime, zone: ZoneInfo) -> str:
         raise ValueError("a naive datetime has no instant")
     local = moment.astimezone(zone)
     offset = local.utcoffset() or timedelta(0)
+    if not offset.seconds % 60 and not offset.microseconds:
+        # the same text, several times faster than strftime (a hot path of every mapper)
+        return local.replace(microsecond=0).isoformat(timespec="milliseconds")
     minutes = int(offset.total_seconds()) // 60
     sign = "+" if minutes >= 0 else "-"
     hours, rest = divmod(abs(minutes), 60)

@@ -66,3 +66,16 @@ def test_localise_always_gives_an_aware_time_near_the_wall_clock(naive: datetime
     local, _ = localise(naive, PARIS)
     assert local.tzinfo is not None
     assert abs((local.replace(tzinfo=None) - naive).total_seconds()) <= 3600
+
+
+@given(
+    st.datetimes(min_value=datetime(1900, 1, 1), timezones=st.just(UTC)),
+    st.sampled_from(["Europe/Paris", "America/Cayenne", "Indian/Reunion", "UTC"]),
+)
+def test_the_sas_instant_is_the_strftime_form(moment: datetime, zone: str) -> None:
+    # (strftime writes years below 1000 with fewer than 4 digits: those are left out)
+    local = moment.astimezone(ZoneInfo(zone))
+    offset = int(local.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
+    sign, (hours, minutes) = "+" if offset >= 0 else "-", divmod(abs(offset), 60)
+    expected = f"{local:%Y-%m-%dT%H:%M:%S}.000{sign}{hours:02d}:{minutes:02d}"
+    assert sas_instant(moment, ZoneInfo(zone)) == expected
