@@ -216,6 +216,8 @@ class _Message:
             status=slot_status,
             booking_url=self.options.booking_url if slot_status == "free" else None,
         )
+        if slot_status != "free":  # FrSlotAgregateur fixes status to free: a busy one is base R4
+            del slot["meta"]["profile"]
         feed.slots = [s for s in feed.slots if s["id"] != slot["id"]] + [slot]
         appointment = _appointment(
             self.vendor,

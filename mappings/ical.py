@@ -264,18 +264,19 @@ class _Calendar:
             return
         zone = self.options.timezone
         slot_key = f"{key}|{start.astimezone(UTC):%Y%m%dT%H%M%S}|{end.astimezone(UTC):%H%M%S}"
-        feed.slots.append(
-            sas.slot(
-                self.vendor,
-                schedule,
-                slot_key,
-                start,
-                end,
-                zone,
-                status=status,
-                booking_url=self.options.booking_url if status == "free" else None,
-            )
+        slot = sas.slot(
+            self.vendor,
+            schedule,
+            slot_key,
+            start,
+            end,
+            zone,
+            status=status,
+            booking_url=self.options.booking_url if status == "free" else None,
         )
+        if status != "free":  # FrSlotAgregateur fixes status to free: a busy one is base R4
+            del slot["meta"]["profile"]
+        feed.slots.append(slot)
 
 
 def _values(prop: Any) -> list[Any]:
