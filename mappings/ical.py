@@ -196,7 +196,7 @@ class _Calendar:
             recurring = any(p in component for p in ("RRULE", "RDATE", "RECURRENCE-ID"))
             if component.name == "VEVENT" and not recurring:
                 if _is_busy(component):
-                    busy.extend(self.occurrences_of([component], window))
+                    busy.extend(self.occurrences_of([component], window, key))
                 continue
             if component.name == "VEVENT":
                 calendar.add_component(component)
@@ -205,7 +205,7 @@ class _Calendar:
             for name, value in component.items():
                 event[name] = value
             calendar.add_component(event)
-        opening = self.occurrences_of(calendar.subcomponents, window)
+        opening = self.occurrences_of(calendar.subcomponents, window, key)
         for begin, finish in opening:
             lo = max(begin, window[0], *(t for t in limit[:1] if t is not None))
             hi = min(finish, window[1], *(t for t in limit[1:] if t is not None))
@@ -218,18 +218,30 @@ class _Calendar:
                     return
 
     def occurrences_of(
-        self, components: list[Any], window: tuple[datetime, datetime]
+        self, components: list[Any], window: tuple[datetime, datetime], key: str
     ) -> list[tuple[datetime, datetime]]:
         calendar = icalendar.Calendar()
         for component in components:
             calendar.add_component(component)
-        out = []
-        query = recurring_ical_events.of(calendar, skip_bad_series=True)
-        for occurrence in query.between(window[0], window[1]):
-            start = _time(occurrence, "DTSTART", self.options)
-            end = _time(occurrence, "DTEND", self.options)
-            if start is not None and end is not None and end > start:
-                out.append((start, end))
+        out: list[tuple[datetime, datetime]] = []
+        try:
+            query = recurring_ical_events.of(calendar, skip_bad_series=True)
+            # after() is lazy and in start order: stop at the window's end or the bound, so a
+            # FREQ=SECONDLY rule costs no more than MAX_SLOTS occurrences
+            for occurrence in query.after(window[0]):
+                start = _time(occurrence, "DTSTART", self.options)
+                end = _time(occurrence, "DTEND", self.options)
+                if start is None or start >= window[1] or len(out) > MAX_SLOTS:
+                    break
+                if end is not None and end > start:
+                    out.append((start, end))
+        except Exception as exc:  # the library's errors on rules it cannot expand
+            self.result.error(
+                "value",
+                f"recurrence not expandable: {str(exc)[:200]}",
+                self.options.source,
+                practitioner=key,
+            )
         return out
 
     # -- shared
