@@ -172,7 +172,8 @@ class _Message:
     def event(self, trigger: str) -> None:
         appointment_status, slot_status = _EVENTS[trigger]
         filler, placer = self.field("SCH", 2), self.field("SCH", 1)
-        raw_key = filler if self.component(filler, 1) else placer
+        id_kind = "filler" if self.component(filler, 1) else "placer"
+        raw_key = filler if id_kind == "filler" else placer
         if not self.component(raw_key, 1):
             raise _Broken(self.line_of("SCH"), "SCH-1 and SCH-2 (appointment id) are empty")
         appointment_key = "-".join(
@@ -222,13 +223,14 @@ class _Message:
         appointment = _appointment(
             self.vendor,
             appointment_key,
-            placer=self.component(placer, 1),
-            filler=self.component(filler, 1),
+            id_kind=id_kind,
+            id_value=self.component(raw_key, 1),
             status=appointment_status,
             start=sas_instant(start, zone),
             end=sas_instant(end, zone),
             slot_id=slot["id"],
             practitioner_id=sas.practitioner_id(self.vendor, key),
+            rpps=rpps,
         )
         feed.resources = [r for r in feed.resources if r["id"] != appointment["id"]]
         feed.resources.append(appointment)
@@ -339,31 +341,35 @@ def _appointment(
     vendor: str,
     key: str,
     *,
-    placer: str,
-    filler: str,
+    id_kind: str,
+    id_value: str,
     status: str,
     start: str,
     end: str,
     slot_id: str,
     practitioner_id: str,
+    rpps: str,
 ) -> FhirJson:
-    """A base-R4 Appointment. No patient: SIU carries one, but it is not ours to store."""
-    identifiers = [
-        {"use": "usual", **sas.vendor_identifier(vendor, kind, value)}
-        for kind, value in (("filler", filler), ("placer", placer))
-        if value
-    ]
+    """A base-R4 Appointment, one identifier (the SCH-2 filler id, else SCH-1 placer) and the
+    practitioner by reference and IDNPS, as FrAppointmentSAS has them. No patient: SIU
+    carries one, but it is not ours to store."""
+    actor = {
+        "reference": f"Practitioner/{practitioner_id}",
+        "identifier": {
+            "type": {"coding": [{"system": sas.FR_V2_0203, "code": "IDNPS"}]},
+            "system": sas.IDNPS_SYSTEM,
+            "value": "8" + rpps,
+        },
+    }
     return {
         "resourceType": "Appointment",
         "id": sas.stable_id(vendor, "appt", key),
-        "identifier": identifiers,
+        "identifier": [sas.vendor_identifier(vendor, id_kind, id_value)],
         "status": status,
         "start": start,
         "end": end,
         "slot": [{"reference": f"Slot/{slot_id}"}],
-        "participant": [
-            {"actor": {"reference": f"Practitioner/{practitioner_id}"}, "status": "accepted"}
-        ],
+        "participant": [{"actor": actor, "status": "accepted"}],
     }
 
 

@@ -64,7 +64,8 @@ def test_generic_v23_broken_message_reported_others_go_on(validator: Any) -> Non
         "2026-06-12T10:00:00.000+02:00",
         "2026-06-12T10:45:00.000+02:00",
     )
-    assert [i["value"] for i in appointment["identifier"]] == ["B200", "A100"]
+    assert [i["value"] for i in appointment["identifier"]] == ["B200"]  # SCH-2 filler
+    assert appointment["participant"][0]["actor"]["identifier"]["value"] == "810000000023"
     for resource in every_resource(result):
         assert profile_errors(validation_errors(validator, resource)) == [], resource[
             "resourceType"
