@@ -147,6 +147,8 @@ class _Calendar:
 
     def free_busy(self, component: Any, calname: str | None) -> None:
         found = self.feed_for(component, calname)
+        if self.broken(component, found):
+            return
         start, end = (
             _time(component, "DTSTART", self.options),
             _time(component, "DTEND", self.options),
@@ -175,8 +177,12 @@ class _Calendar:
         if not components:
             return
         found = self.feed_for(owner if owner.name != "VCALENDAR" else components[0], calname)
+        if owner.name != "VCALENDAR" and self.broken(owner, found):
+            return
         good = []
         for component in components:
+            if self.broken(component, found):
+                continue
             start = _time(component, "DTSTART", self.options)
             end = _time(component, "DTEND", self.options)
             if start is not None and end is not None and end < start:
@@ -250,6 +256,18 @@ class _Calendar:
         now = self.options.now or datetime.now(UTC)
         return now, now + timedelta(days=self.options.window_days)
 
+    def broken(self, component: Any, found: tuple[str, str] | None) -> bool:
+        """Report the properties icalendar could not read; True when there were some."""
+        errors = getattr(component, "errors", None) or []
+        for name, message in errors[:5]:
+            self.result.error(
+                "structure",
+                f"{component.name}: {name} unreadable: {str(message)[:200]}",
+                self.where(component),
+                practitioner=found[0] if found else None,
+            )
+        return bool(errors)
+
     def backwards(self, component: Any, found: tuple[str, str] | None) -> None:
         self.result.error(
             "value",
@@ -291,6 +309,15 @@ class _Calendar:
         feed.slots.append(slot)
 
 
+def _dt(prop: Any) -> Any:
+    """A property's value, None when absent or broken (icalendar keeps what it could not
+    parse and raises on access; the component's ``errors`` say why, reported apart)."""
+    try:
+        return getattr(prop, "dt", None)
+    except Exception:
+        return None
+
+
 def _values(prop: Any) -> list[Any]:
     if prop is None:
         return []
@@ -300,7 +327,7 @@ def _values(prop: Any) -> list[Any]:
 def _periods(prop: Any) -> Iterator[tuple[Any, Any]]:
     """(start, end) of each period of a FREEBUSY value (one or several periods)."""
     for item in _values(prop):
-        value = getattr(item, "dt", item)
+        value = _dt(item) if hasattr(type(item), "dt") else item
         if isinstance(value, tuple) and len(value) == 2:
             start, end = value
             yield start, (start + end if isinstance(end, timedelta) else end)
@@ -310,9 +337,9 @@ def _time(component: Any, name: str, options: MappingOptions) -> datetime | None
     prop = component.get(name)
     if prop is None and name == "DTEND" and component.get("DURATION") is not None:
         start = _time(component, "DTSTART", options)
-        duration = getattr(component.get("DURATION"), "dt", None)
+        duration = _dt(component.get("DURATION"))
         return start + duration if start and isinstance(duration, timedelta) else None
-    value = getattr(prop, "dt", None)
+    value = _dt(prop)
     if isinstance(value, date):
         return _aware(value, options)
     return None

@@ -99,6 +99,34 @@ def test_free_busy_and_a_backwards_component(validator: Any) -> None:
     _valid(validator, result)
 
 
+def test_an_unreadable_property_rejects_its_practitioner() -> None:
+    text = (DATA / "ical" / "opening_hours.ics").read_text()
+    # a TZID with two values: icalendar keeps the VEVENT, its DTEND listed in .errors
+    broken = text.replace(
+        "DTEND;TZID=Romance Standard Time:20260609T093000",
+        "DTEND;TZID=Romance Standard Time,UTC:20260609T093000",
+    )
+    options = MappingOptions(
+        source="b.ics",
+        now=datetime(2026, 6, 8, tzinfo=UTC),
+        rpps_table={"Cabinet Exemple - Dr Test": "10000000015"},
+    )
+    result = MAPPER.map(broken.encode(), options)
+    (feed,) = result.feeds
+    assert feed.rejected
+    assert [(i.code, i.location, i.practitioner) for i in result.issues] == [
+        ("structure", "b.ics:29", "Cabinet Exemple - Dr Test")
+    ]
+    # a FREEBUSY value icalendar cannot read at all stops the whole file (no line known)
+    garbage = (
+        (DATA / "ical" / "freebusy.ics").read_text().replace("FREEBUSY:2026060", "FREEBUSY:2026/")
+    )
+    result = MAPPER.map(garbage.encode(), MappingOptions(source="g.ics"))
+    assert result.feeds == [] and [(i.code, i.location) for i in result.issues] == [
+        ("structure", "g.ics")
+    ]
+
+
 def test_an_unknown_practitioner_is_reported_never_invented() -> None:
     result = _map("opening_hours.ics", now=datetime(2026, 6, 8, tzinfo=UTC))
     (feed,) = result.feeds
