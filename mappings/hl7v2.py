@@ -79,8 +79,13 @@ class Hl7v2Mapper:
             return result
         try:
             text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
             text = data.decode("latin-1")  # v2's default character set (MSH-18 8859/1)
+            result.warning(
+                "invalid",
+                f"not UTF-8 at byte {exc.start}: read as ISO 8859-1",
+                options.source,
+            )
         for index, lines in enumerate(split_messages(text), start=1):
             _Message(index, lines, options, result).map()
         return result

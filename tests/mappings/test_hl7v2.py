@@ -92,6 +92,15 @@ def test_newline_separators_and_a_default_duration() -> None:
     assert [i.code for i in result.issues] == ["incomplete"]
 
 
+def test_latin1_is_read_and_said_and_a_huge_input_refused() -> None:
+    data = (DATA / "hl7v2" / "generic_v23.hl7").read_text().replace("motif", "motif é")
+    result = MAPPER.map(data.encode("latin-1"), MappingOptions(rpps_table=GENERIC_TABLE))
+    assert [i.code for i in result.issues if i.severity == "warning"] == ["invalid"]
+    assert len(result.feeds[0].slots) == 1
+    huge = MAPPER.map(data.encode(), MappingOptions(max_bytes=100))
+    assert huge.feeds == [] and [i.code for i in huge.issues] == ["too-costly"]
+
+
 REFERENCE_FILES = sorted((REFERENCE / "hl7v2").glob("*.hl7")) if REFERENCE.is_dir() else []
 
 

@@ -134,6 +134,14 @@ def test_an_unknown_practitioner_is_reported_never_invented() -> None:
     assert [i.code for i in result.issues] == ["not-found"]
 
 
+def test_bad_encoding_and_a_huge_input_are_refused_whole() -> None:
+    data = (DATA / "ical" / "freebusy.ics").read_bytes()
+    latin = MAPPER.map(data.replace(b"Libre", "Libré".encode("latin-1")), MappingOptions())
+    assert latin.feeds == [] and [i.code for i in latin.issues] == ["invalid"]
+    huge = MAPPER.map(data, MappingOptions(max_bytes=100))
+    assert huge.feeds == [] and [i.code for i in huge.issues] == ["too-costly"]
+
+
 REFERENCE_NOW = {
     "icalendar_vavailability_rfc7953_1.ics": datetime(2011, 10, 3, tzinfo=UTC),
     "rie_daylight_saving_time.ics": datetime(2019, 3, 29, tzinfo=UTC),
