@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import hl7
 
@@ -34,6 +35,7 @@ _EVENTS = {
     "S17": ("cancelled", "free"),
     "S26": ("noshow", "busy"),
 }
+_READ = frozenset({"MSH", "SCH", "AIS", "AIG", "AIL", "AIP"})
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 _TS = re.compile(
     r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})?(\d{2})?(?:\.\d{1,4})?(?:([+-])(\d{2})(\d{2}))?"
@@ -131,11 +133,18 @@ class _Message:
             if not _SEGMENT_ID.fullmatch(tag) or rest not in ("", separator):
                 raise _Broken(line.number, f"segment {position} ({line.text[:8]!r}) is broken")
         try:
-            message = hl7.parse("\r".join(line.text for line in self.lines))
+            # only the segments we read: PID, PV1, NTE (the patient) are never parsed
+            wanted = (line.text for line in self.lines if line.text[:3] in _READ)
+            message = hl7.parse("\r".join(wanted))
         except Exception as exc:  # the library's own errors on text it cannot read
             raise _Broken(first.number, f"unreadable: {exc}") from None
         self.message = message
-        self.segments = {line.text[:3]: line for line in reversed(self.lines)}
+        self.parsed: dict[str, Any] = {}
+        for segment in message:
+            self.parsed.setdefault(str(segment[0]), segment)
+        self.segments = {
+            line.text[:3]: line for line in reversed(self.lines) if line.text[:3] in _READ
+        }
         kind = self.field("MSH", 9)
         trigger = self.component(kind, 2)
         if self.component(kind, 1) != "SIU" or trigger not in _EVENTS:
@@ -154,13 +163,10 @@ class _Message:
     def field(self, tag: str, number: int) -> str:
         """Field ``number`` of the first ``tag`` segment, raw (components unsplit), '' when
         absent (python-hl7 counts MSH's separator as field 1, as the standard does)."""
-        line = self.segments.get(tag)
-        if line is None:
+        segment = self.parsed.get(tag)
+        if segment is None:
             return ""
-        for segment in self.message:
-            if str(segment[0]) == tag:
-                return str(segment[number]) if number < len(segment) else ""
-        return ""
+        return str(segment[number]) if number < len(segment) else ""
 
     def component(self, raw: str, number: int) -> str:
         first = raw.split(self.repetitions, 1)[0]
