@@ -89,6 +89,7 @@ class _Calendar:
         for component, line in zip(walked, begins, strict=False):
             self.lines[id(component)] = line
         self.slot_count = 0
+        self.slot_ids: set[str] = set()  # two periods or openings giving the same slot: one
 
     def where(self, component: Any) -> str:
         line = self.lines.get(id(component))
@@ -304,6 +305,9 @@ class _Calendar:
             status=status,
             booking_url=self.options.booking_url if status == "free" else None,
         )
+        if slot["id"] in self.slot_ids:
+            return
+        self.slot_ids.add(slot["id"])
         if status != "free":  # FrSlotAgregateur fixes status to free: a busy one is base R4
             del slot["meta"]["profile"]
         feed.slots.append(slot)

@@ -99,6 +99,14 @@ def test_free_busy_and_a_backwards_component(validator: Any) -> None:
     _valid(validator, result)
 
 
+def test_the_same_period_twice_is_one_slot() -> None:
+    text = (DATA / "ical" / "freebusy.ics").read_text()
+    line = "FREEBUSY;FBTYPE=BUSY:20260601T082000Z/20260601T084000Z\n"
+    result = MAPPER.map(text.replace(line, line * 2).encode(), MappingOptions())
+    ids = [s["id"] for s in result.feeds[0].slots]
+    assert len(ids) == len(set(ids)) == 4
+
+
 def test_an_unreadable_property_rejects_its_practitioner() -> None:
     text = (DATA / "ical" / "opening_hours.ics").read_text()
     # a TZID with two values: icalendar keeps the VEVENT, its DTEND listed in .errors
