@@ -154,6 +154,14 @@ class _Message:
                 self.where(first.number),
             )
             return
+        version = self.component(self.field("MSH", 12), 1)
+        if not version.startswith(("2.3", "2.4", "2.5")):
+            self.result.warning(
+                "not-supported",
+                f"message {self.index}: version {version or 'none'} (2.3 to 2.5.1 known),"
+                " read as 2.5.1",
+                self.where(first.number),
+            )
         if "SCH" not in self.segments:
             raise _Broken(first.number, "no SCH segment")
         self.event(trigger)

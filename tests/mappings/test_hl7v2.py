@@ -90,6 +90,8 @@ def test_newline_separators_and_a_default_duration() -> None:
     (slot,) = result.feeds[0].slots
     assert slot["end"] == "2026-06-12T14:10:00.000+02:00"
     assert [i.code for i in result.issues] == ["incomplete"]
+    later = MAPPER.map(message.replace("|2.3", "|2.8").encode(), MappingOptions())
+    assert "version 2.8" in later.issues[0].message
 
 
 def test_latin1_is_read_and_said_and_a_huge_input_refused() -> None:
