@@ -294,7 +294,9 @@ class _Calendar:
         if self.slot_count > MAX_SLOTS:
             return
         zone = self.options.timezone
-        slot_key = f"{key}|{start.astimezone(UTC):%Y%m%dT%H%M%S}|{end.astimezone(UTC):%H%M%S}"
+        slot_key = (
+            f"{key}-{start.astimezone(UTC):%Y%m%dT%H%M%SZ}-{end.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        )
         slot = sas.slot(
             self.vendor,
             schedule,
