@@ -220,6 +220,7 @@ class _Message:
                 self.vendor,
                 key,
                 place_key,
+                address=sas.unknown_address(),
                 place_name=place,
                 structure_id=f"1{finess}" if finess else None,
             ),

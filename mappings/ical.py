@@ -139,7 +139,7 @@ class _Calendar:
         if not feed.resources:
             feed.resources = [
                 sas.practitioner(self.vendor, key, rpps, None, None),
-                sas.practitioner_role(self.vendor, key, _PLACE),
+                sas.practitioner_role(self.vendor, key, _PLACE, address=sas.unknown_address()),
                 sas.schedule(self.vendor, key, _PLACE),
             ]
         return key, sas.schedule_id(self.vendor, key, _PLACE)

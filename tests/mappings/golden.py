@@ -41,14 +41,3 @@ def assert_golden(result: MappingResult, path: Path) -> None:
 
 def every_resource(result: MappingResult) -> list[dict[str, Any]]:
     return [r for feed in result.feeds for r in (*feed.resources, *feed.slots)]
-
-
-# SIU and iCalendar carry no address of the place: FrLocationAgregateur's address (1..1) must
-# come from elsewhere (the RPPS directory); this one error is expected until then
-NO_ADDRESS = (
-    "('PractitionerRole.contained[0].address',): 'address': minimum cardinality is 1, found 0"
-)
-
-
-def profile_errors(errors: list[str]) -> list[str]:
-    return [e for e in errors if e != NO_ADDRESS]
