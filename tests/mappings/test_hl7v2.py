@@ -99,6 +99,33 @@ def test_latin1_is_read_and_said_and_a_huge_input_refused() -> None:
     assert huge.feeds == [] and [i.code for i in huge.issues] == ["too-costly"]
 
 
+@pytest.mark.parametrize(
+    ("trigger", "appointment", "slot"),
+    [
+        ("S12", "booked", "busy"),
+        ("S13", "booked", "busy"),
+        ("S14", "booked", "busy"),
+        ("S15", "cancelled", "free"),
+        ("S17", "cancelled", "free"),
+        ("S26", "noshow", "busy"),
+    ],
+)
+def test_each_event(trigger: str, appointment: str, slot: str) -> None:
+    message = (
+        f"MSH|^~\\&|A|B|C|D|20260601000000||SIU^{trigger}|1|P|2.4\r"
+        "SCH||X9^A|||||||||^^15^20260612090000\rAIP|1||10000000015^TEST^A"
+    )
+    result = MAPPER.map(message.encode(), MappingOptions())
+    (feed,) = result.feeds
+    (appt,) = [r for r in feed.resources if r["resourceType"] == "Appointment"]
+    assert (appt["status"], feed.slots[0]["status"], result.issues) == (appointment, slot, [])
+
+
+def test_other_messages_are_skipped_with_a_warning() -> None:
+    result = MAPPER.map(b"MSH|^~\\&|A|B|C|D|20260601||ADT^A01|1|P|2.5\rPID|1", MappingOptions())
+    assert result.feeds == [] and [i.code for i in result.issues] == ["not-supported"]
+
+
 REFERENCE_FILES = sorted((REFERENCE / "hl7v2").glob("*.hl7")) if REFERENCE.is_dir() else []
 
 
