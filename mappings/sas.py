@@ -207,3 +207,18 @@ def slot(
         query = urlencode(booking_query or {"slot": out["id"]})
         out["comment"] = f"{booking_url}{'&' if '?' in booking_url else '?'}{query}"
     return out
+
+
+def unknown_address() -> FhirJson:
+    """The address of a place whose format carries none (HL7 v2 SIU, iCalendar):
+    FrLocationAgregateur requires ``line``, ``city`` and ``postalCode``, so each is present as
+    a data-absent-reason (``unknown``), never invented."""
+    absent = {
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                "valueCode": "unknown",
+            }
+        ]
+    }
+    return {"line": [None], "_line": [absent], "_city": absent, "_postalCode": absent}
