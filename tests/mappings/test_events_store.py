@@ -1,11 +1,9 @@
 """The event formats' output PUT as it is to the real app (SQLite and PostgreSQL): references
 resolve and every resource is accepted.
 
-Known gap, left to the lead: the place address these formats do not carry is written as
-FHIR says (``"line": [null]`` with ``_line`` data-absent-reason; ``sas.unknown_address``)
-and validates against FrLocationAgregateur, but the server's structural check
-(``fhir_server/validation/structure.py``) refuses any null in an array, even one paired with
-its ``_line`` extension. Strict xfail: it fails loudly once the server accepts it.
+The place address these formats do not carry is written as FHIR says (``"line": [null]``
+with a ``_line`` data-absent-reason; ``sas.unknown_address``): the server accepts such a
+null, paired with its extension, and refuses a bare one.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 
 from mappings import registry
 from mappings.contract import MappingOptions, MappingResult
@@ -23,7 +20,6 @@ from tests.mappings.golden import DATA
 
 __all__ = ["client", "settings"]
 ORDER = ["Practitioner", "PractitionerRole", "Schedule", "Slot", "Appointment"]
-GAP = pytest.mark.xfail(strict=True, reason="null in address.line[] refused by the server")
 
 
 def _in_order(result: MappingResult) -> list[dict[str, Any]]:
@@ -41,7 +37,6 @@ async def _put_all(client: httpx.AsyncClient, result: MappingResult) -> list[int
     return codes
 
 
-@GAP
 async def test_siu_output_is_stored(client: httpx.AsyncClient) -> None:
     data = (DATA / "hl7v2" / "clicrdv_stream.hl7").read_bytes()
     result = registry.mapper("hl7v2").map(data, MappingOptions())
@@ -51,7 +46,6 @@ async def test_siu_output_is_stored(client: httpx.AsyncClient) -> None:
     assert len(found.get("entry", [])) == 1
 
 
-@GAP
 async def test_ical_output_is_stored(client: httpx.AsyncClient) -> None:
     data = (DATA / "ical" / "freebusy.ics").read_bytes()
     assert await _put_all(client, registry.mapper("ical").map(data, MappingOptions())) == [201] * 7
