@@ -145,6 +145,10 @@ class FeedBuilder:
         except TimeProblem as problem:
             self._record_error("invalid", str(problem), pointer, key)
             return None
+        if not 1970 <= moment.year <= 2100:
+            # an agenda slot in another century is a mistake (and far dates overflow)
+            self._record_error("value", f"{value!r:.40} is out of range", pointer, key)
+            return None
         if note:
             self.result.warning("value", note, self.where(pointer), key)
         return moment
@@ -286,3 +290,21 @@ def consultation(*hints: object) -> str:
         if any(word in text for word in _HOME):
             return "HH"
     return "AMB"
+
+
+def fhir_address(
+    street: str | None, city: str | None, postal_code: str | None, text: str | None = None
+) -> FhirJson | None:
+    """A FHIR address; the profile wants a ``line``: the street, else the text's first part
+    (``"1 rue X, 35000 Rennes"``), else the whole text."""
+    line = street or (text.split(",")[0].strip() if text else None)
+    out: FhirJson = {}
+    if text:
+        out["text"] = text
+    if line:
+        out["line"] = [line]
+    if city:
+        out["city"] = city
+    if postal_code:
+        out["postalCode"] = postal_code
+    return out or None

@@ -21,7 +21,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mappings import registry
-from mappings._feeds import FeedBuilder, consultation, items, label, number, obj, text_key
+from mappings._feeds import (
+    FeedBuilder,
+    consultation,
+    fhir_address,
+    items,
+    label,
+    number,
+    obj,
+    text_key,
+)
 from mappings.contract import MappingOptions, MappingResult
 from mappings.jsoninput import pointer, read_json
 
@@ -136,19 +145,16 @@ class Avecmondoc:
 def _place(organization: dict[str, Any]) -> dict[str, Any]:
     coordinates = obj(organization.get("coordinates")) or {}
     lat, lng = number(coordinates.get("lat")), number(coordinates.get("lng"))
-    address = {
-        k: v
-        for k, v in (
-            ("text", label(organization.get("address"))),
-            ("city", label(organization.get("city"))),
-            ("postalCode", label(organization.get("zipCode"))),
-        )
-        if v
-    }
+    address = fhir_address(
+        None,
+        label(organization.get("city")),
+        label(organization.get("zipCode")),
+        label(organization.get("address")),
+    )
     finess = organization.get("finessNumber")
     return {
         "name": label(organization.get("name")),
-        "address": address or None,
+        "address": address,
         "position": (lat, lng) if lat is not None and lng is not None else None,
         "phone": label(organization.get("phone")),
         "structure_id": finess if isinstance(finess, str) and finess.isdigit() else None,

@@ -21,7 +21,17 @@ from __future__ import annotations
 from typing import Any
 
 from mappings import registry
-from mappings._feeds import FeedBuilder, day, instant_key, items, label, number, obj, text_key
+from mappings._feeds import (
+    FeedBuilder,
+    day,
+    fhir_address,
+    instant_key,
+    items,
+    label,
+    number,
+    obj,
+    text_key,
+)
 from mappings.contract import MappingOptions, MappingResult
 from mappings.jsoninput import pointer, read_json
 
@@ -62,20 +72,17 @@ class Doctolib:
         lat, lng = number(place.get("latitude")), number(place.get("longitude"))
         if lat is not None and lng is not None:
             position = (lat, lng)
-        address = {
-            k: v
-            for k, v in (
-                ("text", label(place.get("full_address") or place.get("address"))),
-                ("city", label(place.get("city"))),
-                ("postalCode", label(place.get("zipcode"))),
-            )
-            if v
-        }
+        address = fhir_address(
+            label(place.get("address")),
+            label(place.get("city")),
+            label(place.get("zipcode")),
+            label(place.get("full_address")),
+        )
         schedule = build.place(
             feed,
             practice or "default",
             name=label(place.get("name")),
-            address=address or None,
+            address=address,
             position=position,
         )
         motive = _motive(booking, agenda_record, practice, top.get("visit_motive_id"))

@@ -21,7 +21,17 @@ from __future__ import annotations
 from typing import Any
 
 from mappings import registry
-from mappings._feeds import FeedBuilder, day, instant_key, items, label, number, obj, text_key
+from mappings._feeds import (
+    FeedBuilder,
+    day,
+    fhir_address,
+    instant_key,
+    items,
+    label,
+    number,
+    obj,
+    text_key,
+)
 from mappings.contract import MappingOptions, MappingResult
 from mappings.jsoninput import pointer, read_json
 
@@ -106,7 +116,7 @@ def _place(cabinet: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     text = label(cabinet.get("location"))
     return text_key(cabinet.get("id")) or "agenda", {
         "name": label(cabinet.get("name")),
-        "address": {"text": text} if text else None,
+        "address": fhir_address(None, None, None, text),
         "position": (lat, lng) if lat is not None and lng is not None else None,
     }
 
