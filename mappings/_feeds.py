@@ -9,6 +9,7 @@ its own, and the other practitioners still map.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -292,19 +293,22 @@ def consultation(*hints: object) -> str:
     return "AMB"
 
 
+_POSTAL_CITY = re.compile(r"\b(\d{5})\b[ ,]*([^,\d][^,]*)")
+
+
 def fhir_address(
     street: str | None, city: str | None, postal_code: str | None, text: str | None = None
 ) -> FhirJson | None:
-    """A FHIR address; the profile wants a ``line``: the street, else the text's first part
-    (``"1 rue X, 35000 Rennes"``), else the whole text."""
-    line = street or (text.split(",")[0].strip() if text else None)
-    out: FhirJson = {}
-    if text:
-        out["text"] = text
-    if line:
-        out["line"] = [line]
-    if city:
-        out["city"] = city
-    if postal_code:
-        out["postalCode"] = postal_code
-    return out or None
+    """A FHIR address as the SAS Location profile wants it (line, city and postal code, all
+    three), None when they cannot be told. What is missing is read from the text
+    (``"1 rue X, 35000 Rennes"``: the first part is the line, then ``NNNNN City``)."""
+    found = _POSTAL_CITY.search(text) if text else None
+    if found is not None:
+        postal_code = postal_code or found.group(1)
+        city = city or found.group(2).strip()
+    line = street or (text.split(",")[0].strip() if text and "," in text else None)
+    if not (line and city and postal_code):
+        return None
+    out: FhirJson = {"text": text} if text else {}
+    out.update({"line": [line], "city": city, "postalCode": postal_code})
+    return out

@@ -21,7 +21,16 @@ from __future__ import annotations
 from typing import Any
 
 from mappings import registry
-from mappings._feeds import FeedBuilder, consultation, items, label, number, obj, text_key
+from mappings._feeds import (
+    FeedBuilder,
+    consultation,
+    fhir_address,
+    items,
+    label,
+    number,
+    obj,
+    text_key,
+)
 from mappings.contract import MappingOptions, MappingResult
 from mappings.jsoninput import pointer, read_json
 
@@ -128,15 +137,12 @@ def _place(center: dict[str, Any]) -> dict[str, Any]:
     info = obj(center.get("publicInformation")) or {}
     address = obj(info.get("address")) or {}
     street = " ".join(p for p in (label(address.get("number")), label(address.get("street"))) if p)
-    fhir_address = {
-        k: v
-        for k, v in (
-            ("line", [street] if street else None),
-            ("city", label(address.get("city"))),
-            ("postalCode", label(address.get("zipCode"))),
-        )
-        if v
-    }
+    postal = fhir_address(
+        street or None,
+        label(address.get("city")),
+        label(address.get("zipCode")),
+        label(address.get("fullAddress")),
+    )
     coordinates = items((obj(address.get("location")) or {}).get("coordinates"))
     position = None
     if len(coordinates) == 2:
@@ -145,7 +151,7 @@ def _place(center: dict[str, Any]) -> dict[str, Any]:
     phone = label((obj(info.get("officeInformation")) or {}).get("phoneNumber"))
     return {
         "name": label(center.get("name")),
-        "address": fhir_address or None,
+        "address": postal,
         "position": position,
         "phone": phone,
     }

@@ -26,6 +26,7 @@ from mappings import registry
 from mappings._feeds import (
     FeedBuilder,
     consultation,
+    fhir_address,
     instant_key,
     items,
     label,
@@ -141,18 +142,14 @@ def _place(profile: dict[str, Any]) -> dict[str, Any]:
     )
     lat, lng = number(main.get("lat")), number(main.get("lng"))
     street = label(main.get("address") or profile.get("address"))
-    address = {
-        k: v
-        for k, v in (
-            ("line", [street] if street else None),
-            ("city", label(main.get("city") or profile.get("city"))),
-            ("postalCode", label(main.get("zip") or profile.get("zip"))),
-        )
-        if v
-    }
+    address = fhir_address(
+        street,
+        label(main.get("city") or profile.get("city")),
+        label(main.get("zip") or profile.get("zip")),
+    )
     return {
         "name": label(profile.get("name")),
-        "address": address or None,
+        "address": address,
         "position": (lat, lng) if lat is not None and lng is not None else None,
         "phone": label(profile.get("phone")),
     }
