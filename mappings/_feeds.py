@@ -121,6 +121,14 @@ class FeedBuilder:
         schedule = sas.schedule_id(self.vendor, feed.key, place_key)
         if feed.rejected or schedule in feed.schedule_ids:
             return schedule
+        if address is None:
+            self.result.warning(
+                "incomplete",
+                f"place {place_key!r} has no address (line, city, postal code): the SAS "
+                "Location profile requires one",
+                self.options.source,
+                feed.key,
+            )
         if position is not None and not (-90 <= position[0] <= 90 and -180 <= position[1] <= 180):
             position = None
         feed.resources.append(

@@ -128,8 +128,9 @@ def _hcd(value: object) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, 
         center = obj((obj(record) or {}).get("center")) or {}
         if (key := text_key(professional.get("practitionerId"))) is not None:
             professionals[key] = professional
-        if (key := text_key(center.get("id"))) is not None:
-            centers[key] = center
+        key = text_key(center.get("id"))
+        if key is not None and (key not in centers or "publicInformation" in center):
+            centers[key] = center  # the same centre recurs, not always with its address
     return professionals, centers
 
 

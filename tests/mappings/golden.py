@@ -28,14 +28,12 @@ BOOKING = "https://rdv.example.org/sas?origin=sas"
 
 
 def options(source: str, rpps: dict[str, str] | None = None, **more: Any) -> MappingOptions:
-    return MappingOptions(
-        source=source,
-        rpps_table=rpps or {},
-        booking_url=BOOKING,
-        now=datetime(2026, 3, 28, 0, 0, tzinfo=PARIS),
-        window_days=3,
-        **more,
-    )
+    settings: dict[str, Any] = {
+        "booking_url": BOOKING,
+        "now": datetime(2026, 3, 28, 0, 0, tzinfo=PARIS),
+        "window_days": 3,
+    }
+    return MappingOptions(source=source, rpps_table=rpps or {}, **(settings | more))
 
 
 def as_json(result: MappingResult) -> dict[str, Any]:
