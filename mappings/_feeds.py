@@ -256,6 +256,8 @@ class FeedBuilder:
         span = window or self.default_window()
         for feed in self.result.feeds:
             feed.window = span
+            if feed.rejected:
+                continue
             inside = [
                 s for s in feed.slots if span[0] <= datetime.fromisoformat(s["start"]) < span[1]
             ]
@@ -309,12 +311,13 @@ def fhir_address(
 ) -> FhirJson | None:
     """A FHIR address as the SAS Location profile wants it (line, city and postal code, all
     three), None when they cannot be told. What is missing is read from the text
-    (``"1 rue X, 35000 Rennes"``: the first part is the line, then ``NNNNN City``)."""
+    (``"1 rue X, 35000 Rennes"``: what comes before ``NNNNN City`` is the line)."""
     found = _POSTAL_CITY.search(text) if text else None
     if found is not None:
         postal_code = postal_code or found.group(1)
         city = city or found.group(2).strip()
-    line = street or (text.split(",")[0].strip() if text and "," in text else None)
+    before = text[: found.start()].strip(" ,") if text and found is not None else ""
+    line = street or before or (text.split(",")[0].strip() if text and "," in text else None)
     if not (line and city and postal_code):
         return None
     out: FhirJson = {"text": text} if text else {}
