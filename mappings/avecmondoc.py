@@ -80,6 +80,17 @@ class Avecmondoc:
         if days and not seen_days:
             build.error("structure", "not availabilities per day: no day has slots", base)
             return result
+        asked = text_key(doctor.get("id"))
+        if asked is not None and not any(f.key == asked for f in result.feeds):
+            # the doctor asked for offers nothing: an empty snapshot, its slots have gone
+            feed = build.practitioner(
+                asked,
+                "/doctor",
+                family=label(doctor.get("lastname")),
+                given=label(doctor.get("firstname")),
+            )
+            place_key = text_key(organization.get("id")) or "organization"
+            build.place(feed, place_key, **_place(organization))
         window = None
         if bounds:
             # the last day ends at 21:59:59.999Z: the window ends just after it

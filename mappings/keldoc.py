@@ -108,6 +108,13 @@ class Keldoc:
                         consultation=kind,
                         motive=motive_name,
                     )
+        # every agenda asked for has a feed, an empty one when it offers nothing: its
+        # slots in the window have gone
+        for i, key in enumerate(agendas):
+            if key is not None:
+                feed = build.practitioner(key, pointer("/motive/agendas", i))
+                place_key, place = _place(cabinet)
+                build.place(feed, place_key, **place)
         return build.finish(build.day_window(min(days), max(days)) if days else None)
 
 

@@ -125,6 +125,17 @@ class Ordoclic:
             )
         window = None
         request = obj(top.get("request"))
+        asked = text_key((request or {}).get("medicalStaffId"))
+        if asked is not None and not any(f.key == asked for f in result.feeds):
+            # the practitioner asked for offers nothing: an empty snapshot
+            person = people.get(asked, {})
+            feed = build.practitioner(
+                asked,
+                "/request/medicalStaffId",
+                family=label(person.get("lastName")),
+                given=label(person.get("firstName")),
+            )
+            build.place(feed, entity or "calendar", **(_place(profile) if entity else {}))
         if request is not None:
             first = build.instant(request.get("dateStart"), "/request/dateStart", None)
             last = build.instant(request.get("dateEnd"), "/request/dateEnd", None)

@@ -1,0 +1,112 @@
+"""The JSON vendor mappers' shared builder: registration, keys, addresses, consultation
+types, empty snapshots, the default duration reported once."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from mappings import registry
+from mappings._feeds import consultation, fhir_address, text_key
+from mappings.contract import MappingResult
+from tests.mappings.golden import PARIS, input_bytes, options
+
+GROUP_A = ("doctolib", "keldoc", "maiia", "ordoclic", "avecmondoc")
+
+
+def test_the_group_is_registered() -> None:
+    known = registry.formats()
+    for name in GROUP_A:
+        assert known[name].name == name and known[name].description
+
+
+def test_keys() -> None:
+    assert [text_key(v) for v in (12, " a ", True, "", None, 1.5, "x" * 300)] == [
+        "12",
+        "a",
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+
+
+def test_addresses_need_line_city_and_postal_code() -> None:
+    assert fhir_address(None, None, None, "Rue Etienne d'Orves, 56100 Lorient") == {
+        "text": "Rue Etienne d'Orves, 56100 Lorient",
+        "line": ["Rue Etienne d'Orves"],
+        "city": "Lorient",
+        "postalCode": "56100",
+    }
+    assert fhir_address(None, None, None, "Place Jeanne d'arc, 01200, Valserhône") == {
+        "text": "Place Jeanne d'arc, 01200, Valserhône",
+        "line": ["Place Jeanne d'arc"],
+        "city": "Valserhône",
+        "postalCode": "01200",
+    }
+    assert fhir_address("1 rue X", "Nantes", None) is None
+    assert fhir_address(None, None, None, "somewhere") is None
+
+
+def test_consultation_types() -> None:
+    assert consultation("PHYSICAL") == "AMB"
+    assert consultation(None, "inOffice") == "AMB"
+    assert consultation("VIDEO") == "VR"
+    assert consultation("Téléconsultation") == "VR"
+    assert consultation("atHome") == "HH"
+    assert consultation("Visite à domicile") == "HH"
+
+
+def empty(result: MappingResult, key: str) -> bool:
+    [feed] = [f for f in result.feeds if f.key == key]
+    return not feed.rejected and feed.slots == [] and feed.window is not None
+
+
+def test_an_agenda_asked_for_without_slots_is_an_empty_snapshot() -> None:
+    keldoc = json.loads(input_bytes("keldoc", "timetable"))
+    keldoc["timetable"]["availabilities"] = {"2026-03-28": [], "2026-03-29": []}
+    rpps = {"71001": "10000000023", "71002": "10000000031"}
+    result = registry.mapper("keldoc").map(json.dumps(keldoc).encode(), options("k", rpps))
+    assert empty(result, "71001") and empty(result, "71002")
+
+    ordoclic = json.loads(input_bytes("ordoclic", "entity"))
+    staff = "5a000000-0000-4000-8000-000000000001"
+    ordoclic["slots"]["slots"] = []
+    ordoclic["request"]["medicalStaffId"] = staff
+    mapped = registry.mapper("ordoclic").map(
+        json.dumps(ordoclic).encode(), options("o", {staff: "10000000049"})
+    )
+    assert empty(mapped, staff)
+
+    avecmondoc = json.loads(input_bytes("avecmondoc", "week"))
+    for day in avecmondoc["availabilities"][:2]:
+        day["slots"] = []
+    mapped = registry.mapper("avecmondoc").map(
+        json.dumps(avecmondoc).encode(), options("a", {"612": "10000000056"})
+    )
+    assert empty(mapped, "612")
+
+
+def test_the_default_duration_is_reported_once_per_input() -> None:
+    result = registry.mapper("doctolib").map(
+        input_bytes("doctolib", "two-agendas"), options("d", {"4102": "10000000015"})
+    )
+    assert [i.code for i in result.issues].count("incomplete") == 1
+    assert len(result.feeds[0].slots) == 4
+
+
+def test_far_dates_are_refused_not_overflowing() -> None:
+    document = json.loads(input_bytes("maiia", "center"))
+    document["availabilities"]["items"][0]["startDateTime"] = "9999-12-31T23:59:59Z"
+    document["availabilities"]["items"][0]["endDateTime"] = "9999-12-31T23:59:59Z"
+    result = registry.mapper("maiia").map(
+        json.dumps(document).encode(),
+        options(
+            "m",
+            {"6b00000000000000000000b2": "10000000031"},
+            now=datetime(2026, 10, 1, tzinfo=PARIS),
+        ),
+    )
+    assert any("out of range" in i.message for i in result.issues)
+    assert result.feeds[0].rejected and not result.feeds[1].rejected
