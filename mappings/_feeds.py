@@ -64,7 +64,8 @@ class FeedBuilder:
         self._defaulted = False
 
     def where(self, pointer: str) -> str:
-        return f"{self.options.source}#{pointer}"
+        """``source#pointer``; the whole document is ``source`` alone."""
+        return f"{self.options.source}#{pointer}" if pointer else self.options.source
 
     def reject(self, key: str, code: str, message: str, pointer: str) -> None:
         """An error that rejects the whole feed of practitioner ``key``."""
