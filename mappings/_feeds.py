@@ -62,6 +62,7 @@ class FeedBuilder:
         self.options = options
         self.result = result
         self._defaulted = False
+        self._schedules: dict[tuple[str, str], str] = {}
 
     def where(self, pointer: str) -> str:
         """``source#pointer``; the whole document is ``source`` alone."""
@@ -119,8 +120,12 @@ class FeedBuilder:
     ) -> str:
         """The Schedule id of ``feed``'s practitioner at ``place_key`` (role and schedule
         added on first use)."""
+        schedule = self.known(feed, place_key)
+        if schedule is not None:
+            return schedule
         schedule = sas.schedule_id(self.vendor, feed.key, place_key)
-        if feed.rejected or schedule in feed.schedule_ids:
+        self._schedules[feed.key, place_key] = schedule
+        if feed.rejected:
             return schedule
         if address is None:
             self.result.warning(
@@ -146,6 +151,11 @@ class FeedBuilder:
         )
         feed.resources.append(sas.schedule(self.vendor, feed.key, place_key))
         return schedule
+
+    def known(self, feed: PractitionerFeed, place_key: str) -> str | None:
+        """The Schedule id of ``feed`` at ``place_key`` when ``place`` already added it (so
+        the place's details are read once per input, not once per slot)."""
+        return self._schedules.get((feed.key, place_key))
 
     def instant(self, value: object, pointer: str, key: str | None) -> datetime | None:
         """A vendor time as an aware datetime; a bad one is an error (rejecting ``key``'s

@@ -130,7 +130,9 @@ class Avecmondoc:
         )
         place_key = text_key(props.get("organizationId")) or "organization"
         same_place = text_key(organization.get("id")) == place_key
-        schedule = build.place(feed, place_key, **(_place(organization) if same_place else {}))
+        schedule = build.known(feed, place_key) or build.place(
+            feed, place_key, **(_place(organization) if same_place else {})
+        )
         slot_id = text_key(hours.get("id"))
         start = build.instant(hours.get("start"), pointer(where, "start"), key)
         end = build.instant(hours.get("end"), pointer(where, "end"), key)

@@ -71,6 +71,7 @@ class Keldoc:
         only_agenda = agendas[0] if len(agendas) == 1 else None
         kind = "VR" if motive.get("teleconsultation") is True else "AMB"
         motive_name = label(motive.get("name"))
+        place_key, place = _place(cabinet)
         days = [d for d in (day(k) for k in by_day) if d is not None]
         for date_key, entries in by_day.items():
             if day(date_key) is None:
@@ -93,7 +94,6 @@ class Keldoc:
                     continue
                 start = build.instant(entry.get("start_time"), pointer(where, "start_time"), key)
                 feed = build.practitioner(key, where)
-                place_key, place = _place(cabinet)
                 schedule = build.place(feed, place_key, **place)
                 if start is None:
                     continue
@@ -113,7 +113,6 @@ class Keldoc:
         for i, key in enumerate(agendas):
             if key is not None:
                 feed = build.practitioner(key, pointer("/motive/agendas", i))
-                place_key, place = _place(cabinet)
                 build.place(feed, place_key, **place)
         return build.finish(build.day_window(min(days), max(days)) if days else None)
 

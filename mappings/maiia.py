@@ -67,7 +67,7 @@ class Maiia:
             if obj(r)
         }
         for i, raw in enumerate(answer["items"]):
-            where = pointer(base, "items", i)
+            where = f"{base}/items/{i}"  # no escaping needed: fixed names and numbers
             record = obj(raw)
             if record is None:
                 build.error("structure", "an availability is not a JSON object", where)
@@ -85,12 +85,14 @@ class Maiia:
                 given=label(person.get("firstName")),
             )
             place_key = text_key(record.get("centerId")) or "center"
-            schedule = build.place(feed, place_key, **_place(centers.get(place_key, {})))
-            start = build.instant(record.get("startDateTime"), pointer(where, "startDateTime"), key)
-            end = build.instant(record.get("endDateTime"), pointer(where, "endDateTime"), key)
+            schedule = build.known(feed, place_key) or build.place(
+                feed, place_key, **_place(centers.get(place_key, {}))
+            )
+            start = build.instant(record.get("startDateTime"), where + "/startDateTime", key)
+            end = build.instant(record.get("endDateTime"), where + "/endDateTime", key)
             slot_key = text_key(record.get("id"))
             if slot_key is None:
-                build.error("required", "an availability without id", pointer(where, "id"), key)
+                build.error("required", "an availability without id", where + "/id", key)
                 continue
             if start is None or end is None:
                 continue

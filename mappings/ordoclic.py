@@ -74,7 +74,7 @@ class Ordoclic:
             build.info("no slots", pointer(base, "slots"))
         entity = text_key(profile.get("entityId"))
         for i, raw in enumerate(answer["slots"]):
-            where = pointer(base, "slots", i)
+            where = f"{base}/slots/{i}"  # no escaping needed: fixed names and numbers
             record = obj(raw)
             if record is None:
                 build.error("structure", "a slot is not a JSON object", where)
@@ -91,20 +91,22 @@ class Ordoclic:
                 given=label(person.get("firstName")),
             )
             place_key = entity or text_key(record.get("calendarId")) or "calendar"
-            schedule = build.place(feed, place_key, **(_place(profile) if entity else {}))
+            schedule = build.known(feed, place_key) or build.place(
+                feed, place_key, **(_place(profile) if entity else {})
+            )
             status = obj(record.get("status")) or {}
             if status.get("statusID", 0) != 0:
                 continue  # not free: not offered
             slot_id = text_key(record.get("id"))
-            start = build.instant(record.get("timeStart"), pointer(where, "timeStart"), key)
+            start = build.instant(record.get("timeStart"), where + "/timeStart", key)
             if slot_id is None:
-                build.error("required", "a slot without id", pointer(where, "id"), key)
+                build.error("required", "a slot without id", where + "/id", key)
                 continue
             if start is None:
                 continue
             end = None
             if record.get("timeEnd") is not None:
-                end = build.instant(record.get("timeEnd"), pointer(where, "timeEnd"), key)
+                end = build.instant(record.get("timeEnd"), where + "/timeEnd", key)
                 if end is None:
                     continue
             reason_ids = items(record.get("reasonIDs"))
