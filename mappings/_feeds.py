@@ -63,6 +63,7 @@ class FeedBuilder:
         self.result = result
         self._defaulted = False
         self._schedules: dict[tuple[str, str], str] = {}
+        self._starts: dict[str, list[datetime]] = {}  # each feed's slot starts, in order
 
     def where(self, pointer: str) -> str:
         """``source#pointer``; the whole document is ``source`` alone."""
@@ -161,7 +162,7 @@ class FeedBuilder:
         """A vendor time as an aware datetime; a bad one is an error (rejecting ``key``'s
         feed), a DST oddity a warning."""
         try:
-            moment, note = aware(value, self.options.timezone)
+            moment, note = _fast(value) or aware(value, self.options.timezone)
         except TimeProblem as problem:
             self._record_error("invalid", str(problem), pointer, key)
             return None
@@ -213,6 +214,7 @@ class FeedBuilder:
     ) -> None:
         if feed.rejected:
             return
+        self._starts.setdefault(feed.key, []).append(start)
         feed.slots.append(
             sas.slot(
                 self.vendor,
@@ -269,9 +271,8 @@ class FeedBuilder:
             feed.window = span
             if feed.rejected:
                 continue
-            inside = [
-                s for s in feed.slots if span[0] <= datetime.fromisoformat(s["start"]) < span[1]
-            ]
+            starts = self._starts.get(feed.key, [])
+            inside = [s for s, t in zip(feed.slots, starts, strict=True) if span[0] <= t < span[1]]
             if len(inside) < len(feed.slots):
                 self.result.warning(
                     "value",
@@ -292,6 +293,18 @@ def day(value: object) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         return None
+
+
+def _fast(value: object) -> tuple[datetime, None] | None:
+    """The common case read directly: an ISO date-time with its offset (``Z``, ``+02:00``,
+    ``+0200``); anything else goes the careful way (``localtime.aware``)."""
+    if isinstance(value, str) and 19 <= len(value) <= 40:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return (moment, None) if moment.tzinfo is not None else None
+    return None
 
 
 def instant_key(moment: datetime) -> str:
