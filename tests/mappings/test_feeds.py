@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mappings import registry
 from mappings._feeds import consultation, fhir_address, text_key
 from mappings.contract import MappingResult
@@ -110,3 +113,32 @@ def test_far_dates_are_refused_not_overflowing() -> None:
     )
     assert any("out of range" in i.message for i in result.issues)
     assert result.feeds[0].rejected and not result.feeds[1].rejected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    for name in GROUP_A:
+        result = registry.mapper(name).map(data, options("b.bin"))
+        assert all(i.location.startswith("b.bin") for i in result.issues)
+
+
+def test_hostile_nesting_is_refused_whole() -> None:
+    for name in GROUP_A:
+        result = registry.mapper(name).map(b"[" * 10_000 + b"]" * 10_000, options("n.json"))
+        [issue] = result.issues  # orjson's own limit (1,024) answers before ours here
+        assert result.feeds == [] and issue.code in ("too-costly", "structure")
+        deep = b'{"a": ' * 70 + b"1" + b"}" * 70  # past our limit (64), under orjson's
+        assert [i.code for i in registry.mapper(name).map(deep, options("n")).issues] == [
+            "too-costly"
+        ]
+
+
+def test_a_naive_time_in_the_march_gap_is_moved_and_reported() -> None:
+    document = json.loads(input_bytes("doctolib", "two-agendas"))
+    document["availabilities"]["availabilities"][1]["slots"] = ["2026-03-29T02:30:00"]
+    result = registry.mapper("doctolib").map(
+        json.dumps(document).encode(), options("d", {"4102": "10000000015"})
+    )
+    assert result.feeds[0].slots[2]["start"] == "2026-03-29T03:30:00.000+02:00"
+    assert any("does not exist" in i.message for i in result.issues)
