@@ -44,17 +44,34 @@ def read_json(data: bytes, options: MappingOptions, result: MappingResult) -> An
 
 def _too_deep(document: Any, limit: int) -> str | None:
     """The pointer of a value nested deeper than ``limit``, or None (iterative: no
-    recursion on hostile input)."""
-    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
+    recursion on hostile input). Only containers are walked, and a pointer is written only
+    for the value found too deep (a feed has hundreds of thousands of values)."""
+    Link = tuple[Any, str | int] | None  # (parent's link, key): the path, built on demand
+    if limit < 1:
+        return "/"
+    stack: list[tuple[Any, int, Link]] = [(document, 1, None)]
     while stack:
-        value, path, depth = stack.pop()
-        if depth > limit:
-            return path or "/"
+        value, depth, link = stack.pop()
         if isinstance(value, dict):
-            stack.extend((v, pointer(path, k), depth + 1) for k, v in value.items())
+            children: Any = value.items()
         elif isinstance(value, list):
-            stack.extend((v, pointer(path, i), depth + 1) for i, v in enumerate(value))
+            children = enumerate(value)
+        else:
+            continue
+        for key, child in children:
+            if depth + 1 > limit:
+                return _path((link, key))
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1, (link, key)))
     return None
+
+
+def _path(link: Any) -> str:
+    keys: list[str | int] = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    return pointer("", *reversed(keys)) or "/"
 
 
 def pointer(base: str, *parts: str | int) -> str:
