@@ -96,7 +96,8 @@ def _reject(report: FeedReport, size: int, exc: FhirError) -> None:
     report.rejected = size
     for issue in exc.issues:
         where = ", ".join(issue.expression) or report.key
-        report.findings.append(Finding("error", issue.code, issue.diagnostics, where))
+        severity = "warning" if issue.severity in ("warning", "information") else "error"
+        report.findings.append(Finding(severity, issue.code, issue.diagnostics, where))
 
 
 async def _write_feed(
@@ -149,9 +150,7 @@ async def _write_feed(
             content = orjson.loads(previous.content)
             if content.get("status") == VANISHED_STATUS:
                 continue
-            await _put(
-                ctx, session, {**canonical(content), "status": VANISHED_STATUS}, previous, refs
-            )
+            await _put(ctx, session, _unavailable(content), previous, refs)
         report.removed += 1
     if ctx.referential_integrity:
         await refs.verify(session)
@@ -175,6 +174,19 @@ async def _put(
         ctx, session, body, res_type=res_type, res_id=res_id, previous=previous,
         method="PUT", references=refs,
     )  # fmt: skip
+
+
+def _unavailable(content: FhirJson) -> FhirJson:
+    """A vanished slot marked ``busy-unavailable``. The SAS aggregator Slot profile admits
+    only ``free`` slots (what is offered), so the marked slot no longer claims a profile; its
+    labels stay (who may see it). The vendor offering it again restores the whole slot."""
+    out = {**canonical(content), "status": VANISHED_STATUS}
+    meta = {k: v for k, v in (out.get("meta") or {}).items() if k != "profile"}
+    if meta:
+        out["meta"] = meta
+    else:
+        out.pop("meta", None)
+    return out
 
 
 def _is_booked(stored: Stored, appointed: set[str]) -> bool:
