@@ -109,12 +109,15 @@ async def _write_feed(
 ) -> None:
     resources = sorted(feed.resources, key=lambda r: _ORDER.get(str(r.get("resourceType")), 3))
     slot_ids = {str(s.get("id")) for s in feed.slots}
+    # The practitioner's stored Practitioner/Role/Schedule rows first, locked (PostgreSQL):
+    # a racing ingest of the same practitioner waits here, then sees what the first wrote.
+    # (A first ingest has no rows to lock: both insert, the loser gets Conflict, retries.)
+    await session.prefetch([(str(r.get("resourceType")), str(r.get("id"))) for r in resources])
     gone: list[str] = []
     if feed.window is not None and feed.schedule_ids:
         gone = [i for i in await _slots_in_window(session, feed) if i not in slot_ids]
-    keys = [(str(r.get("resourceType")), str(r.get("id"))) for r in resources]
-    keys += [("Slot", i) for i in sorted(slot_ids)] + [("Slot", i) for i in gone]
-    await session.prefetch(keys)  # read and locked in one statement per few hundred
+    # read and locked in one statement per few hundred
+    await session.prefetch([("Slot", i) for i in sorted(slot_ids)] + [("Slot", i) for i in gone])
     booked = await _appointed(session, [*slot_ids, *gone])
     refs = PendingReferences()
     for resource in [*resources, *feed.slots]:
