@@ -101,7 +101,7 @@ class SimpleMapper:
                 sas.slot(
                     vendor,
                     schedule,
-                    str(item.get("key") or start.isoformat()),
+                    f"{key}-{item.get('key') or start.isoformat()}",  # unique per vendor
                     start,
                     end,
                     options.timezone,

@@ -53,7 +53,7 @@ async def test_a_vendor_ingests_and_gets_the_report(
     assert "practitioner a: 5 created, 0 updated, 0 removed, 0 unchanged, 0 rejected" in texts
     assert any(t.startswith("practitioner b: 0 created") and "3 rejected" in t for t in texts)
     assert "body#/practitioners/1/slots/0" in locations(outcome)
-    assert await store.read("Slot", sas.stable_id("simple", "slot", "2026-06-12-1")) is not None
+    assert await store.read("Slot", sas.stable_id("simple", "slot", "a-2026-06-12-1")) is not None
     assert await store.read("Practitioner", sas.practitioner_id("simple", "b")) is None
     again = await vendor.post(URL, content=orjson.dumps(doc), headers=HEADERS)
     assert "5 unchanged" in again.json()["issue"][0]["diagnostics"]

@@ -62,7 +62,7 @@ def count_slots(url: str) -> int:
         try:
             return sum(
                 [
-                    await store.read("Slot", sas.stable_id("simple", "slot", f"2026-06-12-{n}"))
+                    await store.read("Slot", sas.stable_id("simple", "slot", f"a-2026-06-12-{n}"))
                     is not None
                     for n in range(3)
                 ]

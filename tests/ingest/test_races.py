@@ -26,7 +26,7 @@ async def slots_in_store(store: Store) -> set[str]:
 
 
 def ids(items: list[dict[str, str]]) -> set[str]:
-    return {sas.stable_id("simple", "slot", item["key"]) for item in items}
+    return {sas.stable_id("simple", "slot", f"a-{item['key']}") for item in items}
 
 
 async def test_two_first_ingests_racing_write_each_slot_once(ctx: Context, store: Store) -> None:

@@ -19,8 +19,8 @@ from tests.ingest.simple_format import feed_json, person, slots
 RPPS_A, RPPS_B = "10000000015", "10000000023"
 
 
-def slot_id(key: str) -> str:
-    return sas.stable_id("simple", "slot", key)
+def slot_id(key: str, practitioner: str = "a") -> str:
+    return sas.stable_id("simple", "slot", f"{practitioner}-{key}")
 
 
 async def stored(store: Store, res_type: str, res_id: str) -> Any:
