@@ -166,8 +166,11 @@ async def _put(
     previous: Stored | None,
     refs: PendingReferences,
 ) -> None:
-    """An update (or create) as ``PUT Type/id`` would do it; a race on a new id raises
-    ``Conflict`` so that the whole feed is retried."""
+    """An update (or create) as ``PUT Type/id`` would do it. A create is written as the
+    store writes server-assigned ids (``POST``): buffered, all of the feed's in one
+    statement, instead of one round trip each to catch a concurrent create of the same id
+    at once; that race still ends in ``Conflict`` (at the flush), and the feed is retried
+    whole."""
     res_type, res_id = str(resource.get("resourceType")), str(resource.get("id"))
     check_type(res_type)
     check_id(res_id)
@@ -175,7 +178,7 @@ async def _put(
     body = check_body(res_type, resource, ctx.validator)
     await write_version(
         ctx, session, body, res_type=res_type, res_id=res_id, previous=previous,
-        method="PUT", references=refs,
+        method="POST" if previous is None else "PUT", references=refs,
     )  # fmt: skip
 
 
