@@ -130,6 +130,7 @@ def main() -> None:
     bin_dir = procs.pg_bin_dir()
     if bin_dir is None:
         raise SystemExit("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin")
+    load_before = os.getloadavg()[0]
     with procs.postgres(bin_dir) as pg:
         procs.migrate(pg.url, ROOT)
         figures = asyncio.run(measure(pg.url, args.practitioners, args.slots))
@@ -143,6 +144,8 @@ def main() -> None:
         f"ingest, unchanged slots:  {figures['unchanged']:>9,.0f} slots/s (goal >= 50,000)",
         f"plain transaction (PUT):  {figures['transaction']:>9,.0f} slots/s (baseline, same run)",
         f"mapper alone (parse+map): {figures['map']:>9,.0f} slots/s",
+        f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}"
+        f" on {os.cpu_count()} CPUs (other processes share the machine)",
     ]
     print("\n".join(lines))
     if args.no_doc:
