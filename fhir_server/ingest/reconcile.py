@@ -118,7 +118,7 @@ async def _write_feed(
         gone = [i for i in await _slots_in_window(session, feed) if i not in slot_ids]
     # read and locked in one statement per few hundred
     await session.prefetch([("Slot", i) for i in sorted(slot_ids)] + [("Slot", i) for i in gone])
-    booked = await _appointed(session, [*slot_ids, *gone])
+    booked = await _appointed(session, await _may_free(session, feed, gone))
     refs = PendingReferences()
     for resource in [*resources, *feed.slots]:
         res_type, res_id = str(resource.get("resourceType")), str(resource.get("id"))
@@ -195,6 +195,18 @@ def _unavailable(content: FhirJson) -> FhirJson:
     return out
 
 
+async def _may_free(session: WriteSession, feed: PractitionerFeed, gone: list[str]) -> list[str]:
+    """The stored Slots this feed would remove or set back to free: only they need the
+    Appointment check (an unchanged feed skips that query)."""
+    out = list(gone)
+    for slot in feed.slots:
+        if slot.get("status") == "free":
+            previous = await session.current("Slot", str(slot.get("id")))  # prefetched
+            if previous is not None and not previous.deleted and not _same(previous, slot):
+                out.append(str(slot.get("id")))
+    return out
+
+
 def _is_booked(stored: Stored, appointed: set[str]) -> bool:
     if stored.res_id in appointed:
         return True
@@ -226,6 +238,8 @@ async def _slots_in_window(session: WriteSession, feed: PractitionerFeed) -> lis
 async def _appointed(session: WriteSession, slot_ids: Sequence[str]) -> set[str]:
     """Which of these Slots a current Appointment names (booked, whatever the slot says)."""
     out: set[str] = set()
+    if not slot_ids:
+        return out
     ids = sorted(set(slot_ids))
     for start in range(0, len(ids), 1000):
         stmt = (
