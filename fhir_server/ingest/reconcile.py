@@ -123,6 +123,9 @@ async def _write_feed(
     for resource in [*resources, *feed.slots]:
         res_type, res_id = str(resource.get("resourceType")), str(resource.get("id"))
         previous = await session.current(res_type, res_id)
+        # Checked even when nothing is written: an unchanged answer would otherwise tell a
+        # caller that may not write it what another's resource holds.
+        access.require_change(ctx, "update", res_type, previous)
         if _same(previous, resource):
             report.unchanged += 1
             continue

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from fhir_server.core.caller import Caller
 from fhir_server.interactions import update
 from fhir_server.interactions.context import Context
 from fhir_server.storage import schema
@@ -147,3 +148,22 @@ async def test_an_event_feed_only_upserts(ctx: Context, store: Store) -> None:
     report = await run(ctx, feed_json([person("a", RPPS_A, two[1:])], window=None))
     assert report.totals() == dict(created=0, updated=0, removed=0, unchanged=4, rejected=0)
     assert await stored(store, "Slot", slot_id("2026-06-12-0")) is not None
+
+
+async def test_writes_are_the_callers_a_vendor_cannot_take_anothers(
+    ctx: Context, store: Store
+) -> None:
+    doc = feed_json([person("a", RPPS_A, slots("2026-06-12", 2))])
+    first = ctx.acting_for(Caller(role="vendor", client_id="agenda-a"))
+    assert (await run(first, doc)).totals()["created"] == 5
+    other = ctx.acting_for(Caller(role="vendor", client_id="agenda-b"))
+    changed = feed_json([person("a", RPPS_A, slots("2026-06-12", 1))])  # would remove one
+    before = await history_size(store)
+    report = await run(other, changed)
+    assert report.totals()["rejected"] == 4 and report.totals()["removed"] == 0
+    assert any(f.code == "forbidden" for f in report.feeds[0].findings)
+    assert await history_size(store) == before
+    regulator = ctx.acting_for(Caller(role="regulator", client_id="samu"))
+    assert (await run(regulator, doc)).totals()["rejected"] == 5  # may not write at all
+    # the same content as stored: refused too (an "unchanged" would reveal another's data)
+    assert (await run(other, doc)).totals()["rejected"] == 5
