@@ -69,7 +69,9 @@ async def reconcile(
     ctx: Context, feed: PractitionerFeed, report: FeedReport, vanished: Vanished = "delete"
 ) -> None:
     """Write ``feed`` whole (filling ``report``) or not at all (``report.rejected``)."""
-    size = len(feed.resources) + len(feed.slots)
+    # a rejected feed counts its resources, at least 1 (one whose practitioner has no RPPS
+    # may hold none): a rejection always shows in the counts
+    size = max(1, len(feed.resources) + len(feed.slots))
     if feed.rejected:
         report.rejected = size
         return

@@ -90,7 +90,7 @@ def test_the_ingest_command(env: str, tmp_path: Path, feed_server: str) -> None:
     args = ["ingest", "--format", NAME, "--rpps-table", str(table), "--booking-url",
             "https://rdv.example.org/book"]  # fmt: skip
     first = runner.invoke(cli_app, [*args, str(feed)])
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 1, first.output  # "c" was rejected
     assert "ingest report" in first.output and "not-found" in first.output
     assert "feed.json#/practitioners/2" in first.output  # where "c" was found
     assert count_slots(env) == 2

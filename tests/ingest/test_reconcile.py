@@ -123,7 +123,7 @@ async def test_a_rejected_practitioner_writes_nothing_and_stops_no_one(
     by_key = {f.key: f for f in report.feeds}
     assert by_key["a"].created == 5 and by_key["a"].rejected == 0
     assert by_key["b"].rejected == 5 and by_key["b"].created == 0
-    assert by_key["c"].rejected == 0 and by_key["c"].created == 0  # no RPPS: nothing mapped
+    assert by_key["c"].rejected == 1 and by_key["c"].created == 0  # no RPPS: nothing mapped
     assert [f.location for f in by_key["b"].findings] == ["feed.json#/practitioners/1/slots/2"]
     assert by_key["c"].findings[0].code == "not-found"
     assert await stored(store, "Practitioner", sas.practitioner_id("simple", "b")) is None
