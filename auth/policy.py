@@ -54,6 +54,7 @@ READS: tuple[str, ...] = ("read", "vread", "search", "history", "operation")
 WRITES: tuple[str, ...] = ("create", "update", "patch", "delete")
 INTERACTIONS: tuple[str, ...] = READS + WRITES
 ROLES: tuple[str, ...] = ("vendor", "regulator", "platform", "admin")
+INGEST_ROLES = frozenset({"vendor", "admin"})  # may POST [base]/$ingest (docs/ingest.md)
 
 
 @lru_cache(maxsize=4096)
@@ -253,6 +254,14 @@ class Policy:
                 f" (needs user/{res_type}.{access} or system/{res_type}.{access})",
             )
         return ALLOWED
+
+    @staticmethod
+    def may_ingest(who: Who) -> Decision:
+        """Whether ``who`` may call ``$ingest`` (a vendor's feed, or an admin's): each write
+        it makes is then checked as any other (``may_change``)."""
+        if who.role in INGEST_ROLES:
+            return ALLOWED
+        return Decision(False, f"the {who.role} role may not ingest vendor feeds ($ingest)")
 
     @staticmethod
     def owner_of(who: Who) -> str | None:

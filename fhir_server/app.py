@@ -23,6 +23,7 @@ from auth.policy import Policy
 from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
 from fhir_server.api import http, login, outcomes, routes
+from fhir_server.api import ingest as ingest_api
 from fhir_server.api.audit import AuditTrail
 from fhir_server.api.authn import Authenticator, make_trust
 from fhir_server.api.bearer import BearerTokens
@@ -349,6 +350,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             lambda request: request.app.state.wiring.ctx,
         )
     )
+    app.include_router(ingest_api.router())  # POST /$ingest, before POST /{type}
     app.include_router(routes.router())
 
     return app

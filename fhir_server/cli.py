@@ -1,4 +1,5 @@
-"""The ``fhir-server`` command: serve, migrate, load, reindex, dev-idp, dev-certs, packages."""
+"""The ``fhir-server`` command: serve, migrate, load, ingest, reindex, dev-idp, dev-certs,
+packages."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from fhir_server.settings import Settings
 
 if TYPE_CHECKING:
+    from fhir_server.ingest.report import Finding
     from fhir_server.package_cache import Ref
 
 app = typer.Typer(help="SAS FHIR server", no_args_is_help=True, add_completion=False)
@@ -320,6 +323,120 @@ def load(
     if not any(r.resources for r in reports):
         console.print(f"[red]nothing loaded:[/red] the {len(files)} file(s) hold no FHIR resource")
         raise typer.Exit(1)
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str], typer.Argument(help="Feed files or http(s) URLs")],
+    format_name: Annotated[
+        str, typer.Option("--format", help="The feed's format (mappings registry name)")
+    ],
+    rpps_table: Annotated[
+        Path | None,
+        typer.Option(help="Vendor practitioner key -> RPPS, CSV (key,rpps) or JSON object"),
+    ] = None,
+    vendor: Annotated[
+        str, typer.Option(help="Vendor short name, prefix of every id (default: the format's)")
+    ] = "",
+    booking_url: Annotated[
+        str | None, typer.Option(help="Booking page put in each Slot.comment")
+    ] = None,
+    window_days: Annotated[
+        int, typer.Option(min=1, max=366, help="Window of feeds that carry none, from now")
+    ] = 2,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="Write as this vendor client id (its ownership and policy); "
+            "default: as the server itself"
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed to fetch each URL")] = 30.0,
+) -> None:
+    """Ingest vendor feeds: each practitioner's snapshot reconciled whole (docs/ingest.md)."""
+    from fhir_server.app import make_context, make_store
+    from fhir_server.core.caller import SYSTEM, Caller
+    from fhir_server.ingest.report import COUNTS, RunReport
+    from fhir_server.ingest.run import ingest as ingest_feed
+    from fhir_server.ingest.sources import SourceError, read_rpps_table, read_source
+    from mappings import registry
+    from mappings.contract import MappingOptions
+
+    try:
+        mapper = registry.mapper(format_name)
+        table = read_rpps_table(rpps_table) if rpps_table else {}
+    except (KeyError, SourceError) as exc:
+        _say(f"error: {exc.args[0]}", style="red")
+        raise typer.Exit(2) from exc
+
+    async def run() -> list[RunReport]:
+        settings = _batch_settings()
+        store = make_store(settings)
+        await store.migrate()
+        who = Caller(role="vendor", client_id=owner) if owner else SYSTEM
+        ctx = make_context(settings, store).acting_for(who)
+        reports: list[RunReport] = []
+        try:
+            with _counting_progress() as progress:
+                for name in sources:
+                    task = progress.add_task(f"ingesting {name}", total=None)
+                    try:
+                        data = read_source(name, settings.ingest_max_bytes, timeout)
+                    except SourceError as exc:
+                        report = RunReport(name)
+                        report.findings.append(_finding(str(exc), name))
+                        reports.append(report)
+                        continue
+                    options = MappingOptions(
+                        source=name,
+                        vendor=vendor,
+                        rpps_table=table,
+                        booking_url=booking_url,
+                        window_days=window_days,
+                        max_bytes=settings.ingest_max_bytes,
+                    )
+
+                    def advance(done: int, total: int, task: TaskID = task) -> None:
+                        progress.update(task, completed=done, total=total)
+
+                    reports.append(
+                        await ingest_feed(
+                            ctx,
+                            mapper,
+                            data,
+                            options,
+                            vanished=settings.ingest_vanished,
+                            progress=advance,
+                        )
+                    )
+        finally:
+            await store.close()
+        return reports
+
+    reports = asyncio.run(run())
+    table_out = Table(title="ingest report")
+    table_out.add_column("source / practitioner", overflow="fold")
+    for name in COUNTS:
+        table_out.add_column(name, justify="right")
+    for report in reports:
+        totals = (str(n) for n in report.totals().values())
+        table_out.add_row(Text(report.source, style="bold"), *totals)
+        for feed in report.feeds:
+            table_out.add_row(Text(f"  {feed.key}"), *(str(n) for n in feed.counts().values()))
+    console.print(table_out)
+    for report in reports:
+        findings = [*report.findings, *(f for feed in report.feeds for f in feed.findings)]
+        for f in findings:
+            # one unwrapped line each: locations are for people and for grep
+            _say(f"{f.severity} {f.code} at {f.location}: {f.message}")
+    if any(r.unreadable for r in reports) or any(r.totals()["rejected"] for r in reports):
+        raise typer.Exit(1)
+
+
+def _finding(message: str, where: str) -> Finding:
+    from fhir_server.ingest.report import Finding
+
+    return Finding("error", "exception", message, where)
 
 
 @app.command()

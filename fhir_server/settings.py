@@ -264,6 +264,18 @@ class Settings(BaseSettings):
         "resource of a served type (400 not-found); false for loads of data out of order",
     )
 
+    ingest_vanished: Literal["delete", "busy"] = Field(
+        "delete",
+        description="What an ingested snapshot does to a stored Slot of its Schedules and "
+        "window that it no longer holds: delete it, or mark it busy-unavailable (busy); a "
+        "booked Slot is kept either way (docs/ingest.md)",
+    )
+    ingest_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        description="Largest feed `fhir-server ingest` reads from a file or URL (the API's "
+        "$ingest is bounded by FHIR_MAX_BODY_BYTES)",
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

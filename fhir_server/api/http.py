@@ -57,7 +57,14 @@ async def read_body(
             f"Content-Type {media or '(none)'!r} is not accepted here; use "
             + " or ".join(sorted(allowed))
         )
-    limit = settings.max_body_bytes
+    raw = await read_bytes(request, settings.max_body_bytes)
+    if not raw.strip():
+        raise errors.incorrect("the request body is empty", code="structure")
+    return json_input.parse(raw, settings.max_json_depth)
+
+
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The raw body, 413 as soon as it is over ``limit`` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise errors.too_large(f"the body is {declared} bytes; the limit is {limit}")
@@ -68,10 +75,7 @@ async def read_body(
         if size > limit:
             raise errors.too_large(f"the body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise errors.incorrect("the request body is empty", code="structure")
-    return json_input.parse(raw, settings.max_json_depth)
+    return b"".join(chunks)
 
 
 def base_url(request: Request, settings: Settings) -> str:
