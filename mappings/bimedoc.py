@@ -14,7 +14,7 @@ from datetime import UTC
 from mappings import registry
 from mappings._pharmacy import Offer, PharmacyFeeds, Place, text
 from mappings.contract import FhirJson, MappingOptions, MappingResult
-from mappings.jsoninput import read_json
+from mappings.jsoninput import read_object
 from mappings.localtime import TimeProblem, aware
 
 
@@ -25,15 +25,14 @@ class BimedocMapper:
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
         result = MappingResult()
-        document = read_json(data, options, result)
+        document = read_object(data, options, result, "a Bimedoc slots answer")
         if document is None:
             return result
         where = options.source
-        slots = document.get("slots") if isinstance(document, dict) else None
+        slots = document.get("slots")
         if not isinstance(slots, list):
             result.error("structure", "not a Bimedoc slots answer (no slots list)", where)
             return result
-        assert isinstance(document, dict)
         key = text(document.get("id")) or options.owner_key
         if key is None:
             if slots:

@@ -33,7 +33,7 @@ from mappings._feeds import (
     text_key,
 )
 from mappings.contract import MappingOptions, MappingResult
-from mappings.jsoninput import pointer, read_json
+from mappings.jsoninput import pointer, read_object
 
 
 class Doctolib:
@@ -42,13 +42,12 @@ class Doctolib:
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
         result = MappingResult()
-        document = read_json(data, options, result)
-        if document is None:
+        top = read_object(data, options, result, "Doctolib {booking, availabilities}")
+        if top is None:
             return result
         build = FeedBuilder(self.name, options, result)
-        top = obj(document)
-        if top is None or not isinstance(obj(top.get("booking")), dict):
-            shape = "availabilities without a booking" if top and "availabilities" in top else ""
+        if not isinstance(obj(top.get("booking")), dict):
+            shape = "availabilities without a booking" if "availabilities" in top else ""
             build.error(
                 "required",
                 f"expected {{booking, availabilities}}{': got ' + shape if shape else ''}; "

@@ -42,6 +42,20 @@ def read_json(data: bytes, options: MappingOptions, result: MappingResult) -> An
     return document
 
 
+def read_object(
+    data: bytes, options: MappingOptions, result: MappingResult, expected: str
+) -> dict[str, Any] | None:
+    """``read_json``'s document when it is a JSON object; anything else is reported as not
+    being ``expected`` (the vendor's document named, e.g. "a Keldoc timetable")."""
+    document = read_json(data, options, result)
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        result.error("structure", f"expected a JSON object ({expected})", options.source)
+        return None
+    return document
+
+
 def _too_deep(document: Any, limit: int) -> str | None:
     """The pointer of a value nested deeper than ``limit``, or None (iterative: no
     recursion on hostile input). Only containers are walked, and a pointer is written only

@@ -33,7 +33,7 @@ from mappings._feeds import (
     text_key,
 )
 from mappings.contract import MappingOptions, MappingResult
-from mappings.jsoninput import pointer, read_json
+from mappings.jsoninput import pointer, read_object
 
 
 class Keldoc:
@@ -42,14 +42,10 @@ class Keldoc:
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
         result = MappingResult()
-        document = read_json(data, options, result)
-        if document is None:
+        top = read_object(data, options, result, "a Keldoc timetable")
+        if top is None:
             return result
         build = FeedBuilder(self.name, options, result)
-        top = obj(document)
-        if top is None:
-            build.error("structure", "expected a JSON object (a Keldoc timetable)", "")
-            return result
         base = "/timetable" if "timetable" in top else ""
         timetable = obj(top.get("timetable")) if base else top
         motive = obj(top.get("motive")) or {}

@@ -32,7 +32,7 @@ from mappings._feeds import (
     text_key,
 )
 from mappings.contract import MappingOptions, MappingResult
-from mappings.jsoninput import pointer, read_json
+from mappings.jsoninput import pointer, read_object
 
 
 class Maiia:
@@ -41,14 +41,10 @@ class Maiia:
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
         result = MappingResult()
-        document = read_json(data, options, result)
-        if document is None:
+        top = read_object(data, options, result, "Maiia availabilities")
+        if top is None:
             return result
         build = FeedBuilder(self.name, options, result)
-        top = obj(document)
-        if top is None:
-            build.error("structure", "expected a JSON object (Maiia availabilities)", "")
-            return result
         if "closestPhysicalAvailability" in top:
             build.info("the closest availability only: no slots", "")
             return result

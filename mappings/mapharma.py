@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from mappings import registry
 from mappings._pharmacy import Offer, PharmacyFeeds, Place, capacity
 from mappings.contract import MappingOptions, MappingResult
-from mappings.jsoninput import pointer, read_json
+from mappings.jsoninput import pointer, read_object
 from mappings.localtime import localise
 
 
@@ -25,13 +25,10 @@ class MapharmaMapper:
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
         result = MappingResult()
-        document = read_json(data, options, result)
+        document = read_object(data, options, result, "a Mapharma calendar: dates to slots")
         if document is None:
             return result
         where = options.source
-        if not isinstance(document, dict):
-            result.error("structure", "not a Mapharma calendar (an object of dates)", where)
-            return result
         if not options.owner_key:
             result.error(
                 "required", "a Mapharma calendar names no pharmacy: owner_key is needed", where

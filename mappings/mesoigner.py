@@ -15,7 +15,7 @@ from datetime import UTC
 from mappings import registry
 from mappings._pharmacy import Offer, PharmacyFeeds, Place, capacity
 from mappings.contract import MappingOptions, MappingResult
-from mappings.jsoninput import pointer, read_json
+from mappings.jsoninput import pointer, read_object
 from mappings.localtime import TimeProblem, aware
 
 
@@ -26,11 +26,11 @@ class MesoignerMapper:
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
         result = MappingResult()
-        document = read_json(data, options, result)
+        document = read_object(data, options, result, "a Mesoigner slots answer")
         if document is None:
             return result
         where = options.source
-        days = document.get("slots") if isinstance(document, dict) else None
+        days = document.get("slots")
         if not isinstance(days, list):
             result.error("structure", "not a Mesoigner slots answer (no slots list)", where)
             return result

@@ -36,7 +36,7 @@ from mappings._feeds import (
     text_key,
 )
 from mappings.contract import MappingOptions, MappingResult
-from mappings.jsoninput import pointer, read_json
+from mappings.jsoninput import pointer, read_object
 
 _VIDEO_REASON_TYPE = 2
 
@@ -47,14 +47,10 @@ class Ordoclic:
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
         result = MappingResult()
-        document = read_json(data, options, result)
-        if document is None:
+        top = read_object(data, options, result, "Ordoclic slots")
+        if top is None:
             return result
         build = FeedBuilder(self.name, options, result)
-        top = obj(document)
-        if top is None:
-            build.error("structure", "expected a JSON object (Ordoclic slots)", "")
-            return result
         combined = isinstance(top.get("slots"), dict)
         base = "/slots" if combined else ""
         answer = obj(top.get("slots")) if combined else top

@@ -15,7 +15,7 @@ from datetime import UTC
 from mappings import registry
 from mappings._pharmacy import Offer, PharmacyFeeds, Place, text
 from mappings.contract import MappingOptions, MappingResult
-from mappings.jsoninput import read_json
+from mappings.jsoninput import read_object
 from mappings.localtime import TimeProblem, aware
 
 
@@ -26,11 +26,11 @@ class ValwinMapper:
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
         result = MappingResult()
-        document = read_json(data, options, result)
+        document = read_object(data, options, result, "a Valwin agenda page")
         if document is None:
             return result
         where = options.source
-        items = document.get("result") if isinstance(document, dict) else None
+        items = document.get("result")
         if not isinstance(items, list):
             result.error("structure", "not a Valwin agenda page (no result list)", where)
             return result

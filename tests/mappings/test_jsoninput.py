@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mappings import registry
 from mappings.contract import MappingOptions, MappingResult
-from mappings.jsoninput import pointer, read_json
+from mappings.jsoninput import pointer, read_json, read_object
 
 OPTIONS = MappingOptions(source="feed.json", max_bytes=1_000_000, max_depth=64)
 
@@ -69,3 +71,26 @@ def test_pointers_are_escaped() -> None:
 def test_any_bytes_give_a_document_or_an_issue(data: bytes) -> None:
     document, result = read(data)
     assert (document is None) == bool(result.issues)
+
+
+def test_read_object_refuses_other_json_values_naming_what_was_expected() -> None:
+    result = MappingResult()
+    assert read_object(b'[{"slots": []}]', OPTIONS, result, "a Keldoc timetable") is None
+    assert only_issue(result) == (
+        "structure",
+        "expected a JSON object (a Keldoc timetable)",
+        "feed.json",
+    )
+    assert read_object(b'{"slots": []}', OPTIONS, MappingResult(), "x") == {"slots": []}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["doctolib", "keldoc", "maiia", "ordoclic", "mapharma", "valwin", "bimedoc", "mesoigner"],
+)
+def test_object_formats_report_a_json_array_and_map_nothing(name: str) -> None:
+    result = registry.mapper(name).map(b"[1, 2]", OPTIONS)
+    assert result.feeds == []
+    code, message, location = only_issue(result)
+    assert (code, location) == ("structure", "feed.json")
+    assert message.startswith("expected a JSON object (")
