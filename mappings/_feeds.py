@@ -70,6 +70,21 @@ class FeedBuilder:
         """``source#pointer``; the whole document is ``source`` alone."""
         return f"{self.options.source}#{pointer}" if pointer else self.options.source
 
+    def keyed(
+        self, raw: object, key_field: str, what: str, pointer: str
+    ) -> tuple[dict[str, Any], str] | None:
+        """A record of the document and its practitioner key (``raw[key_field]``), or None
+        with the problem reported: ``what`` names the record ("a slot")."""
+        record = obj(raw)
+        if record is None:
+            self.error("structure", f"{what} is not a JSON object", pointer)
+            return None
+        key = text_key(record.get(key_field))
+        if key is None:
+            self.error("required", f"{what} without {key_field}", pointer)
+            return None
+        return record, key
+
     def reject(self, key: str, code: str, message: str, pointer: str) -> None:
         """An error that rejects the whole feed of practitioner ``key``."""
         if not any(feed.key == key for feed in self.result.feeds):

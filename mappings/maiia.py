@@ -64,14 +64,10 @@ class Maiia:
         }
         for i, raw in enumerate(answer["items"]):
             where = f"{base}/items/{i}"  # no escaping needed: fixed names and numbers
-            record = obj(raw)
-            if record is None:
-                build.error("structure", "an availability is not a JSON object", where)
+            keyed = build.keyed(raw, "practitionerId", "an availability", where)
+            if keyed is None:
                 continue
-            key = text_key(record.get("practitionerId"))
-            if key is None:
-                build.error("required", "an availability without practitionerId", where)
-                continue
+            record, key = keyed
             person = professionals.get(key, {})
             feed = build.practitioner(
                 key,

@@ -71,14 +71,10 @@ class Ordoclic:
         entity = text_key(profile.get("entityId"))
         for i, raw in enumerate(answer["slots"]):
             where = f"{base}/slots/{i}"  # no escaping needed: fixed names and numbers
-            record = obj(raw)
-            if record is None:
-                build.error("structure", "a slot is not a JSON object", where)
+            keyed = build.keyed(raw, "medicalStaffID", "a slot", where)
+            if keyed is None:
                 continue
-            key = text_key(record.get("medicalStaffID"))
-            if key is None:
-                build.error("required", "a slot without medicalStaffID", where)
-                continue
+            record, key = keyed
             person = people.get(key, {})
             feed = build.practitioner(
                 key,
