@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from fhir_server.api import http
-from fhir_server.api.routes import Wired
+from fhir_server.api.routes import OPERATIONS, Wired
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM
 from fhir_server.ingest.report import to_outcome
@@ -72,4 +72,5 @@ def router() -> APIRouter:
     """Included before the REST routes: ``POST /{type}`` would otherwise take ``/$ingest``."""
     api = APIRouter(dependencies=[Depends(_accept)])
     api.add_api_route("/$ingest", post_ingest, methods=["POST"], response_class=Response)
+    OPERATIONS.add("ingest")
     return api

@@ -65,6 +65,9 @@ Wired = Annotated[Wiring, Depends(wiring)]
 PublicWired = Annotated[Wiring, Depends(public_wiring)]
 Handler = Callable[..., Awaitable[Response]]
 ROUTES: list[tuple[str, str, str, Handler]] = []  # (method, path, interaction code, handler)
+# System operations served by routers of their own (api/ingest.py…), which add their code
+# here when they are wired, so the CapabilityStatement lists them.
+OPERATIONS: set[str] = set()
 
 
 def route(method: str, path: str, interaction: str) -> Callable[[Handler], Handler]:
@@ -105,7 +108,11 @@ def _history_response(result: history.HistoryResult, base: str, path: str) -> Re
 async def get_metadata(request: Request, w: PublicWired) -> Response:
     base = http.base_url(request, w.settings)
     body = capabilities.capability_statement(
-        w.ctx, base, (code for _, _, code, _ in ROUTES), "sas-fhir-server", _software_version()
+        w.ctx,
+        base,
+        [code for _, _, code, _ in ROUTES] + sorted(OPERATIONS),
+        "sas-fhir-server",
+        _software_version(),
     )
     return http.fhir_response(body)
 

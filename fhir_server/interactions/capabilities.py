@@ -27,6 +27,10 @@ TYPE_LEVEL = (
     "search-type",
 )
 SYSTEM_LEVEL = ("transaction", "batch", "search-system", "history-system")
+# The server's own system-level operations (docs/api.md describes each); their definitions
+# are canonical names of ours, not (yet) served as OperationDefinition resources.
+OPERATION_BASE = "https://github.com/sas-fhir-server/OperationDefinition"
+SYSTEM_OPERATIONS = ("ingest", "pull-status")
 
 
 def capability_statement(
@@ -73,6 +77,16 @@ def capability_statement(
                 if p.url and p.expression
             ]
         resources.append(entry)
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "resource": resources,
+        "interaction": [{"code": code} for code in SYSTEM_LEVEL if code in wired],
+    }
+    operations = [code for code in SYSTEM_OPERATIONS if code in wired]
+    if operations:
+        rest["operation"] = [
+            {"name": code, "definition": f"{OPERATION_BASE}/{code}"} for code in operations
+        ]
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -83,13 +97,7 @@ def capability_statement(
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"] if "patch" in wired else [],
-        "rest": [
-            {
-                "mode": "server",
-                "resource": resources,
-                "interaction": [{"code": code} for code in SYSTEM_LEVEL if code in wired],
-            }
-        ],
+        "rest": [rest],
     }
     if not statement["patchFormat"]:
         del statement["patchFormat"]

@@ -78,3 +78,14 @@ async def test_only_vendors_and_admins_ingest(store: Store) -> None:
         async for c in client_for(store, role):
             r = await c.post(URL, content=doc, headers=HEADERS)
             assert r.status_code == status, (role, r.text)
+
+
+async def test_the_capability_statement_lists_the_ingest_operation(
+    vendor: httpx.AsyncClient,
+) -> None:
+    statement = (await vendor.get("/metadata")).json()
+    [rest] = statement["rest"]
+    assert {
+        "name": "ingest",
+        "definition": "https://github.com/sas-fhir-server/OperationDefinition/ingest",
+    } in rest["operation"]
