@@ -65,6 +65,9 @@ class FeedBuilder:
         self._defaulted = False
         self._schedules: dict[tuple[str, str], str] = {}
         self._starts: dict[str, list[datetime]] = {}  # each feed's slot starts, in order
+        # the motive's key when the input is one motive's request: its Schedules are that
+        # motive's, so its snapshot never removes another motive's slots
+        self.motive: str | None = None
 
     def where(self, pointer: str) -> str:
         """``source#pointer``; the whole document is ``source`` alone."""
@@ -140,7 +143,7 @@ class FeedBuilder:
         schedule = self.known(feed, place_key)
         if schedule is not None:
             return schedule
-        schedule = sas.schedule_id(self.vendor, feed.key, place_key)
+        schedule = sas.schedule_id(self.vendor, feed.key, place_key, self.motive)
         self._schedules[feed.key, place_key] = schedule
         if feed.rejected:
             return schedule
@@ -166,7 +169,9 @@ class FeedBuilder:
                 phone=phone,
             )
         )
-        feed.resources.append(sas.schedule(self.vendor, feed.key, place_key))
+        feed.resources.append(
+            sas.schedule(self.vendor, feed.key, place_key, motive_key=self.motive)
+        )
         return schedule
 
     def known(self, feed: PractitionerFeed, place_key: str) -> str | None:

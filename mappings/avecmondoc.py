@@ -58,6 +58,7 @@ class Avecmondoc:
             (r for r in items(top.get("reasons")) if obj(r) and text_key(r.get("id")) == reason_id),
             {},
         )
+        build.motive = reason_id
         bounds: list[datetime] = []
         seen_days = 0
         for i, raw_day in enumerate(days):

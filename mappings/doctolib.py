@@ -77,6 +77,8 @@ class Doctolib:
             label(place.get("zipcode")),
             label(place.get("full_address")),
         )
+        chosen = _motive(booking, agenda_record, practice, top.get("visit_motive_id"))
+        build.motive, motive = chosen or (None, None)
         schedule = build.place(
             feed,
             practice or "default",
@@ -84,7 +86,6 @@ class Doctolib:
             address=address,
             position=position,
         )
-        motive = _motive(booking, agenda_record, practice, top.get("visit_motive_id"))
         days = []
         base = "/availabilities/availabilities"
         for i, entry in enumerate(items(availabilities.get("availabilities"))):
@@ -151,16 +152,19 @@ def _place(booking: dict[str, Any], practice: str | None) -> dict[str, Any]:
 
 def _motive(
     booking: dict[str, Any], agenda: dict[str, Any], practice: str | None, wanted: object
-) -> str | None:
+) -> tuple[str, str | None] | None:
+    """The (id, name) of the motive the availabilities were asked for, when known."""
     ids = [text_key(wanted)] if wanted is not None else []
     if not ids and practice is not None:
         offered = items((obj(agenda.get("visit_motive_ids_by_practice_id")) or {}).get(practice))
         ids = [text_key(m) for m in offered] if len(offered) == 1 else []
+    if not ids or ids[0] is None:
+        return None
     for motive in items(booking.get("visit_motives")):
         motive_obj = obj(motive) or {}
-        if ids and text_key(motive_obj.get("id")) == ids[0]:
-            return label(motive_obj.get("name"))
-    return None
+        if text_key(motive_obj.get("id")) == ids[0]:
+            return ids[0], label(motive_obj.get("name"))
+    return ids[0], None
 
 
 MAPPER = registry.register(Doctolib())

@@ -67,6 +67,7 @@ class Keldoc:
         only_agenda = agendas[0] if len(agendas) == 1 else None
         kind = "VR" if motive.get("teleconsultation") is True else "AMB"
         motive_name = label(motive.get("name"))
+        build.motive = text_key(motive.get("id"))
         place_key, place = _place(cabinet)
         days = [d for d in (day(k) for k in by_day) if d is not None]
         for date_key, entries in by_day.items():

@@ -140,10 +140,20 @@ def practitioner_role(
     return role
 
 
-def schedule(vendor: str, practitioner_key: str, place_key: str) -> FhirJson:
+def schedule(
+    vendor: str,
+    practitioner_key: str,
+    place_key: str,
+    *,
+    motive_key: str | None = None,
+) -> FhirJson:
+    """The practitioner's agenda at a place; with ``motive_key``, the agenda of one motive
+    there (inputs that are one motive's request: reconciling one motive's snapshot must not
+    remove the slots of the others). FR Core forbids ``Schedule.serviceType``: the motive's
+    name is on the Slots."""
     return {
         "resourceType": "Schedule",
-        "id": schedule_id(vendor, practitioner_key, place_key),
+        "id": schedule_id(vendor, practitioner_key, place_key, motive_key),
         "meta": {"profile": [PROFILE_SCHEDULE]},
         "active": True,
         "actor": [
@@ -161,8 +171,12 @@ def role_id(vendor: str, practitioner_key: str, place_key: str) -> str:
     return stable_id(vendor, "role", practitioner_key, place_key)
 
 
-def schedule_id(vendor: str, practitioner_key: str, place_key: str) -> str:
-    return stable_id(vendor, "sched", practitioner_key, place_key)
+def schedule_id(
+    vendor: str, practitioner_key: str, place_key: str, motive_key: str | None = None
+) -> str:
+    if motive_key is None:
+        return stable_id(vendor, "sched", practitioner_key, place_key)
+    return stable_id(vendor, "sched", practitioner_key, place_key, motive_key)
 
 
 def slot(
