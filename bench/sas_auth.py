@@ -50,6 +50,8 @@ import sas_data
 import sas_load
 
 from auth import devcerts
+from fhir_server.availability import agendas
+from fhir_server.availability.search import AvailabilitySearch
 from fhir_server.core.caller import Caller
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.search import SearchRequest, search
@@ -270,7 +272,8 @@ async def in_process(
                 searcher=Searcher(admin.registry, admin.timezone, 1000, 5000),
             )
         else:
-            await admin.search.preload(admin.store)
+            assert isinstance(admin.search.availability, AvailabilitySearch)
+            await agendas.preload(admin.store, admin.search.availability)
         regulator = admin.acting_for(REGULATOR)
         off, on = Side(), Side()
         await in_process_round(admin, paths[:50], Side(), seconds)  # warm

@@ -30,10 +30,11 @@ from fhir_server.api.bearer import BearerTokens
 from fhir_server.api.login import WebLogin
 from fhir_server.api.sessions import Cookies
 from fhir_server.audit.writer import AuditWriter
+from fhir_server.availability import agendas
+from fhir_server.availability.search import AvailabilitySearch
 from fhir_server.core.caller import Caller
 from fhir_server.interactions.context import Context
 from fhir_server.package_cache import read_manifest
-from fhir_server.search.availability.agendas import AvailabilityCache
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.packages import registry_for
 from fhir_server.settings import Settings
@@ -150,7 +151,7 @@ def make_context(settings: Settings, store: Store) -> Context:
         max_count=settings.max_count,
         cursor_secret=settings.cursor_secret.encode() if settings.cursor_secret else None,
         availability=(
-            AvailabilityCache(settings.availability_cache_slots)
+            AvailabilitySearch(settings.availability_cache_slots)
             if settings.availability_cache_slots
             else None
         ),
@@ -198,16 +199,15 @@ GC_THRESHOLDS = (20_000, 20, 20)
 
 def _preload(settings: Settings, ctx: Context) -> asyncio.Task[None] | None:
     """Warm the availability cache in the background (``FHIR_AVAILABILITY_PRELOAD``)."""
-    if ctx.search.availability is None or not settings.availability_preload:
+    cache = ctx.search.availability
+    if not isinstance(cache, AvailabilitySearch) or not settings.availability_preload:
         return None
 
     async def run() -> None:
         try:
-            done = await ctx.search.preload(ctx.store)
+            done = await agendas.preload(ctx.store, cache)
         except Exception:  # a cold cache only costs speed: log it, keep serving
             log.exception("availability cache preload failed")
-            return
-        if done is None:
             return
         log.info(
             "availability cache warm",

@@ -3,8 +3,9 @@
 https://hl7.org/fhir/R4/search.html. ``Searcher.execute`` decides how each search is
 answered, in this order:
 
-1. the availability cache (``availability``), for the SAS slot search as sent (with the
-   SAS chain ``schedule.actor:Practitioner.identifier`` answered from cached links);
+1. a ``Shortcut`` when one is wired (``availability``: ``fhir_server.availability``'s agendas
+   for the SAS slot search as sent, the SAS chain ``schedule.actor:Practitioner.identifier``
+   answered from cached links); search never imports it, app.py wires it in;
 2. otherwise forward chains are resolved first (``query.run.prefetch_chains``), and the
    cache is asked again when that turned the search into its shape;
 3. otherwise SQL: a keyset page (``query.cursor``), ``total`` when asked, then the
@@ -25,16 +26,14 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from fhir_server.core import errors, fhirtime
-from fhir_server.search.availability import agendas
-from fhir_server.search.availability import answer as cached
-from fhir_server.search.availability.agendas import AvailabilityCache
 from fhir_server.search.query import cursor, include, plan, run
 from fhir_server.search.query import parse as p
 from fhir_server.search.registry.parameters import Registry
-from fhir_server.storage.port import ReadSession, Store, Stored
+from fhir_server.storage.port import ReadSession, Stored
 from fhir_server.storage.rows import STORED_COLUMNS, stored_from_row
 
 
@@ -55,18 +54,43 @@ class Page:
     explanation: tuple[str, ...] = ()
 
 
+class Found(Protocol):
+    """A shortcut's answer: every match (one page) and the included resources."""
+
+    @property
+    def matches(self) -> list[Stored]: ...
+
+    @property
+    def included(self) -> list[Stored]: ...
+
+
+class Shortcut(Protocol):
+    """Answers some searches without the SQL planner (the SAS slot search from per-process
+    agendas, ``fhir_server.availability``), exactly as SQL would, or declines (None)."""
+
+    def shape(self, query: p.Query, specs: Sequence[include.IncludeSpec]) -> object | None:
+        """What ``answer`` needs of the search, or None when it cannot answer it."""
+        ...
+
+    async def answer(
+        self, session: ReadSession, shape: object, limit: int, now: datetime
+    ) -> Found | None:
+        """The matches of ``shape`` the session's caller may see, or None: SQL answers."""
+        ...
+
+
 @dataclass(frozen=True)
 class Searcher:
     """What searches need besides the session: built once (``app.py``), shared by requests.
 
-    ``availability``: this process's agendas for the SAS slot search; None: SQL only."""
+    ``availability``: this process's shortcut for the SAS slot search; None: SQL only."""
 
     registry: Registry
     timezone: ZoneInfo
     default_count: int = 50
     max_count: int = 1000
     cursor_secret: bytes | None = None  # None: the built-in key (catches corruption only)
-    availability: AvailabilityCache | None = field(default=None, compare=False, hash=False)
+    availability: Shortcut | None = field(default=None, compare=False, hash=False)
 
     def parse(
         self, res_type: str, pairs: Sequence[tuple[str, str]], *, strict: bool = False
@@ -103,12 +127,16 @@ class Searcher:
         moment = now or fhirtime.utcnow()
         # The SAS slot search from this process's agendas when it can: with the SAS chain
         # as sent, else once other chains are resolved to references.
-        shape = cached.shape_of(query, specs)
+        shape = self.availability.shape(query, specs) if self.availability is not None else None
         found = await self._from_agendas(session, shape, size, moment)
         if found is None:
             resolved = await run.prefetch_chains(session, self.registry, query, now=moment)
             if resolved is not query and shape is None:
-                shape = cached.shape_of(resolved, specs)
+                shape = (
+                    self.availability.shape(resolved, specs)
+                    if self.availability is not None
+                    else None
+                )
                 found = await self._from_agendas(session, shape, size, moment)
             query = resolved
         if found is not None:
@@ -124,20 +152,13 @@ class Searcher:
     async def _from_agendas(
         self,
         session: ReadSession,
-        shape: cached.Shape | None,
+        shape: object | None,
         size: int,
         now: datetime,
-    ) -> cached.Answer | None:
+    ) -> Found | None:
         if self.availability is None or shape is None:
             return None
-        scope = session.scope
-        if scope.owner_only or not all(
-            scope.whole_type(t) for t in (agendas.SCHEDULE, agendas.PRACTITIONER)
-        ):
-            return None  # the agendas know no owners: SQL applies what the caller may see
-        if not scope.type_ok(agendas.SLOT):
-            return None
-        return await cached.answer(session, self.availability, shape, size, now, scope)
+        return await self.availability.answer(session, shape, size, now)
 
     async def _sql_page(
         self,
@@ -180,12 +201,6 @@ class Searcher:
             next_cursor=page.next_cursor,
             previous_cursor=page.previous_cursor,
         )
-
-    async def preload(self, store: Store) -> agendas.Preloaded | None:
-        """Read every Schedule's agenda into the availability cache (None: no cache)."""
-        if self.availability is None:
-            return None
-        return await agendas.preload(store, self.availability)
 
 
 async def _count(session: ReadSession, query: p.Query, now: datetime) -> int:

@@ -16,12 +16,12 @@ from urllib.parse import parse_qsl
 import orjson
 import pytest
 
+from fhir_server.availability.search import AvailabilitySearch
 from fhir_server.core.caller import Caller
 from fhir_server.core.fhirtime import PARIS
 from fhir_server.interactions import update
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.search import SearchRequest, search
-from fhir_server.search.availability.agendas import AvailabilityCache
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.parameters import default_registry
 from tests.storage.test_access import open_migrated
@@ -55,7 +55,7 @@ def slot(n: int) -> dict[str, Any]:
 async def admin(database_url: str) -> AsyncIterator[Context]:
     store = await open_migrated(database_url)
     registry = default_registry()
-    searcher = Searcher(registry, PARIS, availability=AvailabilityCache(10_000))
+    searcher = Searcher(registry, PARIS, availability=AvailabilitySearch(10_000))
     ctx = Context(store=store, registry=registry, timezone=PARIS, searcher=searcher)
     practitioner = {"resourceType": "Practitioner", "id": "p1", "active": True}
     await update.update(ctx, "Practitioner", "p1", practitioner)

@@ -51,7 +51,7 @@ from sqlalchemy import BigInteger, Text, cast, false, literal, null, select, uni
 from sqlalchemy.sql import Select
 
 from auth.policy import EVERYTHING, ReadScope
-from fhir_server.search.availability.agendas import (
+from fhir_server.availability.agendas import (
     ACTOR,
     IDENTIFIER,
     PRACTITIONER,

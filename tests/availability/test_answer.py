@@ -17,12 +17,13 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 import pytest
 
+from fhir_server.availability import agendas
+from fhir_server.availability import answer as availability
+from fhir_server.availability.search import AvailabilitySearch
 from fhir_server.core.fhirtime import PARIS
 from fhir_server.interactions import delete, update
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.search import SearchRequest, search
-from fhir_server.search.availability import agendas
-from fhir_server.search.availability import answer as availability
 from fhir_server.search.execute import Searcher
 from fhir_server.search.indexing.reindex import reindex
 from fhir_server.search.query import include, parse
@@ -56,7 +57,7 @@ def contexts(store: Store, slots: int = 1_000_000) -> tuple[Context, Context]:
         store=store,
         registry=registry,
         timezone=PARIS,
-        searcher=Searcher(registry, PARIS, availability=agendas.AvailabilityCache(slots)),
+        searcher=Searcher(registry, PARIS, availability=AvailabilitySearch(slots)),
         referential_integrity=False,
     )
     return plain, cached

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.dialects import sqlite
 
-from fhir_server.search.availability import agendas
+from fhir_server.availability import agendas
 from fhir_server.storage.sqlite import SqliteStore
 
 
