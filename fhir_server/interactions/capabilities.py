@@ -29,6 +29,13 @@ TYPE_LEVEL = (
 SYSTEM_LEVEL = ("transaction", "batch", "search-system", "history-system")
 
 
+# The server's own system-level operations (not defined by R4): named by a URN of ours.
+SYSTEM_OPERATIONS = (
+    ("ingest", "POST a vendor feed, reconciled per practitioner (docs/ingest.md)"),
+    ("pull-status", "the pulled sources' freshness, admins only (docs/pull.md)"),
+)
+
+
 def capability_statement(
     ctx: Context, base_url: str, interactions: Iterable[str], software: str, version: str
 ) -> bytes:
@@ -88,6 +95,14 @@ def capability_statement(
                 "mode": "server",
                 "resource": resources,
                 "interaction": [{"code": code} for code in SYSTEM_LEVEL if code in wired],
+                "operation": [
+                    {
+                        "name": name,
+                        "definition": f"urn:fhir-server:OperationDefinition/{name}",
+                        "documentation": doc,
+                    }
+                    for name, doc in SYSTEM_OPERATIONS
+                ],
             }
         ],
     }

@@ -230,7 +230,7 @@ class Puller:
 
     def start(self) -> None:
         if self._task is None and self.enabled:
-            self._task = asyncio.create_task(self._loop(), name="pull")
+            self._task = asyncio.create_task(self.run_forever(), name="pull")
 
     async def stop(self) -> None:
         """Cancel the loop: a poll in flight is abandoned (its lease expires; the next
@@ -242,7 +242,7 @@ class Puller:
             await self._task
         self._task = None
 
-    async def _loop(self) -> None:
+    async def run_forever(self) -> None:
         try:
             await self.prepare()
         except Exception:
