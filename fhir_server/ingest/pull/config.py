@@ -54,7 +54,7 @@ class PullSource(BaseModel):
     url: str
     format: str
     enabled: bool = True
-    interval: Annotated[float, Field(ge=10, le=86_400)] = 300  # seconds between two polls
+    interval: Annotated[float, Field(ge=1, le=86_400)] = 300  # seconds between two polls
     timeout: Annotated[float, Field(gt=0, le=600)] = 30  # seconds per HTTP request
     # after a failure, wait retry * 2^(failures-1) (jittered), at most max_backoff
     retry: Annotated[float, Field(ge=1, le=3600)] = 30
@@ -120,7 +120,7 @@ class PullSource(BaseModel):
     def lease_seconds(self) -> float:
         """How long a process holds the source: the whole poll's deadline plus a margin, so
         a live poll never loses its lease and a dead one frees it soon after."""
-        return self.poll_deadline + 30
+        return self.poll_deadline + min(30.0, self.poll_deadline)
 
     @property
     def poll_deadline(self) -> float:
@@ -161,6 +161,7 @@ def load_sources(path: Path) -> list[PullSource]:
         ) from exc
     if isinstance(document, list):
         document = {"sources": document}
+    _resolve_paths(document, path.parent)
     try:
         config = PullConfig.model_validate(document)
     except ValidationError as exc:
@@ -172,6 +173,21 @@ def load_sources(path: Path) -> list[PullSource]:
             except SourceError as exc:
                 raise PullConfigError(f"{path}: source {source.name}: {exc}") from None
     return config.sources
+
+
+def _resolve_paths(document: Any, folder: Path) -> None:
+    """Relative file paths in the file (RPPS tables, certificates) are relative to it."""
+    entries = document.get("sources") if isinstance(document, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        tls = entry.get("tls")
+        for holder, key in [(entry, "rpps_table")] + [
+            (tls, k) for k in ("cert", "key", "ca") if isinstance(tls, dict)
+        ]:
+            value = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                holder[key] = str(folder / value)
 
 
 def _problems(exc: ValidationError, document: Any) -> list[str]:
