@@ -136,6 +136,9 @@ class Puller:
                     outcome.status = "not-modified"
                 else:
                     await self._ingest(source, fetched.bodies, mapper, outcome, now)
+        except asyncio.CancelledError:  # stopping: what was not reconciled is fetched again
+            await asyncio.shield(self.states.abandon(source.name, self.owner))
+            raise
         except FetchError as exc:
             outcome.error = str(exc)
         except TimeoutError:

@@ -174,6 +174,11 @@ class PullStates:
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 
+    async def abandon(self, name: str, owner: str) -> None:
+        """Free the lease without recording anything (the process stops mid-poll): the
+        source stays due, another process fetches it again without waiting for the expiry."""
+        await self._release(name, owner, {})
+
     async def postpone(self, name: str, next_due: datetime) -> None:
         """A disabled source: not due until it is enabled again (its row is kept)."""
         async with self.engine.begin() as conn:

@@ -65,7 +65,7 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *_: object) -> None:  # quiet
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        def do_GET(self) -> None:
             parts = urlsplit(self.path)
             with server.lock:
                 server.hits.append(

@@ -85,7 +85,7 @@ def test_names_are_unique(tmp_path: Path) -> None:
 
 def test_a_bad_rpps_table_is_refused(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("k,123\n")
-    with pytest.raises(PullConfigError, match="source feed: .*not 11 digits"):
+    with pytest.raises(PullConfigError, match=r"source feed: .*not 11 digits"):
         load_sources(write(tmp_path, [good(rpps_table="t.csv")]))
 
 
