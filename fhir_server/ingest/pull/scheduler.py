@@ -157,6 +157,7 @@ class Puller:
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,
                 slot_count=None if fetched.not_modified else mapper.slots,
+                rejected=outcome.counts.get("rejected", 0),
             )
             status: Status = "active"
         else:

@@ -41,6 +41,7 @@ pull_sources = Table(
     Column("last_error", Text),
     Column("last_error_at", UTC_TIME),
     Column("slot_count", Integer),
+    Column("rejected", Integer),  # resources of the last snapshot refused (docs/ingest.md)
     Column("lease_owner", String(128)),
     Column("lease_expires", UTC_TIME),
 )
@@ -57,6 +58,7 @@ class SourceState:
     last_error: str | None
     last_error_at: datetime | None
     slot_count: int | None
+    rejected: int | None
     lease_owner: str | None
     lease_expires: datetime | None
 
@@ -140,6 +142,7 @@ class PullStates:
         etag: str | None,
         last_modified: str | None,
         slot_count: int | None,
+        rejected: int | None = None,
     ) -> bool:
         """Record a whole poll's success and free the lease; False when the lease was lost
         (it expired and another process took the source: its outcome counts, not ours)."""
@@ -150,8 +153,9 @@ class PullStates:
             "failures": 0,
             "last_success": now,
         }
-        if slot_count is not None:  # a 304 keeps the last count
+        if slot_count is not None:  # a 304 keeps the last counts
             values["slot_count"] = slot_count
+            values["rejected"] = rejected or 0
         return await self._release(name, owner, values)
 
     async def failed(

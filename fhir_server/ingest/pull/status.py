@@ -27,10 +27,10 @@ def status_of(source: PullSource, state: SourceState | None) -> str:
 
 
 def pull_status(sources: Sequence[PullSource], states: dict[str, SourceState]) -> dict[str, Any]:
-    return {
-        "resourceType": "Parameters",
-        "parameter": [_source(s, states.get(s.name)) for s in sources],
-    }
+    found: dict[str, Any] = {"resourceType": "Parameters"}
+    if sources:  # FHIR JSON has no empty arrays
+        found["parameter"] = [_source(s, states.get(s.name)) for s in sources]
+    return found
 
 
 def _source(source: PullSource, state: SourceState | None) -> dict[str, Any]:
@@ -49,6 +49,7 @@ def _source(source: PullSource, state: SourceState | None) -> dict[str, Any]:
             ("lastError", "valueString", state.last_error),
             ("lastErrorAt", "valueInstant", state.last_error_at),
             ("slotCount", "valueInteger", state.slot_count),
+            ("rejected", "valueInteger", state.rejected),
             ("nextDue", "valueInstant", state.next_due if source.enabled else None),
             ("leaseHolder", "valueString", state.lease_owner),
             ("leaseExpires", "valueInstant", state.lease_expires),

@@ -210,3 +210,34 @@ async def test_stopping_mid_poll_frees_the_source_records_nothing(
     assert state.lease_owner is None and state.etag is None and state.last_success is None
     assert state.next_due <= datetime.now(UTC)  # still due: the next process fetches it
     assert await slot_versions(store) == {}
+
+
+async def test_a_sas_fhir_source_is_searched_paged_and_stored(
+    ctx: Context, store: Store, server: FeedServer
+) -> None:
+    from tests.ingest.pull.test_fetch import sas_pages
+
+    page1, page2 = sas_pages(server.base)
+    server.routes["/fhir/Slot"] = Route(page1)
+    server.routes["/fhir/page2"] = Route(page2)
+    sas = source(
+        server,
+        "acme",
+        url=server.url("/fhir"),
+        format="sas-fhir",
+        vendor="acme",
+        rpps=["10000000015", "10000000023"],
+    )
+    p = puller(ctx, [sas])
+    await p.prepare()
+    (outcome,) = await p.run_once()
+    assert outcome.error is None, outcome.error
+    # the golden searchset: pr-1's 2 slots; pr-2 (a bad start) and pr-3 (no RPPS) refused
+    assert outcome.requests == 2 and outcome.slots == 2
+    assert outcome.counts["rejected"] == 4 and outcome.counts["created"] == 5
+    assert len(await slot_versions(store)) == 2
+    state = (await p.states.all())["acme"]
+    assert state.slot_count == 2 and state.rejected == 4
+    (again,) = await p.run_once(force=True)
+    assert again.counts["created"] == again.counts["updated"] == 0  # a search: no 304
+    assert server.count("/fhir/Slot") == 2

@@ -7,7 +7,8 @@ Create Date: 2026-12-07 04:40:00
 One row per configured source (by name), shared by every server process: the validators of
 the next conditional GET (etag, last_modified), when it is next due, consecutive failures,
 the last success and last error (text without secrets), the slot count of the last
-snapshot, and the lease (owner + expiry) of the process polling it now.
+snapshot and the resources it had rejected, and the lease (owner + expiry) of the process
+polling it now.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_error_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("slot_count", sa.Integer(), nullable=True),
+        sa.Column("rejected", sa.Integer(), nullable=True),
         sa.Column("lease_owner", sa.String(length=128), nullable=True),
         sa.Column("lease_expires", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("name"),
