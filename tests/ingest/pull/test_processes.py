@@ -6,6 +6,7 @@ completes the pull). The sources are real HTTP servers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -111,7 +112,7 @@ def test_three_servers_share_the_sources_each_poll_made_once(
     for name in names:
         hits = server.of(f"/{name}.json")
         # one request per round of 2 s: never two processes in the same round
-        gaps = [b.at - a.at for a, b in zip(hits, hits[1:], strict=False)]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(hits)]
         assert len(hits) >= 3 and all(gap >= 1.8 for gap in gaps), gaps
         # every request answered by exactly one process's poll
         assert len([e for e in events if e["source"] == name]) == len(hits)
