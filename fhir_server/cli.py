@@ -1,4 +1,4 @@
-"""The ``fhir-server`` command: serve, migrate, load, ingest, reindex, dev-idp, dev-certs,
+"""The ``fhir-server`` command: serve, migrate, load, ingest, pull, reindex, dev-idp, dev-certs,
 packages."""
 
 from __future__ import annotations
