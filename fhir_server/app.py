@@ -306,6 +306,7 @@ def make_puller(settings: Settings, ctx: Context) -> Puller | None:
         vanished=settings.ingest_vanished,
         tick=settings.pull_tick,
         concurrency=settings.pull_concurrency,
+        lease_margin=settings.pull_lease_margin,
     )
 
 

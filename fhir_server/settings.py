@@ -294,6 +294,14 @@ class Settings(BaseSettings):
     pull_concurrency: int = Field(
         4, ge=1, le=64, description="Sources one process polls at the same time"
     )
+    pull_lease_margin: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="Seconds a source's lease outlives the step it covers (one request, "
+        "whole, or one ingest); a process that dies mid-pull frees its sources that long "
+        "after its last step",
+    )
 
     @field_validator("timezone")
     @classmethod

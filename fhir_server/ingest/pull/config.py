@@ -55,7 +55,7 @@ class PullSource(BaseModel):
     format: str
     enabled: bool = True
     interval: Annotated[float, Field(ge=1, le=86_400)] = 300  # seconds between two polls
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30  # seconds per HTTP request
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30  # seconds per HTTP request, whole
     # after a failure, wait retry * 2^(failures-1) (jittered), at most max_backoff
     retry: Annotated[float, Field(ge=1, le=3600)] = 30
     max_backoff: Annotated[float, Field(ge=1, le=86_400)] = 3600
@@ -116,11 +116,11 @@ class PullSource(BaseModel):
             raise ValueError("max_backoff must be at least retry")
         return self
 
-    @property
-    def lease_seconds(self) -> float:
-        """How long a process holds the source: the whole poll's deadline plus a margin, so
-        a live poll never loses its lease and a dead one frees it soon after."""
-        return self.poll_deadline + min(30.0, self.poll_deadline)
+    def lease_seconds(self, margin: float) -> float:
+        """How long a claim or a renewal holds the source: one request (bounded whole by
+        ``timeout``) or one ingest step, plus ``margin``. The holder renews it before each;
+        a dead holder's lease frees the source that long after its last step."""
+        return self.timeout + margin
 
     @property
     def poll_deadline(self) -> float:

@@ -8,8 +8,9 @@ failed in a line for the operator, never a header value, a key or a query string
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +29,13 @@ USER_AGENT = "sas-fhir-server pull"
 
 class FetchError(Exception):
     """The source could not be read; the message is safe to store and log."""
+
+
+Renew = Callable[[], Awaitable[None]]  # called before each request (the lease's renewal)
+
+
+async def _no_renewal() -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -74,11 +82,17 @@ async def client_for(source: PullSource) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def fetch(
-    source: PullSource, etag: str | None, last_modified: str | None, max_bytes: int, now: datetime
+    source: PullSource,
+    etag: str | None,
+    last_modified: str | None,
+    max_bytes: int,
+    now: datetime,
+    renew: Renew = _no_renewal,
 ) -> Fetched:
     async with client_for(source) as client:
         if source.format == "sas-fhir":
-            return await _sas_search(client, source, max_bytes, now)
+            return await _sas_search(client, source, max_bytes, now, renew)
+        await renew()
         return await _conditional_get(client, source, etag, last_modified, max_bytes)
 
 
@@ -126,7 +140,7 @@ def _instant(moment: datetime) -> str:
 
 
 async def _sas_search(
-    client: httpx.AsyncClient, source: PullSource, max_bytes: int, now: datetime
+    client: httpx.AsyncClient, source: PullSource, max_bytes: int, now: datetime, renew: Renew
 ) -> Fetched:
     """One merged searchset Bundle per query of 25 practitioners: the entries of every page,
     under the first page's links (its ``self`` carries the window the mapper reads)."""
@@ -145,6 +159,7 @@ async def _sas_search(
             if urlsplit(url)[:2] != origin:
                 raise FetchError(f"{where(source.url)}: a next link leaves the source's host")
             accept = {"Accept": "application/fhir+json"}
+            await renew()
             _status, body, _ = await _get(client, url, accept, budget)
             fetched.requests += 1
             pages += 1
@@ -188,7 +203,20 @@ def _next_link(page: dict[str, Any]) -> str | None:
 async def _get(
     client: httpx.AsyncClient, url: str, headers: dict[str, str], max_bytes: int
 ) -> tuple[int, bytes, httpx.Headers]:
-    """Status, body (bounded) and headers of a GET; ``FetchError`` unless 200 or 304."""
+    """Status, body (bounded) and headers of a GET; ``FetchError`` unless 200 or 304. The
+    whole request is bounded by the client's timeout, not only each read (a body dripping
+    a byte at a time would otherwise hold the poll, and its lease, for ever)."""
+    limit = client.timeout.read or 30.0
+    try:
+        async with asyncio.timeout(limit):
+            return await _get_within(client, url, headers, max_bytes)
+    except TimeoutError:
+        raise FetchError(f"{where(url)}: no answer within the timeout") from None
+
+
+async def _get_within(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], max_bytes: int
+) -> tuple[int, bytes, httpx.Headers]:
     try:
         async with client.stream("GET", url, headers=headers) as response:
             if response.status_code == 304:

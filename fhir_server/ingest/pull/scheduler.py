@@ -28,11 +28,11 @@ import structlog
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.ingest.pull.config import PullSource
 from fhir_server.ingest.pull.endpoint import Status, sync_endpoint
-from fhir_server.ingest.pull.fetch import FetchError, fetch
+from fhir_server.ingest.pull.fetch import FetchError, Renew, fetch
 from fhir_server.ingest.pull.state import PullStates, SourceState
 from fhir_server.ingest.reconcile import Vanished
 from fhir_server.ingest.run import ingest
-from fhir_server.ingest.sources import read_rpps_table
+from fhir_server.ingest.sources import SourceError, read_rpps_table
 from fhir_server.interactions.context import Context
 from mappings import registry
 from mappings.contract import Mapper, MappingOptions, MappingResult
@@ -44,6 +44,10 @@ OFF_FOR = timedelta(days=3650)  # a disabled source is not due
 def process_id() -> str:
     """Who holds a lease: host, pid and a random part (pids are reused after a restart)."""
     return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class LeaseLost(Exception):
+    """Another process took the source (our lease expired): stop, record nothing."""
 
 
 @dataclass(slots=True)
@@ -86,6 +90,7 @@ class Puller:
     vanished: Vanished = "delete"
     tick: float = 5.0  # seconds between two looks for due sources
     concurrency: int = 4  # sources polled at once by this process
+    lease_margin: float = 30.0  # seconds a lease outlives the step it covers
     owner: str = field(default_factory=process_id)
     rng: random.Random = field(default_factory=random.Random)
     _task: asyncio.Task[None] | None = None
@@ -113,7 +118,10 @@ class Puller:
         outcomes: list[PollOutcome] = []
         while True:
             claimed = await self.states.claim(
-                {s.name: s.lease_seconds for s in chosen}, self.owner, _now(), self.concurrency
+                {s.name: s.lease_seconds(self.lease_margin) for s in chosen},
+                self.owner,
+                _now(),
+                self.concurrency,
             )
             if not claimed:
                 return outcomes
@@ -128,18 +136,30 @@ class Puller:
         outcome = PollOutcome(source.name, "error")
         mapper = _CountingMapper(registry.mapper(source.format))
         fetched = None
+
+        async def renew() -> None:
+            expires = _now() + timedelta(seconds=source.lease_seconds(self.lease_margin))
+            if not await self.states.renew(source.name, self.owner, expires):
+                raise LeaseLost
+
         try:
             async with asyncio.timeout(source.poll_deadline):
-                fetched = await fetch(source, state.etag, state.last_modified, self.max_bytes, now)
+                fetched = await fetch(
+                    source, state.etag, state.last_modified, self.max_bytes, now, renew
+                )
                 outcome.requests = fetched.requests
                 if fetched.not_modified:
                     outcome.status = "not-modified"
                 else:
-                    await self._ingest(source, fetched.bodies, mapper, outcome, now)
+                    await self._ingest(source, fetched.bodies, mapper, outcome, now, renew)
+        except LeaseLost:  # the new holder records its own outcome
+            log.warning("pull lease lost: another process took the source", source=source.name)
+            outcome.error = "lease lost"
+            return outcome
         except asyncio.CancelledError:  # stopping: what was not reconciled is fetched again
             await asyncio.shield(self.states.abandon(source.name, self.owner))
             raise
-        except FetchError as exc:
+        except (FetchError, SourceError) as exc:
             outcome.error = str(exc)
         except TimeoutError:
             outcome.error = f"the poll did not end within {source.poll_deadline:g} s"
@@ -193,6 +213,7 @@ class Puller:
         mapper: _CountingMapper,
         outcome: PollOutcome,
         now: datetime,
+        renew: Renew,
     ) -> None:
         table = read_rpps_table(source.rpps_table) if source.rpps_table else {}
         who = Caller(role="vendor", client_id=source.owner) if source.owner else SYSTEM
@@ -210,6 +231,7 @@ class Puller:
                 max_depth=self.max_depth,
                 owner_key=source.owner_key,
             )
+            await renew()
             report = await ingest(ctx, mapper, data, options, vanished=self.vanished)
             if report.unreadable:
                 first = next(f for f in report.findings if f.severity == "error")

@@ -178,6 +178,16 @@ class PullStates:
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 
+    async def renew(self, name: str, owner: str, expires: datetime) -> bool:
+        """Extend ``owner``'s lease; False when it no longer holds it."""
+        stmt = (
+            update(pull_sources)
+            .where(pull_sources.c.name == name, pull_sources.c.lease_owner == owner)
+            .values(lease_expires=expires)
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
     async def abandon(self, name: str, owner: str) -> None:
         """Free the lease without recording anything (the process stops mid-poll): the
         source stays due, another process fetches it again without waiting for the expiry."""

@@ -41,7 +41,7 @@ def test_the_example_loads_with_its_files_beside_it(tmp_path: Path) -> None:
     assert sas.tls is not None and sas.tls.cert == tmp_path / "certs" / "sas-client.pem"
     assert ical.rpps_table == tmp_path / "rpps" / "centre.csv"
     assert not pharmacy.enabled
-    assert sas.lease_seconds > sas.poll_deadline > sas.timeout
+    assert sas.poll_deadline > sas.lease_seconds(30) > sas.timeout
 
 
 def test_toml_is_read_too(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def environment(pg_url: str, sources: list[dict[str, Any]], tmp_path: Path) -> d
             "FHIR_AVAILABILITY_PRELOAD": "false",
             "FHIR_PULL_SOURCES": str(path),
             "FHIR_PULL_TICK": "0.2",
+            "FHIR_PULL_LEASE_MARGIN": "2",
         }
     )
     migrated = run([str(BIN / "fhir-server"), "migrate"], env)
@@ -169,7 +170,7 @@ def test_a_process_killed_mid_pull_leaves_nothing_and_another_completes_it(
             "max_pages": 2,
         }
         expected = 2  # the golden searchset's storable slots
-    # timeout 1 s: the whole poll's deadline 4 s (2 pages) .. 3 s, its lease twice that
+    # timeout 1 s, lease margin 2 s: a dead holder frees the source 3 s after its last step
     env = environment(pg_url, [entry | {"timeout": 1, "interval": 600}], tmp_path)
     with pulling(env, tmp_path / "first.log") as first:
         wait_for(lambda: server.count(stalling) == 1, 60, "the first process's request")

@@ -6,7 +6,7 @@ source is an Endpoint written only when its status changes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,13 @@ def source(server: FeedServer, name: str, **extra: Any) -> PullSource:
 
 def puller(ctx: Context, sources: list[PullSource], owner: str = "p1") -> Puller:
     return Puller(ctx, PullStates(engine_of(ctx.store)), sources, 1_000_000, owner=owner)
+
+
+async def until(check: Callable[[], bool], seconds: float = 30) -> None:
+    """Wait for something another task or thread does (bounded)."""
+    async with asyncio.timeout(seconds):
+        while not check():  # noqa: ASYNC110 (set by another thread: nothing to await)
+            await asyncio.sleep(0.02)
 
 
 async def endpoint(store: Store, name: str) -> tuple[str, int]:
@@ -241,3 +248,59 @@ async def test_a_sas_fhir_source_is_searched_paged_and_stored(
     (again,) = await p.run_once(force=True)
     assert again.counts["created"] == again.counts["updated"] == 0  # a search: no 304
     assert server.count("/fhir/Slot") == 2
+
+
+async def test_a_long_poll_renews_its_lease_page_by_page(
+    ctx: Context, store: Store, server: FeedServer
+) -> None:
+    from tests.ingest.pull.test_fetch import sas_pages
+
+    page1, page2 = sas_pages(server.base)
+    first = orjson.loads(page1)
+    first["link"][-1]["url"] = server.url("/fhir/p2")
+    middle = {"resourceType": "Bundle", "type": "searchset", "link": []}
+    server.routes["/fhir/Slot"] = Route(orjson.dumps(first), delay=0.5)
+    for n in (2, 3):
+        middle["link"] = [{"relation": "next", "url": server.url(f"/fhir/p{n + 1}")}]
+        server.routes[f"/fhir/p{n}"] = Route(orjson.dumps(middle), delay=0.5)
+    server.routes["/fhir/p4"] = Route(page2, delay=0.5)
+    sas = source(
+        server,
+        "acme",
+        url=server.url("/fhir"),
+        format="sas-fhir",
+        rpps=["10000000015"],
+        timeout=1,
+    )
+    holder = puller(ctx, [sas], owner="holder")
+    holder.lease_margin = 0.3  # a lease of 1.3 s; the poll takes 2 s and more
+    other = puller(ctx, [sas], owner="other")
+    await holder.prepare()
+    polling = asyncio.create_task(holder.run_once())
+    await until(lambda: server.count("/fhir/Slot") > 0)  # the holder has claimed it
+    taken = []
+    while not polling.done():
+        taken += await other.run_once()
+        await asyncio.sleep(0.1)
+    (outcome,) = polling.result()
+    assert taken == [] and outcome.error is None and outcome.requests == 4
+    assert len(await slot_versions(store)) == 2
+
+
+async def test_a_poll_whose_lease_was_taken_records_nothing(
+    ctx: Context, store: Store, server: FeedServer
+) -> None:
+    server.routes["/a.json"] = Route(feed(2), delay=0.5)
+    a = source(server, "a")
+    p = puller(ctx, [a], owner="slow")
+    await p.prepare()
+    polling = asyncio.create_task(p.run_once())
+    await until(lambda: server.count("/a.json") > 0)
+    later = datetime.now(UTC) + timedelta(hours=1)  # as if the lease had expired
+    assert await p.states.claim({"a": 60}, "thief", later)
+    (outcome,) = await polling
+    assert outcome.error == "lease lost"
+    state = (await p.states.all())["a"]
+    assert state.lease_owner == "thief" and state.last_success is None
+    assert state.last_error is None and state.failures == 0
+    assert await slot_versions(store) == {}  # stopped before ingesting
