@@ -25,6 +25,7 @@ class Route:
     stall: float = 0.0  # after half the body: seconds of silence (then the rest)
     drip: bool = False  # the body one byte every 0.2 s (never ends before a timeout)
     stall_times: int = 1_000_000  # how many requests stall (the next ones do not)
+    unannounced: bool = False  # no Content-Length: the body runs until the connection closes
 
 
 @dataclass
@@ -100,6 +101,13 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 server._sleep(route.stall)
                 self.wfile.write(route.body[half:])
+                return
+            if route.unannounced:
+                self.send_response(route.status)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(route.body)
+                self.close_connection = True
                 return
             self._answer(route.status, route.body, route)
 

@@ -45,6 +45,7 @@ async def test_conditional_get_answers_not_modified() -> None:
     [
         (Route(b"x", status=500), "HTTP 500"),
         (Route(b"x" * 2000), "2,000 bytes, more than 1,000"),
+        (Route(b"x" * 200_000, unannounced=True), "more than the 1,000 bytes allowed"),
         (Route(b"x", delay=3), "no answer within the timeout"),
         (Route(b"x" * 100, stall=3), "no answer within the timeout"),
     ],

@@ -304,3 +304,30 @@ async def test_a_poll_whose_lease_was_taken_records_nothing(
     assert state.lease_owner == "thief" and state.last_success is None
     assert state.last_error is None and state.failures == 0
     assert await slot_versions(store) == {}  # stopped before ingesting
+
+
+async def test_keys_never_reach_logs_state_or_freshness(
+    ctx: Context, store: Store, server: FeedServer
+) -> None:
+    from structlog.testing import capture_logs
+
+    from fhir_server.ingest.pull.status import pull_status
+
+    server.routes["/a.json"] = Route(b"", status=401)
+    a = source(server, "a", url=server.url("/a.json?token=Q-SECRET"), headers={"X-Key": "H-SECRET"})
+    p = puller(ctx, [a])
+    await p.prepare()
+    with capture_logs() as logs:
+        (outcome,) = await p.run_once()
+    assert outcome.error is not None and "HTTP 401" in outcome.error
+    assert server.of("/a.json")[0].headers["X-Key"] == "H-SECRET"  # sent, never shown
+    stored = await store.read("Endpoint", "pull-a", SYSTEM)
+    assert stored is not None
+    states = await p.states.all()
+    shown = [
+        repr(logs),
+        repr(states),
+        stored.content.decode(),
+        orjson.dumps(pull_status([a], states)).decode(),
+    ]
+    assert not [text for text in shown if "SECRET" in text]
