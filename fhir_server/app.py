@@ -34,7 +34,7 @@ from fhir_server.audit.writer import AuditWriter
 from fhir_server.core.caller import Caller
 from fhir_server.ingest.pull.config import load_sources
 from fhir_server.ingest.pull.scheduler import Puller
-from fhir_server.ingest.pull.state import PullStates, engine_of
+from fhir_server.ingest.pull.state import states_of
 from fhir_server.interactions.context import Context
 from fhir_server.package_cache import read_manifest
 from fhir_server.search.availability.agendas import AvailabilityCache
@@ -299,7 +299,7 @@ def make_puller(settings: Settings, ctx: Context) -> Puller | None:
         return None
     return Puller(
         ctx,
-        PullStates(engine_of(ctx.store)),
+        states_of(ctx.store),
         load_sources(settings.pull_sources),
         max_bytes=settings.ingest_max_bytes,
         max_depth=settings.max_json_depth,

@@ -4,7 +4,9 @@ packages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import signal
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -197,7 +199,12 @@ def pull(
             await puller.prepare()
             if once:
                 return await puller.run_once(source, force=True)
-            await puller.run_forever()
+            # SIGTERM as Ctrl-C: the poll in flight frees its lease (another process
+            # takes the source at once) instead of leaving it to expire
+            forever = asyncio.ensure_future(puller.run_forever())
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, forever.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await forever
             return []
         finally:
             await store.close()

@@ -70,8 +70,9 @@ class SourceState:
 class PullStates:
     """The rows of ``pull_sources`` through one engine (the store's write engine)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.read_engine = read_engine or engine  # SQLite: reads take no write lock
         self.dialect = engine.dialect.name
 
     async def ensure(self, names: Sequence[str], now: datetime) -> None:
@@ -90,7 +91,7 @@ class PullStates:
         stmt = select(pull_sources).order_by(pull_sources.c.name)
         if names is not None:
             stmt = stmt.where(pull_sources.c.name.in_(list(names)))
-        async with self.engine.connect() as conn:
+        async with self.read_engine.connect() as conn:
             rows = (await conn.execute(stmt)).fetchall()
         return {row.name: SourceState.of(row) for row in rows}
 
@@ -219,3 +220,10 @@ def engine_of(store: object) -> AsyncEngine:
     if not isinstance(engine, AsyncEngine):
         raise TypeError(f"{type(store).__name__} has no SQL engine for the pull state")
     return engine
+
+
+def states_of(store: object) -> PullStates:
+    """The pull state of the store's database, written with its write engine and read with
+    its read engine (both SQL adapters have them)."""
+    read = getattr(store, "read_engine", None)
+    return PullStates(engine_of(store), read if isinstance(read, AsyncEngine) else None)

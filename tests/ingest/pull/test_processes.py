@@ -194,3 +194,18 @@ def test_a_process_killed_mid_pull_leaves_nothing_and_another_completes_it(
     assert server.count(stalling) == 2
     (done,) = pulled(tmp_path / "second.log")
     assert done["status"] == "ingested" and done["slots"] == expected
+
+
+def test_sigterm_mid_pull_frees_the_source_at_once(
+    pg_url: str, server: FeedServer, tmp_path: Path
+) -> None:
+    server.routes["/a.json"] = Route(feed(3), drip=True)
+    entry = {"name": "a", "url": server.url("/a.json"), "format": NAME, "timeout": 30}
+    env = environment(pg_url, [entry], tmp_path)
+    with pulling(env, tmp_path / "pull.log") as proc:
+        wait_for(lambda: server.count("/a.json") == 1, 60, "the request")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    state = asyncio.run(states(pg_url))["a"]
+    assert state.lease_owner is None and state.last_success is None and state.etag is None
+    assert asyncio.run(slot_count(pg_url)) == 0

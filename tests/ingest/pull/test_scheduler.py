@@ -16,7 +16,7 @@ import pytest
 from fhir_server.core.caller import SYSTEM
 from fhir_server.ingest.pull.config import PullSource
 from fhir_server.ingest.pull.scheduler import Puller
-from fhir_server.ingest.pull.state import PullStates, engine_of
+from fhir_server.ingest.pull.state import engine_of, states_of
 from fhir_server.interactions.context import Context
 from fhir_server.storage.port import Store
 from tests.ingest.pull.feeds import FeedServer, Route, feed_server
@@ -46,7 +46,7 @@ def source(server: FeedServer, name: str, **extra: Any) -> PullSource:
 
 
 def puller(ctx: Context, sources: list[PullSource], owner: str = "p1") -> Puller:
-    return Puller(ctx, PullStates(engine_of(ctx.store)), sources, 1_000_000, owner=owner)
+    return Puller(ctx, states_of(ctx.store), sources, 1_000_000, owner=owner)
 
 
 async def until(check: Callable[[], bool], seconds: float = 30) -> None:
