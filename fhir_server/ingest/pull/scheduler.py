@@ -62,22 +62,16 @@ class PollOutcome:
 
 
 @dataclass
-class _CountingMapper:
-    """The source's mapper, counting the slots of the feeds it lets through: the source's
-    slot count (a rejected practitioner's slots are not stored, so not counted)."""
+class _Mapped:
+    """A mapping already made (in a worker thread, so that parsing a large feed does not
+    hold the server's event loop), handed to ``ingest`` as its mapper."""
 
-    inner: Mapper
-    name: str = ""
-    description: str = ""
-    slots: int = 0
-
-    def __post_init__(self) -> None:
-        self.name, self.description = self.inner.name, self.inner.description
+    result: MappingResult
+    name: str
+    description: str
 
     def map(self, data: bytes, options: MappingOptions) -> MappingResult:
-        result = self.inner.map(data, options)
-        self.slots += sum(len(f.slots) for f in result.feeds if not f.rejected)
-        return result
+        return self.result
 
 
 @dataclass
@@ -134,7 +128,7 @@ class Puller:
         started = time.monotonic()
         now = _now()
         outcome = PollOutcome(source.name, "error")
-        mapper = _CountingMapper(registry.mapper(source.format))
+        mapper = registry.mapper(source.format)
         fetched = None
 
         async def renew() -> None:
@@ -176,7 +170,7 @@ class Puller:
                 next_due=finished + timedelta(seconds=source.interval),
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,
-                slot_count=None if fetched.not_modified else mapper.slots,
+                slot_count=None if fetched.not_modified else outcome.slots,
                 rejected=outcome.counts.get("rejected", 0),
             )
             status: Status = "active"
@@ -210,7 +204,7 @@ class Puller:
         self,
         source: PullSource,
         bodies: list[tuple[str, bytes]],
-        mapper: _CountingMapper,
+        mapper: Mapper,
         outcome: PollOutcome,
         now: datetime,
         renew: Renew,
@@ -219,6 +213,7 @@ class Puller:
         who = Caller(role="vendor", client_id=source.owner) if source.owner else SYSTEM
         ctx = self.ctx.acting_for(who)
         totals: dict[str, int] = {}
+        slots = 0
         for location, data in bodies:
             options = MappingOptions(
                 source=location,
@@ -231,14 +226,18 @@ class Puller:
                 max_depth=self.max_depth,
                 owner_key=source.owner_key,
             )
+            result = await asyncio.to_thread(mapper.map, data, options)
+            # the source's slot count: a rejected practitioner's slots are not stored
+            slots += sum(len(f.slots) for f in result.feeds if not f.rejected)
+            mapped = _Mapped(result, mapper.name, mapper.description)
             await renew()
-            report = await ingest(ctx, mapper, data, options, vanished=self.vanished)
+            report = await ingest(ctx, mapped, data, options, vanished=self.vanished)
             if report.unreadable:
                 first = next(f for f in report.findings if f.severity == "error")
                 raise FetchError(f"{first.location}: {first.message}")
             for name, count in report.totals().items():
                 totals[name] = totals.get(name, 0) + count
-        outcome.status, outcome.counts, outcome.slots = "ingested", totals, mapper.slots
+        outcome.status, outcome.counts, outcome.slots = "ingested", totals, slots
 
     def backoff(self, source: PullSource, failures_before: int) -> float:
         """Seconds before the next try after a failure: retry * 2^failures, capped at
