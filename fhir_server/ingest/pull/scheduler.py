@@ -131,10 +131,19 @@ class Puller:
         mapper = registry.mapper(source.format)
         fetched = None
 
+        lease = timedelta(seconds=source.lease_seconds(self.lease_margin))
+        held_until = state.lease_expires or now
+
         async def renew() -> None:
-            expires = _now() + timedelta(seconds=source.lease_seconds(self.lease_margin))
-            if not await self.states.renew(source.name, self.owner, expires):
+            """Before a step: extend the lease unless it still covers the step with half the
+            margin to spare (most short polls never write it again)."""
+            nonlocal held_until
+            moment = _now()
+            if held_until - moment >= lease - timedelta(seconds=self.lease_margin / 2):
+                return
+            if not await self.states.renew(source.name, self.owner, moment + lease):
                 raise LeaseLost
+            held_until = moment + lease
 
         try:
             async with asyncio.timeout(source.poll_deadline):

@@ -14,7 +14,7 @@ statement that also frees the lease.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,7 +99,7 @@ class PullStates:
         self, leases: dict[str, float], owner: str, now: datetime, limit: int = 100
     ) -> list[SourceState]:
         """Lease the due sources among ``leases`` (name -> lease seconds) to ``owner``;
-        the claimed rows as they were before (their etag, failures…), oldest due first."""
+        the claimed rows (their etag, failures…, and the new lease), oldest due first."""
         if not leases:
             return []
         free = or_(pull_sources.c.lease_owner.is_(None), pull_sources.c.lease_expires <= now)
@@ -121,16 +121,14 @@ class PullStates:
                     SourceState.of(r) for r in (await conn.execute(stmt.limit(limit))).fetchall()
                 ]
             for state in candidates:
+                expires = now + timedelta(seconds=leases[state.name])
                 taken = await conn.execute(
                     update(pull_sources)
                     .where(pull_sources.c.name == state.name, due)
-                    .values(
-                        lease_owner=owner,
-                        lease_expires=now + timedelta(seconds=leases[state.name]),
-                    )
+                    .values(lease_owner=owner, lease_expires=expires)
                 )
                 if taken.rowcount == 1:
-                    claimed.append(state)
+                    claimed.append(replace(state, lease_owner=owner, lease_expires=expires))
         return claimed
 
     async def succeeded(
