@@ -121,8 +121,11 @@ async def _conditional_get(
     status, body, answer = await _get(client, source.url, headers, max_bytes)
     fetched = Fetched(requests=1)
     if status == 304:
+        if not headers:
+            raise FetchError(f"{where(source.url)}: 304 to a GET that was not conditional")
         fetched.not_modified = True
-        fetched.etag, fetched.last_modified = etag, last_modified
+        fetched.etag = answer.get("etag") or etag  # a 304 may carry the validators again
+        fetched.last_modified = answer.get("last-modified") or last_modified
         return fetched
     fetched.bodies.append((where(source.url), body))
     fetched.etag = answer.get("etag")

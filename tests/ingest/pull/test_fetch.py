@@ -141,3 +141,10 @@ async def test_mtls_source(tmp_path: Path) -> None:
         with pytest.raises(FetchError):
             await fetch(wrong, None, None, 1000, NOW)
         assert server.count("/a.json") == 1  # only the good certificate got through
+
+
+async def test_a_304_to_an_unconditional_get_is_an_error() -> None:
+    with feed_server() as server:
+        server.routes["/a.json"] = Route(b"", status=304)
+        with pytest.raises(FetchError, match="304 to a GET that was not conditional"):
+            await fetch(source(server.url("/a.json")), None, None, 1000, NOW)
