@@ -52,3 +52,26 @@ def test_pull_needs_a_sources_file(env: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("FHIR_PULL_SOURCES")
     result = CliRunner().invoke(app, ["pull", "--once"])
     assert result.exit_code == 2 and "FHIR_PULL_SOURCES is not set" in result.output
+
+
+def test_pull_once_over_mtls_with_paths_relative_to_the_file(env: Path, tmp_path: Path) -> None:
+    import ssl
+
+    from tests.e2e.tls_support import make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=certs.ca)
+    tls.load_cert_chain(certs.server.cert, certs.server.key)
+    tls.verify_mode = ssl.CERT_REQUIRED
+    with feed_server(tls) as server:
+        server.routes["/a.json"] = Route(feed(2))
+        entry = {
+            "name": "vendor",
+            "url": server.url("/a.json"),
+            "format": NAME,
+            "tls": {"cert": "certs/valid.pem", "key": "certs/valid.key", "ca": "certs/ca.pem"},
+        }
+        env.write_bytes(orjson.dumps({"sources": [entry]}))
+        result = CliRunner().invoke(app, ["pull", "--once"])
+        assert result.exit_code == 0, result.output
+        assert "ingested" in result.output and server.count("/a.json") == 1
