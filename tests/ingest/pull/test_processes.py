@@ -109,14 +109,17 @@ def test_three_servers_share_the_sources_each_poll_made_once(
         for log in logs:
             stack.enter_context(started(env, log, command=LAUNCH))
         time.sleep(8)
+        stopping = time.monotonic()
     events = [e for log in logs for e in pulled(log)]
     for name in names:
         hits = server.of(f"/{name}.json")
         # one request per round of 2 s: never two processes in the same round
         gaps = [b.at - a.at for a, b in itertools.pairwise(hits)]
         assert len(hits) >= 3 and all(gap >= 1.8 for gap in gaps), gaps
-        # every request answered by exactly one process's poll
-        assert len([e for e in events if e["source"] == name]) == len(hits)
+        # every request made by one process's poll, logged when done (a poll in flight
+        # at the stop is abandoned, unlogged: its source is fetched again by the next)
+        done = len([e for e in events if e["source"] == name])
+        assert len([h for h in hits if h.at < stopping - 1]) <= done <= len(hits)
     assert all(e["status"] in ("ingested", "not-modified") for e in events)
     assert asyncio.run(slot_count(pg_url)) == 6
 
