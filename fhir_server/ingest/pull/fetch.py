@@ -249,7 +249,9 @@ async def _get_within(
             return 200, b"".join(chunks), response.headers
     except httpx.TimeoutException:
         raise FetchError(f"{where(url)}: no answer within the timeout") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
+        # TLS 1.3: a refused client certificate is an alert read after the handshake,
+        # raised as it is by the TLS layer
         raise FetchError(f"{where(url)}: {type(exc).__name__}: {_short(exc)}") from None
 
 

@@ -195,7 +195,7 @@ class Puller:
             status = "error"
         if not kept:
             log.warning("pull lease lost: another process took the source", source=source.name)
-        await self._endpoint(source, status)
+        # logged with no wait after the record: a poll stopped now is logged as recorded
         log.info(
             "pulled",
             source=source.name,
@@ -207,6 +207,7 @@ class Puller:
             ms=round(outcome.seconds * 1000),
             **outcome.counts,
         )
+        await self._endpoint(source, status)
         return outcome
 
     async def _ingest(

@@ -53,6 +53,7 @@ def environment(pg_url: str, sources: list[dict[str, Any]], tmp_path: Path) -> d
             "FHIR_AVAILABILITY_PRELOAD": "false",
             "FHIR_PULL_SOURCES": str(path),
             "FHIR_PULL_TICK": "0.2",
+            "PYTHONUNBUFFERED": "1",  # log lines readable while the process runs
             "FHIR_PULL_LEASE_MARGIN": "2",
         }
     )
@@ -184,11 +185,7 @@ def test_a_process_killed_mid_pull_leaves_nothing_and_another_completes_it(
     assert held.last_success is None and held.last_error is None and held.etag is None
     assert asyncio.run(slot_count(pg_url)) == 0  # nothing partial
     with pulling(env, tmp_path / "second.log") as second:
-        wait_for(
-            lambda: asyncio.run(states(pg_url))["a"].last_success is not None,
-            60,
-            "the second process's pull",
-        )
+        wait_for(lambda: pulled(tmp_path / "second.log"), 60, "the second process's pull")
         assert second.poll() is None
     after = asyncio.run(states(pg_url))["a"]
     assert after.lease_owner is None and after.failures == 0 and after.slot_count == expected
