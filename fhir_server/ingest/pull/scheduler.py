@@ -94,9 +94,11 @@ class Puller:
         return [s for s in self.sources if s.enabled]
 
     async def prepare(self) -> None:
-        """A state row per source; disabled ones pushed out of reach and shown ``off``."""
+        """A state row per source; disabled ones pushed out of reach and shown ``off``,
+        enabled ones that were disabled due now."""
         now = _now()
         await self.states.ensure([s.name for s in self.sources], now)
+        await self.states.wake([s.name for s in self.enabled], now, now + OFF_FOR / 2)
         for source in self.sources:
             if not source.enabled:
                 await self.states.postpone(source.name, now + OFF_FOR)

@@ -201,6 +201,17 @@ class PullStates:
                 .values(next_due=next_due)
             )
 
+    async def wake(self, names: Sequence[str], now: datetime, beyond: datetime) -> None:
+        """Sources enabled again: due now if they were pushed past ``beyond`` (disabled)."""
+        if not names:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(pull_sources)
+                .where(pull_sources.c.name.in_(list(names)), pull_sources.c.next_due > beyond)
+                .values(next_due=now)
+            )
+
     async def make_due(self, names: Sequence[str], now: datetime) -> None:
         """``pull --once``: due now, whatever their schedule (a held lease still holds)."""
         async with self.engine.begin() as conn:

@@ -182,6 +182,10 @@ async def test_a_disabled_source_is_off_and_never_polled(
     assert await endpoint(store, "off") == ("off", 1)
     await p.prepare()
     assert await endpoint(store, "off") == ("off", 1)
+    again = puller(ctx, [source(server, "off")])  # enabled in the file again
+    await again.prepare()
+    (polled,) = await again.run_once()
+    assert polled.status == "ingested" and await endpoint(store, "off") == ("active", 2)
 
 
 async def test_the_background_loop_polls_and_stops(ctx: Context, server: FeedServer) -> None:
