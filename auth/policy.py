@@ -264,6 +264,14 @@ class Policy:
         return Decision(False, f"the {who.role} role may not ingest vendor feeds ($ingest)")
 
     @staticmethod
+    def may_see_pull_status(who: Who) -> Decision:
+        """Whether ``who`` may read ``$pull-status`` (the pulled sources' freshness,
+        docs/pull.md): the operators' view, admins only."""
+        if who.role == "admin":
+            return ALLOWED
+        return Decision(False, f"the {who.role} role may not read $pull-status (admin only)")
+
+    @staticmethod
     def owner_of(who: Who) -> str | None:
         """Who owns what ``who`` creates: its client (software), else the person; None for
         an anonymous caller (FHIR_AUTH=none), whose rows are the unowned ones."""
@@ -337,6 +345,12 @@ class Policy:
             "(the owner recorded at write time: its client id, else its user id); **-**: 403.",
             "A caller with SMART v1 scopes (`system/Slot.read`, `user/*.write`...) is limited",
             "to them as well. Invisible resources answer 404 (their existence is not revealed).",
+            "",
+            "Operations: `$ingest` for "
+            + ", ".join(r for r in ROLES if self.may_ingest(_Anonymous(r)))
+            + "; `$pull-status` for "
+            + ", ".join(r for r in ROLES if self.may_see_pull_status(_Anonymous(r)))
+            + ".",
             "",
         ]
         for role in ROLES:

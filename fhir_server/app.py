@@ -24,6 +24,7 @@ from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
 from fhir_server.api import http, login, outcomes, routes
 from fhir_server.api import ingest as ingest_api
+from fhir_server.api import pull as pull_api
 from fhir_server.api.audit import AuditTrail
 from fhir_server.api.authn import Authenticator, make_trust
 from fhir_server.api.bearer import BearerTokens
@@ -33,6 +34,9 @@ from fhir_server.audit.writer import AuditWriter
 from fhir_server.availability import agendas
 from fhir_server.availability.search import AvailabilitySearch
 from fhir_server.core.caller import Caller
+from fhir_server.ingest.pull.config import load_sources
+from fhir_server.ingest.pull.scheduler import Puller
+from fhir_server.ingest.pull.state import states_of
 from fhir_server.interactions.context import Context
 from fhir_server.package_cache import read_manifest
 from fhir_server.search.execute import Searcher
@@ -288,6 +292,24 @@ def make_audit_writer(settings: Settings) -> AuditWriter | None:
     )
 
 
+def make_puller(settings: Settings, ctx: Context) -> Puller | None:
+    """Pull mode (FHIR_PULL_SOURCES, docs/pull.md); None without a sources file. The file
+    was checked by the command that started the server (``PullConfigError`` otherwise)."""
+    if settings.pull_sources is None:
+        return None
+    return Puller(
+        ctx,
+        states_of(ctx.store),
+        load_sources(settings.pull_sources),
+        max_bytes=settings.ingest_max_bytes,
+        max_depth=settings.max_json_depth,
+        vanished=settings.ingest_vanished,
+        tick=settings.pull_tick,
+        concurrency=settings.pull_concurrency,
+        lease_margin=settings.pull_lease_margin,
+    )
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings()
     fhir_logging.configure(settings.log_level, settings.log_format)
@@ -316,9 +338,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             gc.set_threshold(*GC_THRESHOLDS)
         log.info("fhir server ready", database=active.dialect)
         warming = _preload(settings, app.state.wiring.ctx) if own_store else None
+        # every process polls (each source by one at a time: docs/pull.md), and answers
+        # $pull-status
+        app.state.pull = make_puller(settings, app.state.wiring.ctx)
+        if app.state.pull is not None and settings.pull_in_serve:
+            app.state.pull.start()
         try:
             yield
         finally:
+            if app.state.pull is not None:
+                await app.state.pull.stop()
             if warming is not None:
                 warming.cancel()
             if audit is not None:  # after the last request: its events are written first
@@ -351,6 +380,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         )
     )
     app.include_router(ingest_api.router())  # POST /$ingest, before POST /{type}
+    app.include_router(pull_api.router())  # GET /$pull-status, before GET /{type}
     app.include_router(routes.router())
 
     return app

@@ -1,13 +1,15 @@
-"""The ``fhir-server`` command: serve, migrate, load, ingest, reindex, dev-idp, dev-certs,
+"""The ``fhir-server`` command: serve, migrate, load, ingest, pull, reindex, dev-idp, dev-certs,
 packages."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import signal
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -105,6 +107,7 @@ def serve(
     _require_packages(settings)
     _require_schema(settings, migrate)
     _check_tls(settings)
+    _check_pull_sources(settings)
     if workers > 1:
         from fhir_server.workers import serve_workers
 
@@ -148,6 +151,93 @@ def _check_tls(settings: Settings) -> bool:
         _say(f"cannot set up TLS: {exc}", "red")
         raise typer.Exit(2) from None
     return True
+
+
+def _check_pull_sources(settings: Settings) -> None:
+    """Exit 2 on a sources file that cannot be used (FHIR_PULL_SOURCES, docs/pull.md):
+    every problem said now rather than a source silently never polled."""
+    if settings.pull_sources is None:
+        return
+    from fhir_server.ingest.pull.config import PullConfigError, load_sources
+
+    try:
+        load_sources(settings.pull_sources)
+    except PullConfigError as exc:
+        _say(f"FHIR_PULL_SOURCES: {exc}", "red")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def pull(
+    once: Annotated[
+        bool, typer.Option("--once", help="Poll each source once now (due or not), then exit")
+    ] = False,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Only this source (its name)")
+    ] = None,
+) -> None:
+    """Poll the sources of FHIR_PULL_SOURCES and ingest them (docs/pull.md): forever, beside
+    any `serve` processes on the same database (each source polled by one at a time), or
+    `--once`. Exit 1 when a source failed (--once), 2 for a bad sources file."""
+    from fhir_server.app import make_context, make_puller, make_store
+
+    settings = _batch_settings()
+    if settings.pull_sources is None:
+        _say("FHIR_PULL_SOURCES is not set: no source to poll (docs/pull.md)", "red")
+        raise typer.Exit(2)
+    _check_pull_sources(settings)
+
+    async def run() -> list[Any]:
+        store = make_store(settings)
+        await store.migrate()
+        try:
+            puller = make_puller(settings, make_context(settings, store))
+            assert puller is not None
+            if source is not None and source not in {s.name for s in puller.sources}:
+                _say(f"no source named {source!r} in {settings.pull_sources}", "red")
+                raise typer.Exit(2)
+            await puller.prepare()
+            if once:
+                return await puller.run_once(source, force=True)
+            # SIGTERM as Ctrl-C: the poll in flight frees its lease (another process
+            # takes the source at once) instead of leaving it to expire
+            forever = asyncio.ensure_future(puller.run_forever())
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, forever.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await forever
+            return []
+        finally:
+            await store.close()
+
+    outcomes = asyncio.run(run())
+    table_out = Table(title="pull report")
+    for column in (
+        "source",
+        "status",
+        "requests",
+        "slots",
+        "created",
+        "updated",
+        "removed",
+        "unchanged",
+        "rejected",
+        "seconds",
+    ):
+        table_out.add_column(column, justify="left" if column in ("source", "status") else "right")
+    for o in outcomes:
+        counts = [
+            str(o.counts.get(n, 0))
+            for n in ("created", "updated", "removed", "unchanged", "rejected")
+        ]
+        table_out.add_row(
+            o.source, o.status, str(o.requests), str(o.slots), *counts, f"{o.seconds:.1f}"
+        )
+    console.print(table_out)
+    for o in outcomes:
+        if o.error:
+            _say(f"{o.source}: {o.error}", "red")
+    if any(o.error for o in outcomes):
+        raise typer.Exit(1)
 
 
 @app.command("dev-certs")

@@ -275,6 +275,33 @@ class Settings(BaseSettings):
         description="Largest feed `fhir-server ingest` reads from a file or URL (the API's "
         "$ingest is bounded by FHIR_MAX_BODY_BYTES)",
     )
+    pull_sources: Path | None = Field(
+        None,
+        description="JSON or TOML file of the sources the server polls (pull mode, "
+        "docs/pull.md); unset: no polling. Checked at start: `serve` refuses a bad file",
+    )
+    pull_in_serve: bool = Field(
+        True,
+        description="Poll the sources inside every `serve` process (false: only "
+        "`fhir-server pull` polls)",
+    )
+    pull_tick: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds between two looks of a process for due sources",
+    )
+    pull_concurrency: int = Field(
+        4, ge=1, le=64, description="Sources one process polls at the same time"
+    )
+    pull_lease_margin: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="Seconds a source's lease outlives the step it covers (one request, "
+        "whole, or one ingest); a process that dies mid-pull frees its sources that long "
+        "after its last step",
+    )
 
     @field_validator("timezone")
     @classmethod

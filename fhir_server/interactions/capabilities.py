@@ -27,10 +27,14 @@ TYPE_LEVEL = (
     "search-type",
 )
 SYSTEM_LEVEL = ("transaction", "batch", "search-system", "history-system")
-# The server's own system-level operations (docs/api.md describes each); their definitions
-# are canonical names of ours, not (yet) served as OperationDefinition resources.
+# The server's own system-level operations (docs/api.md describes each), listed when their
+# router is wired; their definitions are canonical names of ours, not (yet) served as
+# OperationDefinition resources.
 OPERATION_BASE = "https://github.com/sas-fhir-server/OperationDefinition"
-SYSTEM_OPERATIONS = ("ingest", "pull-status")
+SYSTEM_OPERATIONS = {
+    "ingest": "POST a vendor feed, reconciled per practitioner (docs/ingest.md)",
+    "pull-status": "the pulled sources' freshness, admins only (docs/pull.md)",
+}
 
 
 def capability_statement(
@@ -85,7 +89,12 @@ def capability_statement(
     operations = [code for code in SYSTEM_OPERATIONS if code in wired]
     if operations:
         rest["operation"] = [
-            {"name": code, "definition": f"{OPERATION_BASE}/{code}"} for code in operations
+            {
+                "name": code,
+                "definition": f"{OPERATION_BASE}/{code}",
+                "documentation": SYSTEM_OPERATIONS[code],
+            }
+            for code in operations
         ]
     statement = {
         "resourceType": "CapabilityStatement",

@@ -9,44 +9,23 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-REFERENCE_PACKAGES = ROOT.parent / "shared" / "reference" / "fhir-packages"
+from tests.servers import BIN as BIN
+from tests.servers import ROOT as ROOT
+from tests.servers import free_port as free_port
+from tests.servers import run as run
+from tests.servers import serving as serving
+from tests.servers import with_packages as with_packages
+
 pytestmark = pytest.mark.e2e
-
-
-def with_packages(env: dict[str, str]) -> dict[str, str]:
-    """Like ``scripts/run``: the reference package cache when it is beside the repository;
-    without one, no profile validation (``serve`` refuses to start without the packages)."""
-    if "FHIR_PACKAGE_PATH" not in env:
-        if REFERENCE_PACKAGES.is_dir():
-            env["FHIR_PACKAGE_PATH"] = str(REFERENCE_PACKAGES)
-        else:
-            env["FHIR_VALIDATE_PROFILES"] = "false"
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def run(
-    args: list[str], env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -63,40 +42,6 @@ def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, s
     assert loaded.returncode == 0, loaded.stderr
     with serving(env, tmp_path / "server.log") as base:
         yield base, env
-
-
-@contextmanager
-def serving(env: dict[str, str], log: Path, *extra: str) -> Iterator[str]:
-    """A ``fhir-server serve`` process (its output in ``log``, ``extra`` arguments after
-    the port); yields its base URL once it answers."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/metadata", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-            assert proc.poll() is None, log.read_text(errors="replace")
-        else:
-            pytest.fail(f"server did not start in 60 s:\n{log.read_text(errors='replace')}")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_served_over_loopback(server: tuple[str, dict[str, str]]) -> None:

@@ -5,9 +5,6 @@ before the command runs."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +12,10 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.test_serve import ROOT, free_port, run, with_packages
 from tests.ingest.simple_format import NAME, feed_json, person, slots
+from tests.servers import BIN, python_launch, run, serving, with_packages
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
-LAUNCH = "import tests.ingest.simple_format; from fhir_server.cli import main; main()"
 
 
 @pytest.fixture
@@ -37,35 +32,9 @@ def base(database_url: str, tmp_path: Path) -> Iterator[str]:
     )
     if not database_url.startswith("sqlite"):
         assert run([str(BIN / "fhir-server"), "migrate"], env).returncode == 0
-    port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCH, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/metadata", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-            assert proc.poll() is None, log.read_text(errors="replace")
-        else:
-            pytest.fail(f"server did not start:\n{log.read_text(errors='replace')}")
+    launch = python_launch("tests.ingest.simple_format")
+    with serving(env, tmp_path / "server.log", command=launch) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_ingest_over_http(base: str) -> None:
