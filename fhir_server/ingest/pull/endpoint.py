@@ -46,6 +46,21 @@ def endpoint_for(source: PullSource, status: Status) -> dict[str, Any]:
     }
 
 
+async def retire_endpoint(ctx: Context, name: str) -> bool:
+    """The Endpoint of a source no longer in the sources file, shown ``off`` (its state row
+    and history are kept: the source may come back); whether it was written."""
+    system = ctx.acting_for(SYSTEM)
+    stored = await system.store.read("Endpoint", f"pull-{name}", SYSTEM)
+    if stored is None or stored.deleted:
+        return False
+    current = orjson.loads(stored.content)
+    if current.get("status") == "off":
+        return False
+    current.pop("meta", None)
+    await update(system, "Endpoint", current["id"], {**current, "status": "off"})
+    return True
+
+
 async def sync_endpoint(ctx: Context, source: PullSource, status: Status) -> bool:
     """Write the source's Endpoint when it differs from the stored one; whether it did."""
     wanted = endpoint_for(source, status)

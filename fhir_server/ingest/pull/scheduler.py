@@ -27,7 +27,7 @@ import structlog
 
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.ingest.pull.config import PullSource
-from fhir_server.ingest.pull.endpoint import Status, sync_endpoint
+from fhir_server.ingest.pull.endpoint import Status, retire_endpoint, sync_endpoint
 from fhir_server.ingest.pull.fetch import FetchError, Renew, fetch
 from fhir_server.ingest.pull.state import PullStates, SourceState
 from fhir_server.ingest.reconcile import Vanished
@@ -95,7 +95,8 @@ class Puller:
 
     async def prepare(self) -> None:
         """A state row per source; disabled ones pushed out of reach and shown ``off``,
-        enabled ones that were disabled due now."""
+        enabled ones that were disabled due now; the Endpoints of sources removed from the
+        file shown ``off``."""
         now = _now()
         await self.states.ensure([s.name for s in self.sources], now)
         await self.states.wake([s.name for s in self.enabled], now, now + OFF_FOR / 2)
@@ -103,6 +104,12 @@ class Puller:
             if not source.enabled:
                 await self.states.postpone(source.name, now + OFF_FOR)
                 await self._endpoint(source, "off")
+        configured = {s.name for s in self.sources}
+        for name in set(await self.states.all()) - configured:  # removed from the file
+            try:
+                await retire_endpoint(self.ctx, name)
+            except Exception:  # the freshness view only
+                log.exception("pull endpoint not retired", source=name)
 
     async def run_once(self, only: str | None = None, *, force: bool = False) -> list[PollOutcome]:
         """Poll every source due now (all of them with ``force``; one with ``only``) that no

@@ -188,6 +188,24 @@ async def test_a_disabled_source_is_off_and_never_polled(
     assert polled.status == "ingested" and await endpoint(store, "off") == ("active", 2)
 
 
+async def test_a_source_removed_from_the_file_is_shown_off(
+    ctx: Context, store: Store, server: FeedServer
+) -> None:
+    server.routes["/kept.json"] = Route(feed(1))
+    server.routes["/dropped.json"] = Route(feed(1, key="b", rpps="10000000023"))
+    first = puller(ctx, [source(server, "kept"), source(server, "dropped")])
+    await first.prepare()
+    await first.run_once()
+    assert await endpoint(store, "dropped") == ("active", 1)
+    later = puller(ctx, [source(server, "kept")])
+    await later.prepare()
+    assert await endpoint(store, "dropped") == ("off", 2)
+    assert await endpoint(store, "kept") == ("active", 1)
+    await later.prepare()  # already off: not written again
+    assert await endpoint(store, "dropped") == ("off", 2)
+    assert "dropped" in await later.states.all()  # its history is kept
+
+
 async def test_the_background_loop_polls_and_stops(ctx: Context, server: FeedServer) -> None:
     server.routes["/a.json"] = Route(feed(1))
     p = puller(ctx, [source(server, "a")])
