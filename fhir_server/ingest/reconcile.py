@@ -59,7 +59,7 @@ def canonical(resource: FhirJson) -> FhirJson:
     return out
 
 
-def _same(stored: Stored | None, resource: FhirJson) -> bool:
+def same(stored: Stored | None, resource: FhirJson) -> bool:
     if stored is None or stored.deleted:
         return False
     return bool(canonical(orjson.loads(stored.content)) == canonical(resource))
@@ -128,7 +128,7 @@ async def _write_feed(
         # Checked even when nothing is written: an unchanged answer would otherwise tell a
         # caller that may not write it what another's resource holds.
         access.require_change(ctx, "update", res_type, previous)
-        if _same(previous, resource):
+        if same(previous, resource):
             report.unchanged += 1
             continue
         if (
@@ -207,7 +207,7 @@ async def _may_free(session: WriteSession, feed: PractitionerFeed, gone: list[st
     for slot in feed.slots:
         if slot.get("status") == "free":
             previous = await session.current("Slot", str(slot.get("id")))  # prefetched
-            if previous is not None and not previous.deleted and not _same(previous, slot):
+            if previous is not None and not previous.deleted and not same(previous, slot):
                 out.append(str(slot.get("id")))
     return out
 

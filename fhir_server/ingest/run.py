@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import structlog
 
+from fhir_server.ingest.precheck import unchanged_feeds
 from fhir_server.ingest.reconcile import Vanished, findings_of, reconcile
 from fhir_server.ingest.report import FeedReport, Finding, RunReport
 from fhir_server.interactions.context import Context
@@ -33,9 +34,15 @@ async def ingest(
     report.findings += [
         Finding.of(i) for i in result.issues if i.practitioner and i.practitioner not in keys
     ]
+    # Feeds already stored as they are: found by one read per batch, no write transaction.
+    same = await unchanged_feeds(ctx, result.feeds)
     for done, feed in enumerate(result.feeds, 1):
         feed_report = FeedReport(feed.key, findings=findings_of(feed, result.issues))
-        await reconcile(ctx, feed, feed_report, vanished)
+        if done - 1 in same:
+            feed_report.unchanged = len(feed.resources) + len(feed.slots)
+            feed_report.attempts = 0
+        else:
+            await reconcile(ctx, feed, feed_report, vanished)
         report.feeds.append(feed_report)
         if progress is not None:
             progress(done, len(result.feeds))
