@@ -114,12 +114,18 @@ async def _write_feed(
     # The practitioner's stored Practitioner/Role/Schedule rows first, locked (PostgreSQL):
     # a racing ingest of the same practitioner waits here, then sees what the first wrote.
     # (A first ingest has no rows to lock: both insert, the loser gets Conflict, retries.)
-    await session.prefetch([(str(r.get("resourceType")), str(r.get("id"))) for r in resources])
+    # The feed's slots in the same statement (one round trip). A racing ingest that waited
+    # here does not see the slots the first one created (they were not in its snapshot): it
+    # takes them for new, gets Conflict when it inserts them, and is retried whole.
+    await session.prefetch(
+        [(str(r.get("resourceType")), str(r.get("id"))) for r in resources]
+        + [("Slot", i) for i in sorted(slot_ids)]
+    )
     gone: list[str] = []
-    if feed.window is not None and feed.schedule_ids:
+    if feed.window is not None and feed.schedule_ids and await _may_have_slots(ctx, session, feed):
         gone = [i for i in await _slots_in_window(session, feed) if i not in slot_ids]
     # read and locked in one statement per few hundred
-    await session.prefetch([("Slot", i) for i in sorted(slot_ids)] + [("Slot", i) for i in gone])
+    await session.prefetch([("Slot", i) for i in gone])
     booked = await _appointed(session, await _may_free(session, feed, gone))
     refs = PendingReferences()
     for resource in [*resources, *feed.slots]:
@@ -216,6 +222,20 @@ def _is_booked(stored: Stored, appointed: set[str]) -> bool:
     if stored.res_id in appointed:
         return True
     return bool(orjson.loads(stored.content).get("status") == BOOKED_STATUS)
+
+
+async def _may_have_slots(ctx: Context, session: WriteSession, feed: PractitionerFeed) -> bool:
+    """Whether a stored Slot may name one of the feed's Schedules. With referential
+    integrity on, a Slot is only ever written when its Schedule has a row (a deleted
+    Schedule keeps it), so a Schedule without a row (read and locked by ``prefetch``) has
+    none: a first ingest skips the window query, which on a table growing faster than its
+    statistics PostgreSQL may answer by reading every pair row."""
+    if not ctx.referential_integrity:
+        return True
+    for schedule_id in feed.schedule_ids:
+        if await session.current("Schedule", schedule_id) is not None:  # prefetched
+            return True
+    return False
 
 
 async def _slots_in_window(session: WriteSession, feed: PractitionerFeed) -> list[str]:

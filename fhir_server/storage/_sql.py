@@ -202,22 +202,25 @@ class SqlWriteSession(SqlReadSession):
         return owned_from_row(row) if row else None
 
     async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
-        by_type: dict[str, list[str]] = {}
+        wanted: list[Key] = []
         for key in dict.fromkeys(keys):
             if key not in self._pending and key not in self._known:
-                by_type.setdefault(key[0], []).append(key[1])
+                wanted.append(key)
                 self._known[key] = None  # unless found below
-        for res_type, ids in by_type.items():
-            for start in range(0, len(ids), _PREFETCH_CHUNK):
-                chunk = ids[start : start + _PREFETCH_CHUNK]
-                stmt = select(*OWNED_COLUMNS).where(
-                    _RES.c.res_type == res_type, _RES.c.res_id.in_(chunk)
-                )  # whoever owns them, as ``current`` reads
-                if self.lock_rows:
-                    stmt = stmt.with_for_update()
-                for row in (await self.conn.execute(stmt)).fetchall():
-                    stored = owned_from_row(row)
-                    self._known[(stored.res_type, stored.res_id)] = stored
+        # One statement per chunk whatever the types (a feed's Practitioner, Role, Schedule
+        # and Slots: one round trip, not one per type).
+        for start in range(0, len(wanted), _PREFETCH_CHUNK):
+            by_type: dict[str, list[str]] = {}
+            for res_type, res_id in wanted[start : start + _PREFETCH_CHUNK]:
+                by_type.setdefault(res_type, []).append(res_id)
+            stmt = select(*OWNED_COLUMNS).where(
+                or_(*(and_(_RES.c.res_type == t, _RES.c.res_id.in_(i)) for t, i in by_type.items()))
+            )  # whoever owns them, as ``current`` reads
+            if self.lock_rows:
+                stmt = stmt.with_for_update()
+            for row in (await self.conn.execute(stmt)).fetchall():
+                stored = owned_from_row(row)
+                self._known[(stored.res_type, stored.res_id)] = stored
 
     async def deleted_flags(self, keys: Collection[Key]) -> dict[Key, bool]:
         # Pairs per statement: far below PostgreSQL's 32,767 bind parameters.
