@@ -20,7 +20,7 @@ retry then finds the winner's rows and writes only what still differs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -91,6 +91,89 @@ async def reconcile(
         except FhirError as exc:
             _reject(report, size, exc)
             return
+
+
+# Feeds written per transaction, each in its own savepoint: one commit (one WAL flush on
+# PostgreSQL) and one count of the change keys for many practitioners.
+GROUP_FEEDS = 50
+GROUP_RESOURCES = 2500
+
+
+async def reconcile_feeds(
+    ctx: Context,
+    feeds: Sequence[PractitionerFeed],
+    reports: Sequence[FeedReport],
+    vanished: Vanished = "delete",
+    *,
+    unchanged: Collection[int] = (),
+    done: Callable[[], None] | None = None,
+) -> None:
+    """Every feed reconciled as ``reconcile`` does it, each one whole or not at all, several
+    in one transaction. ``unchanged``: the indexes of feeds already found stored as they
+    are (``precheck``), counted without writing; ``done`` is called once per feed."""
+    group: list[int] = []
+    size = 0
+    for n, feed in enumerate(feeds):
+        if n in unchanged:
+            reports[n].reset_counts()
+            reports[n].unchanged = len(feed.resources) + len(feed.slots)
+            reports[n].attempts = 0
+            if done is not None:
+                done()
+            continue
+        group.append(n)
+        size += len(feed.resources) + len(feed.slots)
+        if len(group) >= GROUP_FEEDS or size >= GROUP_RESOURCES:
+            await _reconcile_group(ctx, feeds, reports, group, vanished, done)
+            group, size = [], 0
+    if group:
+        await _reconcile_group(ctx, feeds, reports, group, vanished, done)
+
+
+async def _reconcile_group(
+    ctx: Context,
+    feeds: Sequence[PractitionerFeed],
+    reports: Sequence[FeedReport],
+    group: list[int],
+    vanished: Vanished,
+    done: Callable[[], None] | None,
+) -> None:
+    """One transaction, one savepoint per feed: a feed refused by the store rolls back alone
+    (rejected, as ``reconcile`` rejects it); a feed that met a race (or any failure of the
+    database inside its savepoint) is rolled back and written again alone, after the
+    commit, by ``reconcile`` and its retries. If the commit itself fails, nothing of the
+    group was stored and every feed of it is written again alone."""
+    together = [n for n in group if not feeds[n].rejected]
+    alone: list[int] = [n for n in group if feeds[n].rejected]
+    if len(together) > 1:
+        findings = {n: list(reports[n].findings) for n in together}
+        try:
+            async with ctx.store.writing(ctx.caller) as session:
+                for n in together:
+                    feed, report = feeds[n], reports[n]
+                    report.reset_counts()
+                    report.attempts = 1
+                    try:
+                        async with session.savepoint():
+                            await _write_feed(ctx, session, feed, report, vanished)
+                    except (errors.Conflict, errors.Busy):
+                        alone.append(n)
+                    except FhirError as exc:
+                        _reject(report, max(1, len(feed.resources) + len(feed.slots)), exc)
+                    except Exception:  # a driver's error: written again alone, then reported
+                        alone.append(n)
+        except Exception:  # the commit failed: nothing of the group was stored
+            for n in together:
+                reports[n].findings = findings[n]
+            alone = group
+    else:
+        alone = group
+    for n in sorted(alone):
+        reports[n].reset_counts()
+        await reconcile(ctx, feeds[n], reports[n], vanished)
+    if done is not None:
+        for _ in group:
+            done()
 
 
 def _reject(report: FeedReport, size: int, exc: FhirError) -> None:

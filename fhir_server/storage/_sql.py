@@ -210,17 +210,22 @@ class SqlWriteSession(SqlReadSession):
         # One statement per chunk whatever the types (a feed's Practitioner, Role, Schedule
         # and Slots: one round trip, not one per type).
         for start in range(0, len(wanted), _PREFETCH_CHUNK):
-            by_type: dict[str, list[str]] = {}
-            for res_type, res_id in wanted[start : start + _PREFETCH_CHUNK]:
-                by_type.setdefault(res_type, []).append(res_id)
-            stmt = select(*OWNED_COLUMNS).where(
-                or_(*(and_(_RES.c.res_type == t, _RES.c.res_id.in_(i)) for t, i in by_type.items()))
-            )  # whoever owns them, as ``current`` reads
-            if self.lock_rows:
-                stmt = stmt.with_for_update()
-            for row in (await self.conn.execute(stmt)).fetchall():
+            for row in await self._current_rows(wanted[start : start + _PREFETCH_CHUNK]):
                 stored = owned_from_row(row)
                 self._known[(stored.res_type, stored.res_id)] = stored
+
+    async def _current_rows(self, keys: list[Key]) -> Sequence[Any]:
+        """The current rows (``OWNED_COLUMNS``) of these keys, whoever owns them (as
+        ``current`` reads), locked where the engine can."""
+        by_type: dict[str, list[str]] = {}
+        for res_type, res_id in keys:
+            by_type.setdefault(res_type, []).append(res_id)
+        stmt = select(*OWNED_COLUMNS).where(
+            or_(*(and_(_RES.c.res_type == t, _RES.c.res_id.in_(i)) for t, i in by_type.items()))
+        )
+        if self.lock_rows:
+            stmt = stmt.with_for_update()
+        return (await self.conn.execute(stmt)).fetchall()
 
     async def deleted_flags(self, keys: Collection[Key]) -> dict[Key, bool]:
         # Pairs per statement: far below PostgreSQL's 32,767 bind parameters.
@@ -264,6 +269,28 @@ class SqlWriteSession(SqlReadSession):
             self._pending.add(key)
         self._history.append((ref, stored))
         self._index[ref] = (stored.res_type, index)  # a later version in this session wins
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        await self.flush()  # what came before is not the savepoint's to undo
+        touched = set(self._touched)
+        try:
+            async with self.conn.begin_nested():
+                yield
+                await self.flush()
+        except BaseException:
+            # The database undid the savepoint's rows and released its locks: forget what
+            # the session buffered or read inside it.
+            self._creates.clear()
+            self._updates.clear()
+            self._pending.clear()
+            self._pks.clear()
+            self._history.clear()
+            self._index.clear()
+            self._clear.clear()
+            self._known.clear()
+            self._touched = touched
+            raise
 
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
         await self.flush()

@@ -38,7 +38,7 @@ from fhir_server.storage._sql import (
     resource_values,
 )
 from fhir_server.storage.port import Stored
-from fhir_server.storage.rows import stored_from_row
+from fhir_server.storage.rows import OWNED_COLUMNS, stored_from_row
 
 # Buffered rows are written with one statement per table whatever their number: each column
 # travels as one array parameter and ``unnest`` turns the arrays back into rows. Against
@@ -150,9 +150,25 @@ def _compiled(statement: Executable, dialect: Dialect) -> SQLCompiler:
     return known[1]
 
 
+# The current rows of (type, id) pairs, locked: a join with the pairs as two arrays. An OR
+# of ``type = t AND id IN (...)`` per type is planned as a sequential scan while the
+# table's statistics say it is small (a first ingest: 10 ms per statement at 30,000 rows);
+# the join is an index lookup per pair whatever the statistics.
+_CURRENT_ROWS = text(
+    "SELECT r.pk, r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content,"
+    " r.owner, r.labels FROM unnest(CAST(:types AS VARCHAR[]), CAST(:ids AS VARCHAR[]))"
+    " AS k(res_type, res_id) JOIN resources AS r"
+    " ON r.res_type = k.res_type AND r.res_id = k.res_id FOR UPDATE OF r"
+).columns(*OWNED_COLUMNS)
+
+
 class PostgresWriteSession(SqlWriteSession):
     lock_rows = True
     insert = staticmethod(pg_insert)
+
+    async def _current_rows(self, keys: list[Key]) -> Sequence[Any]:
+        params = {"types": [t for t, _ in keys], "ids": [i for _, i in keys]}
+        return (await self.conn.execute(_CURRENT_ROWS, params)).fetchall()
 
     async def lock_conditional(self, res_type: str) -> None:
         key = func.hashtext(f"fhir-conditional:{res_type}")
