@@ -5,6 +5,7 @@ path (a changed slot, a vanished one, another's resources, an invalid slot)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -127,3 +128,44 @@ async def test_one_invalid_slot_among_unchanged_ones_rejects_the_feed(
     report = await run(ctx, feed_json([person("a", RPPS_A, odd)]))
     assert report.totals()["rejected"] == 5 and report.totals()["unchanged"] == 0
     assert await history_size(store) == before
+
+
+async def test_in_a_shared_transaction_a_refused_feed_rolls_back_alone(
+    ctx: Context, store: Store
+) -> None:
+    odd = [*slots("2026-06-12", 2), dict(slots("2026-06-12", 3)[2], types=["NOPE"])]
+    doc = feed_json(
+        [
+            person("a", RPPS_A, slots("2026-06-12", 2)),
+            person("b", RPPS_B, odd),  # the profile refuses its third slot, after two were put
+            person("c", "10000000031", slots("2026-06-12", 1)),
+        ]
+    )
+    report = await run(ctx, doc)
+    by_key = {f.key: f for f in report.feeds}
+    assert (by_key["a"].created, by_key["b"].rejected, by_key["c"].created) == (5, 6, 4)
+    assert by_key["b"].created == 0 and by_key["b"].findings
+    assert [f.attempts for f in report.feeds] == [1, 1, 1]  # one transaction, no retry
+    assert await store.read("Practitioner", sas.practitioner_id("simple", "b")) is None
+    assert await store.read("Slot", sas.stable_id("simple", "slot", "b-2026-06-12-0")) is None
+    assert await store.read("Slot", sas.stable_id("simple", "slot", "c-2026-06-12-0")) is not None
+    again = await run(ctx, doc)  # a and c unchanged (no transaction), b refused again
+    assert [f.attempts for f in again.feeds] == [0, 1, 0]
+    assert again.totals() == dict(created=0, updated=0, removed=0, unchanged=9, rejected=6)
+
+
+async def test_two_inputs_of_several_practitioners_racing_write_each_once(
+    ctx: Context, store: Store
+) -> None:
+    people = [person(k, r, slots("2026-06-12", 4)) for k, r in (("a", RPPS_A), ("b", RPPS_B))]
+    one, two = await asyncio.gather(
+        run(ctx, feed_json(people)), run(ctx, feed_json(list(reversed(people))))
+    )
+    for key in ("a", "b"):
+        counts = sorted(
+            (next(f for f in r.feeds if f.key == key).counts() for r in (one, two)),
+            key=lambda c: c["created"],
+        )
+        assert counts[1]["created"] == 7 and counts[1]["rejected"] == 0  # one wins whole
+        assert counts[0]["created"] == 0 and counts[0]["updated"] == 0  # the other: nothing
+    assert await history_size(store) == 14  # each resource written once
