@@ -1,4 +1,6 @@
-"""One practitioner's feed reconciled into the store in ONE write transaction.
+"""One practitioner's feed reconciled into the store whole or not at all: in one write
+transaction (``reconcile``), or in a savepoint of a transaction shared with other
+practitioners' feeds (``reconcile_feeds``: one commit for many).
 
 The feed is a snapshot (``mappings.contract.PractitionerFeed``): its Practitioner,
 PractitionerRole(s) and Schedule(s) are written when they differ from the stored ones; its
