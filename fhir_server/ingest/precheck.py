@@ -25,16 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
+import orjson
 from sqlalchemy import and_, cast, literal, null, or_, select, union_all
 from sqlalchemy.sql import Executable
-from sqlalchemy.types import Boolean, Integer, LargeBinary, String, Text
+from sqlalchemy.types import Boolean, LargeBinary, String
 
 from fhir_server.core.caller import SYSTEM
-from fhir_server.ingest.reconcile import same
+from fhir_server.ingest.reconcile import canonical
 from fhir_server.interactions.context import Context
 from fhir_server.storage import schema
-from fhir_server.storage.port import Stored
 from fhir_server.storage.types import UtcDateTime
 from mappings.contract import PractitionerFeed
 
@@ -44,6 +45,14 @@ _PAIR = schema.idx_ref_date
 BATCH_KEYS = 5000
 
 Key = tuple[str, str]
+
+
+class _Row(NamedTuple):
+    """What the check needs of a stored resource."""
+
+    deleted: bool
+    content: bytes
+    owner: str | None
 
 
 async def unchanged_feeds(ctx: Context, feeds: Sequence[PractitionerFeed]) -> set[int]:
@@ -81,17 +90,16 @@ async def _check(ctx: Context, feeds: Sequence[PractitionerFeed], batch: list[in
             windows.setdefault(feed.window, set()).update(feed.schedule_ids)
     if not keys:
         return set()
-    stored: dict[Key, Stored] = {}
+    stored: dict[Key, _Row] = {}
     in_window: dict[str, list[tuple[str, datetime]]] = {}  # schedule id -> (slot id, start)
     async with ctx.store.reading() as session:  # the server's read: every row, as a write
         for row in await session.fetch(_statement(keys, windows)):
             if row.window:
                 in_window.setdefault(row.target_id, []).append((row.res_id, row.low))
             else:
-                stored[(row.res_type, row.res_id)] = Stored(
-                    row.res_type, row.res_id, row.version, row.last_updated, bool(row.deleted),
-                    bytes(row.content), "", row.pk, row.owner, row.labels,
-                )  # fmt: skip
+                stored[(row.res_type, row.res_id)] = _Row(
+                    bool(row.deleted), bytes(row.content), row.owner
+                )
     return {n for n in batch if _unchanged(ctx, feeds[n], stored, in_window)}
 
 
@@ -101,15 +109,11 @@ def _statement(
     """The feeds' stored rows and the ids of their Schedules' Slots in their windows, in one
     statement (one snapshot); ``window`` tells the two parts apart."""
     rows = select(
-        _RES.c.pk,
         _RES.c.res_type,
         _RES.c.res_id,
-        _RES.c.version,
-        _RES.c.last_updated,
         _RES.c.deleted,
         _RES.c.content,
         _RES.c.owner,
-        _RES.c.labels,
         cast(null(), String(64)).label("target_id"),
         cast(null(), UtcDateTime()).label("low"),
         literal(False, Boolean).label("window"),
@@ -120,15 +124,11 @@ def _statement(
         return rows
     slots = (
         select(
-            cast(null(), _RES.c.pk.type),
             literal("Slot", String(64)),
             _RES.c.res_id,
-            cast(null(), Integer),
-            cast(null(), UtcDateTime()),
             cast(null(), Boolean),
             cast(null(), LargeBinary),
             cast(null(), String(128)),
-            cast(null(), Text),
             _PAIR.c.target_id,
             _PAIR.c.low,
             literal(True, Boolean),
@@ -159,16 +159,18 @@ def _statement(
 def _unchanged(
     ctx: Context,
     feed: PractitionerFeed,
-    stored: dict[Key, Stored],
+    stored: dict[Key, _Row],
     in_window: dict[str, list[tuple[str, datetime]]],
 ) -> bool:
     for resource in [*feed.resources, *feed.slots]:
         res_type, res_id = str(resource.get("resourceType")), str(resource.get("id"))
         previous = stored.get((res_type, res_id))
-        if previous is None or not same(previous, resource):
+        if previous is None or previous.deleted:
+            return False
+        if canonical(orjson.loads(previous.content)) != canonical(resource):  # reconcile.same
             return False
         if ctx.caller is not SYSTEM and not ctx.policy.may_change(
-            ctx.caller, "update", res_type, previous.res_id, previous.owner
+            ctx.caller, "update", res_type, res_id, previous.owner
         ):
             return False  # the write path refuses it (access.require_change), with its reason
     if feed.window is not None:
