@@ -321,24 +321,24 @@ class SqlWriteSession(SqlReadSession):
         if self._clear:
             cleared = sorted(self._clear)
             self._clear.clear()
-            old_keys = select(_WATCH.c.key).where(self._pks_in(_WATCH.c.res_pk, cleared))
-            self._touched.update(k for (k,) in (await self.conn.execute(old_keys.distinct())).all())
-            for table in schema.INDEX_TABLES.values():
-                await self.conn.execute(delete(table).where(self._pks_in(table.c.res_pk, cleared)))
+            self._touched.update(await self._clear_index(cleared))
+        batches: list[tuple[Table, list[dict[str, Any]]]] = []
         if self._history:
             history, self._history = self._history, []
-            await self._insert_rows(
-                _HIST,
-                [
-                    {
-                        "res_pk": ref if isinstance(ref, int) else pks[ref],
-                        "res_type": s.res_type,
-                        "res_id": s.res_id,
-                        "method": s.method,
-                        **resource_values(s),
-                    }
-                    for ref, s in history
-                ],
+            batches.append(
+                (
+                    _HIST,
+                    [
+                        {
+                            "res_pk": ref if isinstance(ref, int) else pks[ref],
+                            "res_type": s.res_type,
+                            "res_id": s.res_id,
+                            "method": s.method,
+                            **resource_values(s),
+                        }
+                        for ref, s in history
+                    ],
+                )
             )
         if self._index:
             by_kind: dict[str, list[dict[str, Any]]] = {}
@@ -350,9 +350,9 @@ class SqlWriteSession(SqlReadSession):
                         {**r, "res_pk": pk, "res_type": res_type} for r in kind_rows
                     )
             self._index.clear()
-            for kind, kind_rows in by_kind.items():
-                if kind_rows:
-                    await self._insert_rows(schema.INDEX_TABLES[kind], kind_rows)
+            batches += [(schema.INDEX_TABLES[k], rows) for k, rows in by_kind.items() if rows]
+        if batches:
+            await self._insert_batches(batches)
 
     def _pks_in(self, column: Any, pks: list[int]) -> ColumnElement[bool]:
         return any_in(self.dialect, column, "pks", BigInteger, pks)
@@ -424,6 +424,19 @@ class SqlWriteSession(SqlReadSession):
         ]
         result = await self.conn.execute(_UPDATE, params if len(params) > 1 else params[0])
         return int(result.rowcount)
+
+    async def _clear_index(self, pks: list[int]) -> set[str]:
+        """Delete the index rows of these resources; returns the change keys they named."""
+        old_keys = select(_WATCH.c.key).where(self._pks_in(_WATCH.c.res_pk, pks)).distinct()
+        keys = {k for (k,) in (await self.conn.execute(old_keys)).all()}
+        for table in schema.INDEX_TABLES.values():
+            await self.conn.execute(delete(table).where(self._pks_in(table.c.res_pk, pks)))
+        return keys
+
+    async def _insert_batches(self, batches: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+        """Insert the rows of several tables (history, index), one table after another."""
+        for table, rows in batches:
+            await self._insert_rows(table, rows)
 
     async def _insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
         await self.conn.execute(insert(table), rows)
