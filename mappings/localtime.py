@@ -43,6 +43,13 @@ def localise(naive: datetime, zone: ZoneInfo) -> tuple[datetime, str | None]:
     it (a time that does not exist, or one that happens twice), None when nothing."""
     if naive.tzinfo is not None:
         return naive, None
+    return _localise(naive, naive.fold, zone)
+
+
+# A slot's end is usually the next one's start: half the calls are repeats. ``fold`` is in
+# the key because naive datetimes compare by wall time alone (as ``_sas_instant``'s).
+@lru_cache(maxsize=4096)
+def _localise(naive: datetime, fold: int, zone: ZoneInfo) -> tuple[datetime, str | None]:
     first = naive.replace(tzinfo=zone, fold=0)
     second = naive.replace(tzinfo=zone, fold=1)
     if first.utcoffset() == second.utcoffset():

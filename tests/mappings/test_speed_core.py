@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mappings import sas
-from mappings.localtime import parse_datetime, sas_instant
+from mappings.localtime import localise, parse_datetime, sas_instant
 
 PARIS = ZoneInfo("Europe/Paris")
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
@@ -74,3 +74,13 @@ def test_the_booking_query_is_urlencodes() -> None:
         assert out["comment"] == "https://rdv.example.org/book?x=1&" + urlencode(
             {"slot": out["id"]}
         )
+
+
+def test_localise_keeps_its_notes_though_cached() -> None:
+    for _ in range(2):  # the second time from the cache
+        gap, note = localise(datetime(2026, 3, 29, 2, 30), PARIS)
+        assert gap.isoformat() == "2026-03-29T03:30:00+02:00" and note and "does not exist" in note
+        twice, note = localise(datetime(2026, 10, 25, 2, 30), PARIS)
+        assert twice.utcoffset() == timedelta(hours=2) and note and "happens twice" in note
+        plain, note = localise(datetime(2026, 6, 12, 8, 0), PARIS)
+        assert plain.isoformat() == "2026-06-12T08:00:00+02:00" and note is None
