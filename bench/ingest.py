@@ -173,7 +173,7 @@ def main() -> None:
         f"| ingest into PostgreSQL, {int(figures['slots']):,} slots, validated |"
         f" new {figures['new']:,.0f} slots/s, unchanged {figures['unchanged']:,.0f} slots/s"
         f" (goals 10,000 / 50,000), 1 changed of {args.slots} {figures['one_changed']:,.0f}"
-        " slots/s | plain transaction of PUTs {figures['transaction']:,.0f}"
+        f" slots/s | plain transaction of PUTs {figures['transaction']:,.0f}"
         f" slots/s: new is **{ratio:.2f}x** | `{command}` | {now[:10]} |"
     )
     text = DOC.read_text()
