@@ -99,6 +99,7 @@ async def reconcile(
 # PostgreSQL) and one count of the change keys for many practitioners.
 GROUP_FEEDS = 50
 GROUP_RESOURCES = 2500
+CONCURRENT_GROUPS = 2  # write transactions at once (PostgreSQL)
 
 
 async def reconcile_feeds(
@@ -113,7 +114,7 @@ async def reconcile_feeds(
     """Every feed reconciled as ``reconcile`` does it, each one whole or not at all, several
     in one transaction. ``unchanged``: the indexes of feeds already found stored as they
     are (``precheck``), counted without writing; ``done`` is called once per feed."""
-    group: list[int] = []
+    groups: list[list[int]] = [[]]
     size = 0
     for n, feed in enumerate(feeds):
         if n in unchanged:
@@ -123,13 +124,23 @@ async def reconcile_feeds(
             if done is not None:
                 done()
             continue
-        group.append(n)
+        if len(groups[-1]) >= GROUP_FEEDS or size >= GROUP_RESOURCES:
+            groups.append([])
+            size = 0
+        groups[-1].append(n)
         size += len(feed.resources) + len(feed.slots)
-        if len(group) >= GROUP_FEEDS or size >= GROUP_RESOURCES:
+    # Two groups at once on PostgreSQL: while one waits for the database, the other's
+    # checks run (their practitioners differ, so do their rows). SQLite has one writer.
+    turns = asyncio.Semaphore(1 if ctx.store.dialect == "sqlite" else CONCURRENT_GROUPS)
+
+    async def write(group: list[int]) -> None:
+        async with turns:
             await _reconcile_group(ctx, feeds, reports, group, vanished, done)
-            group, size = [], 0
-    if group:
-        await _reconcile_group(ctx, feeds, reports, group, vanished, done)
+
+    async with asyncio.TaskGroup() as tasks:
+        for group in groups:
+            if group:
+                tasks.create_task(write(group))
 
 
 async def _reconcile_group(

@@ -9,8 +9,10 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 
 from fhir_server.core.caller import Caller
+from fhir_server.ingest import reconcile
 from fhir_server.interactions import update
 from fhir_server.interactions.context import Context
 from fhir_server.storage import schema
@@ -169,3 +171,21 @@ async def test_two_inputs_of_several_practitioners_racing_write_each_once(
         assert counts[1]["created"] == 7 and counts[1]["rejected"] == 0  # one wins whole
         assert counts[0]["created"] == 0 and counts[0]["updated"] == 0  # the other: nothing
     assert await history_size(store) == 14  # each resource written once
+
+
+async def test_groups_written_at_once_each_feed_whole(
+    ctx: Context, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconcile, "GROUP_FEEDS", 2)  # 3 groups, two at once on PostgreSQL
+    rpps = [f"1000000{n:04d}" for n in range(5)]
+    people = [person(f"p{n}", rpps[n], slots("2026-06-12", 3)) for n in range(5)]
+    people[2]["slots"][1]["types"] = ["NOPE"]  # refused by the profile: p2 alone rolls back
+    report = await run(ctx, feed_json(people))
+    created = {f.key: (f.created, f.rejected) for f in report.feeds}
+    assert created == {"p0": (6, 0), "p1": (6, 0), "p2": (0, 6), "p3": (6, 0), "p4": (6, 0)}
+    assert await history_size(store) == 24
+    people[2]["slots"][1]["types"] = ["PUBLIC"]
+    people[4]["slots"] = people[4]["slots"][:2]  # one vanished
+    again = await run(ctx, feed_json(people))
+    assert again.totals() == dict(created=6, updated=0, removed=1, unchanged=23, rejected=0)
+    assert [f.attempts for f in again.feeds] == [0, 0, 1, 0, 1]
