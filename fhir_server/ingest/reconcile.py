@@ -99,7 +99,6 @@ async def reconcile(
 # PostgreSQL) and one count of the change keys for many practitioners.
 GROUP_FEEDS = 50
 GROUP_RESOURCES = 2500
-CONCURRENT_GROUPS = 2  # write transactions at once (PostgreSQL)
 
 
 async def reconcile_feeds(
@@ -129,18 +128,12 @@ async def reconcile_feeds(
             size = 0
         groups[-1].append(n)
         size += len(feed.resources) + len(feed.slots)
-    # Two groups at once on PostgreSQL: while one waits for the database, the other's
-    # checks run (their practitioners differ, so do their rows). SQLite has one writer.
-    turns = asyncio.Semaphore(1 if ctx.store.dialect == "sqlite" else CONCURRENT_GROUPS)
-
-    async def write(group: list[int]) -> None:
-        async with turns:
+    # One group after another: two at once (PostgreSQL) measured no better here
+    # (docs/perf.md), and groups that create Practitioners would queue on the identifier
+    # lock anyway.
+    for group in groups:
+        if group:
             await _reconcile_group(ctx, feeds, reports, group, vanished, done)
-
-    async with asyncio.TaskGroup() as tasks:
-        for group in groups:
-            if group:
-                tasks.create_task(write(group))
 
 
 async def _reconcile_group(

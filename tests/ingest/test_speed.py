@@ -173,10 +173,10 @@ async def test_two_inputs_of_several_practitioners_racing_write_each_once(
     assert await history_size(store) == 14  # each resource written once
 
 
-async def test_groups_written_at_once_each_feed_whole(
+async def test_several_groups_each_feed_whole(
     ctx: Context, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reconcile, "GROUP_FEEDS", 2)  # 3 groups, two at once on PostgreSQL
+    monkeypatch.setattr(reconcile, "GROUP_FEEDS", 2)  # 3 groups, 3 transactions
     rpps = [f"1000000{n:04d}" for n in range(5)]
     people = [person(f"p{n}", rpps[n], slots("2026-06-12", 3)) for n in range(5)]
     people[2]["slots"][1]["types"] = ["NOPE"]  # refused by the profile: p2 alone rolls back
