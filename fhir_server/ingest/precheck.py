@@ -70,6 +70,8 @@ def _batches(feeds: Sequence[PractitionerFeed]) -> Iterator[list[int]]:
         if feed.rejected:
             continue
         count = len(feed.resources) + len(feed.slots)
+        if count > BATCH_KEYS:
+            continue  # too many for one statement: left to the write path (it chunks)
         if batch and size + count > BATCH_KEYS:
             yield batch
             batch, size = [], 0

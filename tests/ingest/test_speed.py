@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from fhir_server.core.caller import Caller
-from fhir_server.ingest import reconcile
+from fhir_server.ingest import precheck, reconcile
 from fhir_server.interactions import update
 from fhir_server.interactions.context import Context
 from fhir_server.storage import schema
@@ -189,3 +189,16 @@ async def test_several_groups_each_feed_whole(
     again = await run(ctx, feed_json(people))
     assert again.totals() == dict(created=6, updated=0, removed=1, unchanged=23, rejected=0)
     assert [f.attempts for f in again.feeds] == [0, 0, 1, 0, 1]
+
+
+async def test_a_feed_too_big_for_one_read_goes_through_the_write_path(
+    ctx: Context, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precheck, "BATCH_KEYS", 6)
+    doc = feed_json(
+        [person("a", RPPS_A, slots("2026-06-12", 2)), person("b", RPPS_B, slots("2026-06-12", 5))]
+    )
+    await run(ctx, doc)
+    report = await run(ctx, doc)
+    assert report.totals() == dict(created=0, updated=0, removed=0, unchanged=13, rejected=0)
+    assert [f.attempts for f in report.feeds] == [0, 1]  # b: 8 resources, more than 6
