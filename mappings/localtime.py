@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 _OFFSET_NO_COLON = re.compile(r"([+-]\d{2})(\d{2})$")
@@ -28,7 +29,8 @@ def parse_datetime(text: object) -> datetime:
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
-    value = _OFFSET_NO_COLON.sub(r"\1:\2", value)
+    if value[-5:-4] in ("+", "-") and value[-4:].isdigit():  # else the pattern cannot match
+        value = _OFFSET_NO_COLON.sub(r"\1:\2", value)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -41,6 +43,13 @@ def localise(naive: datetime, zone: ZoneInfo) -> tuple[datetime, str | None]:
     it (a time that does not exist, or one that happens twice), None when nothing."""
     if naive.tzinfo is not None:
         return naive, None
+    return _localise(naive, naive.fold, zone)
+
+
+# A slot's end is usually the next one's start: half the calls are repeats. ``fold`` is in
+# the key because naive datetimes compare by wall time alone (as ``_sas_instant``'s).
+@lru_cache(maxsize=4096)
+def _localise(naive: datetime, fold: int, zone: ZoneInfo) -> tuple[datetime, str | None]:
     first = naive.replace(tzinfo=zone, fold=0)
     second = naive.replace(tzinfo=zone, fold=1)
     if first.utcoffset() == second.utcoffset():
@@ -70,6 +79,14 @@ def sas_instant(moment: datetime, zone: ZoneInfo) -> str:
     requires."""
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no instant")
+    return _sas_instant(moment, moment.fold, zone)
+
+
+# The text depends only on the instant and the zone; a slot's end is usually the next one's
+# start, so half the calls are repeats. ``fold`` is in the key because two datetimes of one
+# tzinfo compare by wall time alone: the October hour's two 02:30 would be one entry.
+@lru_cache(maxsize=4096)
+def _sas_instant(moment: datetime, fold: int, zone: ZoneInfo) -> str:
     local = moment.astimezone(zone)
     offset = local.utcoffset() or timedelta(0)
     if not offset.seconds % 60 and not offset.microseconds:

@@ -43,12 +43,15 @@ SLOT_TYPES = ("PUBLIC", "PRO", "SNP", "CPTS")  # TRE-R314 TypeCreneau
 CONSULTATION_TYPES = ("AMB", "HH", "VR")  # v3-ActCode: in office, home visit, video
 RPPS = re.compile(r"\d{11}")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
+_ID_SAFE = re.compile(r"[A-Za-z0-9.-]+")
 
 
 def stable_id(vendor: str, *keys: object) -> str:
     """A FHIR id (``[A-Za-z0-9.-]{1,64}``) for a vendor's keys: readable when short, else a
     readable head and a hash of the whole, so distinct keys never share an id."""
     raw = "-".join(str(k) for k in (vendor, *keys))
+    if len(raw) <= 64 and _ID_SAFE.fullmatch(raw) and raw[0] not in "-." and raw[-1] not in "-.":
+        return raw  # what the lines below return for it, without a substitution
     readable = _ID_UNSAFE.sub("-", raw).strip("-.")
     if readable and len(readable) <= 64 and readable == raw:
         return readable
@@ -218,7 +221,9 @@ def slot(
         "end": sas_instant(end, zone),
     }
     if booking_url:
-        query = urlencode(booking_query or {"slot": out["id"]})
+        # ``stable_id`` makes ids of [A-Za-z0-9.-] only, which urlencode leaves as they are:
+        # the same text without its per-call machinery (a hot path of every mapper)
+        query = urlencode(booking_query) if booking_query else "slot=" + out["id"]
         out["comment"] = f"{booking_url}{'&' if '?' in booking_url else '?'}{query}"
     return out
 

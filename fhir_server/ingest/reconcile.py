@@ -1,4 +1,6 @@
-"""One practitioner's feed reconciled into the store in ONE write transaction.
+"""One practitioner's feed reconciled into the store whole or not at all: in one write
+transaction (``reconcile``), or in a savepoint of a transaction shared with other
+practitioners' feeds (``reconcile_feeds``: one commit for many).
 
 The feed is a snapshot (``mappings.contract.PractitionerFeed``): its Practitioner,
 PractitionerRole(s) and Schedule(s) are written when they differ from the stored ones; its
@@ -20,7 +22,7 @@ retry then finds the winner's rows and writes only what still differs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -59,7 +61,7 @@ def canonical(resource: FhirJson) -> FhirJson:
     return out
 
 
-def _same(stored: Stored | None, resource: FhirJson) -> bool:
+def same(stored: Stored | None, resource: FhirJson) -> bool:
     if stored is None or stored.deleted:
         return False
     return bool(canonical(orjson.loads(stored.content)) == canonical(resource))
@@ -93,6 +95,93 @@ async def reconcile(
             return
 
 
+# Feeds written per transaction, each in its own savepoint: one commit (one WAL flush on
+# PostgreSQL) and one count of the change keys for many practitioners.
+GROUP_FEEDS = 50
+GROUP_RESOURCES = 2500
+
+
+async def reconcile_feeds(
+    ctx: Context,
+    feeds: Sequence[PractitionerFeed],
+    reports: Sequence[FeedReport],
+    vanished: Vanished = "delete",
+    *,
+    unchanged: Collection[int] = (),
+    done: Callable[[], None] | None = None,
+) -> None:
+    """Every feed reconciled as ``reconcile`` does it, each one whole or not at all, several
+    in one transaction. ``unchanged``: the indexes of feeds already found stored as they
+    are (``precheck``), counted without writing; ``done`` is called once per feed."""
+    groups: list[list[int]] = [[]]
+    size = 0
+    for n, feed in enumerate(feeds):
+        if n in unchanged:
+            reports[n].reset_counts()
+            reports[n].unchanged = len(feed.resources) + len(feed.slots)
+            reports[n].attempts = 0
+            if done is not None:
+                done()
+            continue
+        if len(groups[-1]) >= GROUP_FEEDS or size >= GROUP_RESOURCES:
+            groups.append([])
+            size = 0
+        groups[-1].append(n)
+        size += len(feed.resources) + len(feed.slots)
+    # One group after another: two at once (PostgreSQL) measured no better here
+    # (docs/perf.md), and groups that create Practitioners would queue on the identifier
+    # lock anyway.
+    for group in groups:
+        if group:
+            await _reconcile_group(ctx, feeds, reports, group, vanished, done)
+
+
+async def _reconcile_group(
+    ctx: Context,
+    feeds: Sequence[PractitionerFeed],
+    reports: Sequence[FeedReport],
+    group: list[int],
+    vanished: Vanished,
+    done: Callable[[], None] | None,
+) -> None:
+    """One transaction, one savepoint per feed: a feed refused by the store rolls back alone
+    (rejected, as ``reconcile`` rejects it); a feed that met a race (or any failure of the
+    database inside its savepoint) is rolled back and written again alone, after the
+    commit, by ``reconcile`` and its retries. If the commit itself fails, nothing of the
+    group was stored and every feed of it is written again alone."""
+    together = [n for n in group if not feeds[n].rejected]
+    alone: list[int] = [n for n in group if feeds[n].rejected]
+    if len(together) > 1:
+        findings = {n: list(reports[n].findings) for n in together}
+        try:
+            async with ctx.store.writing(ctx.caller) as session:
+                for n in together:
+                    feed, report = feeds[n], reports[n]
+                    report.reset_counts()
+                    report.attempts = 1
+                    try:
+                        async with session.savepoint():
+                            await _write_feed(ctx, session, feed, report, vanished)
+                    except (errors.Conflict, errors.Busy):
+                        alone.append(n)
+                    except FhirError as exc:
+                        _reject(report, max(1, len(feed.resources) + len(feed.slots)), exc)
+                    except Exception:  # a driver's error: written again alone, then reported
+                        alone.append(n)
+        except Exception:  # the commit failed: nothing of the group was stored
+            for n in together:
+                reports[n].findings = findings[n]
+            alone = group
+    else:
+        alone = group
+    for n in sorted(alone):
+        reports[n].reset_counts()
+        await reconcile(ctx, feeds[n], reports[n], vanished)
+    if done is not None:
+        for _ in group:
+            done()
+
+
 def _reject(report: FeedReport, size: int, exc: FhirError) -> None:
     report.reset_counts()
     report.rejected = size
@@ -114,12 +203,18 @@ async def _write_feed(
     # The practitioner's stored Practitioner/Role/Schedule rows first, locked (PostgreSQL):
     # a racing ingest of the same practitioner waits here, then sees what the first wrote.
     # (A first ingest has no rows to lock: both insert, the loser gets Conflict, retries.)
-    await session.prefetch([(str(r.get("resourceType")), str(r.get("id"))) for r in resources])
+    # The feed's slots in the same statement (one round trip). A racing ingest that waited
+    # here does not see the slots the first one created (they were not in its snapshot): it
+    # takes them for new, gets Conflict when it inserts them, and is retried whole.
+    await session.prefetch(
+        [(str(r.get("resourceType")), str(r.get("id"))) for r in resources]
+        + [("Slot", i) for i in sorted(slot_ids)]
+    )
     gone: list[str] = []
-    if feed.window is not None and feed.schedule_ids:
+    if feed.window is not None and feed.schedule_ids and await _may_have_slots(ctx, session, feed):
         gone = [i for i in await _slots_in_window(session, feed) if i not in slot_ids]
     # read and locked in one statement per few hundred
-    await session.prefetch([("Slot", i) for i in sorted(slot_ids)] + [("Slot", i) for i in gone])
+    await session.prefetch([("Slot", i) for i in gone])
     booked = await _appointed(session, await _may_free(session, feed, gone))
     refs = PendingReferences()
     for resource in [*resources, *feed.slots]:
@@ -128,7 +223,7 @@ async def _write_feed(
         # Checked even when nothing is written: an unchanged answer would otherwise tell a
         # caller that may not write it what another's resource holds.
         access.require_change(ctx, "update", res_type, previous)
-        if _same(previous, resource):
+        if same(previous, resource):
             report.unchanged += 1
             continue
         if (
@@ -207,7 +302,7 @@ async def _may_free(session: WriteSession, feed: PractitionerFeed, gone: list[st
     for slot in feed.slots:
         if slot.get("status") == "free":
             previous = await session.current("Slot", str(slot.get("id")))  # prefetched
-            if previous is not None and not previous.deleted and not _same(previous, slot):
+            if previous is not None and not previous.deleted and not same(previous, slot):
                 out.append(str(slot.get("id")))
     return out
 
@@ -216,6 +311,20 @@ def _is_booked(stored: Stored, appointed: set[str]) -> bool:
     if stored.res_id in appointed:
         return True
     return bool(orjson.loads(stored.content).get("status") == BOOKED_STATUS)
+
+
+async def _may_have_slots(ctx: Context, session: WriteSession, feed: PractitionerFeed) -> bool:
+    """Whether a stored Slot may name one of the feed's Schedules. With referential
+    integrity on, a Slot is only ever written when its Schedule has a row (a deleted
+    Schedule keeps it), so a Schedule without a row (read and locked by ``prefetch``) has
+    none: a first ingest skips the window query, which on a table growing faster than its
+    statistics PostgreSQL may answer by reading every pair row."""
+    if not ctx.referential_integrity:
+        return True
+    for schedule_id in feed.schedule_ids:
+        if await session.current("Schedule", schedule_id) is not None:  # prefetched
+            return True
+    return False
 
 
 async def _slots_in_window(session: WriteSession, feed: PractitionerFeed) -> list[str]:

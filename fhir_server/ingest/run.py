@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import structlog
 
-from fhir_server.ingest.reconcile import Vanished, findings_of, reconcile
+from fhir_server.ingest.precheck import unchanged_feeds
+from fhir_server.ingest.reconcile import Vanished, findings_of, reconcile_feeds
 from fhir_server.ingest.report import FeedReport, Finding, RunReport
 from fhir_server.interactions.context import Context
 from mappings.contract import Mapper, MappingOptions
@@ -33,12 +34,19 @@ async def ingest(
     report.findings += [
         Finding.of(i) for i in result.issues if i.practitioner and i.practitioner not in keys
     ]
-    for done, feed in enumerate(result.feeds, 1):
-        feed_report = FeedReport(feed.key, findings=findings_of(feed, result.issues))
-        await reconcile(ctx, feed, feed_report, vanished)
-        report.feeds.append(feed_report)
+    report.feeds = [FeedReport(f.key, findings=findings_of(f, result.issues)) for f in result.feeds]
+    count = 0
+
+    def done() -> None:
+        nonlocal count
+        count += 1
         if progress is not None:
-            progress(done, len(result.feeds))
+            progress(count, len(result.feeds))
+
+    # Feeds already stored as they are: found by one read per batch, no write transaction;
+    # the others written several per transaction, each whole or not at all.
+    same = await unchanged_feeds(ctx, result.feeds)
+    await reconcile_feeds(ctx, result.feeds, report.feeds, vanished, unchanged=same, done=done)
     # Keys are the vendor's, never names: safe to log.
     log.info("ingested", source=options.source, format=mapper.name, **report.totals())
     return report

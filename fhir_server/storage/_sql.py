@@ -202,22 +202,30 @@ class SqlWriteSession(SqlReadSession):
         return owned_from_row(row) if row else None
 
     async def prefetch(self, keys: Sequence[tuple[str, str]]) -> None:
-        by_type: dict[str, list[str]] = {}
+        wanted: list[Key] = []
         for key in dict.fromkeys(keys):
             if key not in self._pending and key not in self._known:
-                by_type.setdefault(key[0], []).append(key[1])
+                wanted.append(key)
                 self._known[key] = None  # unless found below
-        for res_type, ids in by_type.items():
-            for start in range(0, len(ids), _PREFETCH_CHUNK):
-                chunk = ids[start : start + _PREFETCH_CHUNK]
-                stmt = select(*OWNED_COLUMNS).where(
-                    _RES.c.res_type == res_type, _RES.c.res_id.in_(chunk)
-                )  # whoever owns them, as ``current`` reads
-                if self.lock_rows:
-                    stmt = stmt.with_for_update()
-                for row in (await self.conn.execute(stmt)).fetchall():
-                    stored = owned_from_row(row)
-                    self._known[(stored.res_type, stored.res_id)] = stored
+        # One statement per chunk whatever the types (a feed's Practitioner, Role, Schedule
+        # and Slots: one round trip, not one per type).
+        for start in range(0, len(wanted), _PREFETCH_CHUNK):
+            for row in await self._current_rows(wanted[start : start + _PREFETCH_CHUNK]):
+                stored = owned_from_row(row)
+                self._known[(stored.res_type, stored.res_id)] = stored
+
+    async def _current_rows(self, keys: list[Key]) -> Sequence[Any]:
+        """The current rows (``OWNED_COLUMNS``) of these keys, whoever owns them (as
+        ``current`` reads), locked where the engine can."""
+        by_type: dict[str, list[str]] = {}
+        for res_type, res_id in keys:
+            by_type.setdefault(res_type, []).append(res_id)
+        stmt = select(*OWNED_COLUMNS).where(
+            or_(*(and_(_RES.c.res_type == t, _RES.c.res_id.in_(i)) for t, i in by_type.items()))
+        )
+        if self.lock_rows:
+            stmt = stmt.with_for_update()
+        return (await self.conn.execute(stmt)).fetchall()
 
     async def deleted_flags(self, keys: Collection[Key]) -> dict[Key, bool]:
         # Pairs per statement: far below PostgreSQL's 32,767 bind parameters.
@@ -262,6 +270,28 @@ class SqlWriteSession(SqlReadSession):
         self._history.append((ref, stored))
         self._index[ref] = (stored.res_type, index)  # a later version in this session wins
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        await self.flush()  # what came before is not the savepoint's to undo
+        touched = set(self._touched)
+        try:
+            async with self.conn.begin_nested():
+                yield
+                await self.flush()
+        except BaseException:
+            # The database undid the savepoint's rows and released its locks: forget what
+            # the session buffered or read inside it.
+            self._creates.clear()
+            self._updates.clear()
+            self._pending.clear()
+            self._pks.clear()
+            self._history.clear()
+            self._index.clear()
+            self._clear.clear()
+            self._known.clear()
+            self._touched = touched
+            raise
+
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
         await self.flush()
         stmt = (
@@ -291,24 +321,24 @@ class SqlWriteSession(SqlReadSession):
         if self._clear:
             cleared = sorted(self._clear)
             self._clear.clear()
-            old_keys = select(_WATCH.c.key).where(self._pks_in(_WATCH.c.res_pk, cleared))
-            self._touched.update(k for (k,) in (await self.conn.execute(old_keys.distinct())).all())
-            for table in schema.INDEX_TABLES.values():
-                await self.conn.execute(delete(table).where(self._pks_in(table.c.res_pk, cleared)))
+            self._touched.update(await self._clear_index(cleared))
+        batches: list[tuple[Table, list[dict[str, Any]]]] = []
         if self._history:
             history, self._history = self._history, []
-            await self._insert_rows(
-                _HIST,
-                [
-                    {
-                        "res_pk": ref if isinstance(ref, int) else pks[ref],
-                        "res_type": s.res_type,
-                        "res_id": s.res_id,
-                        "method": s.method,
-                        **resource_values(s),
-                    }
-                    for ref, s in history
-                ],
+            batches.append(
+                (
+                    _HIST,
+                    [
+                        {
+                            "res_pk": ref if isinstance(ref, int) else pks[ref],
+                            "res_type": s.res_type,
+                            "res_id": s.res_id,
+                            "method": s.method,
+                            **resource_values(s),
+                        }
+                        for ref, s in history
+                    ],
+                )
             )
         if self._index:
             by_kind: dict[str, list[dict[str, Any]]] = {}
@@ -320,9 +350,9 @@ class SqlWriteSession(SqlReadSession):
                         {**r, "res_pk": pk, "res_type": res_type} for r in kind_rows
                     )
             self._index.clear()
-            for kind, kind_rows in by_kind.items():
-                if kind_rows:
-                    await self._insert_rows(schema.INDEX_TABLES[kind], kind_rows)
+            batches += [(schema.INDEX_TABLES[k], rows) for k, rows in by_kind.items() if rows]
+        if batches:
+            await self._insert_batches(batches)
 
     def _pks_in(self, column: Any, pks: list[int]) -> ColumnElement[bool]:
         return any_in(self.dialect, column, "pks", BigInteger, pks)
@@ -394,6 +424,19 @@ class SqlWriteSession(SqlReadSession):
         ]
         result = await self.conn.execute(_UPDATE, params if len(params) > 1 else params[0])
         return int(result.rowcount)
+
+    async def _clear_index(self, pks: list[int]) -> set[str]:
+        """Delete the index rows of these resources; returns the change keys they named."""
+        old_keys = select(_WATCH.c.key).where(self._pks_in(_WATCH.c.res_pk, pks)).distinct()
+        keys = {k for (k,) in (await self.conn.execute(old_keys)).all()}
+        for table in schema.INDEX_TABLES.values():
+            await self.conn.execute(delete(table).where(self._pks_in(table.c.res_pk, pks)))
+        return keys
+
+    async def _insert_batches(self, batches: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+        """Insert the rows of several tables (history, index), one table after another."""
+        for table, rows in batches:
+            await self._insert_rows(table, rows)
 
     async def _insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
         await self.conn.execute(insert(table), rows)

@@ -120,6 +120,13 @@ class WriteSession(ReadSession, Protocol):
         update-as-create can update it instead; other conflicts may surface at commit."""
         ...
 
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """A part of the transaction that an exception undoes alone: what was written inside
+        is rolled back (and forgotten by the session), the rest of the transaction goes on.
+        Its writes are flushed before it ends, so their conflicts are raised inside it.
+        (Ingestion writes several practitioners per transaction, each in a savepoint.)"""
+        ...
+
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
         """Current, non-deleted resources with ``pk > after_pk``, in ``pk`` order, at most
         ``limit``; locked until the end of the transaction where supported (reindexing reads

@@ -38,7 +38,7 @@ from fhir_server.storage._sql import (
     resource_values,
 )
 from fhir_server.storage.port import Stored
-from fhir_server.storage.rows import stored_from_row
+from fhir_server.storage.rows import OWNED_COLUMNS, stored_from_row
 
 # Buffered rows are written with one statement per table whatever their number: each column
 # travels as one array parameter and ``unnest`` turns the arrays back into rows. Against
@@ -75,13 +75,14 @@ def _array_type(table: Table, column: str) -> str | None:
 
 
 @cache
-def _unnest(table: Table, columns: tuple[str, ...]) -> str | None:
-    """``SELECT * FROM unnest(CAST(:c0 AS type[]), ...)`` over ``columns``, or None."""
+def _unnest(table: Table, columns: tuple[str, ...], prefix: str = "c") -> str | None:
+    """``SELECT * FROM unnest(CAST(:c0 AS type[]), ...)`` over ``columns``, or None (the
+    parameters named ``prefix`` + position)."""
     arrays = [_array_type(table, c) for c in columns]
     if None in arrays:
         return None
     return "SELECT * FROM unnest({})".format(
-        ", ".join(f"CAST(:c{i} AS {a})" for i, a in enumerate(arrays))
+        ", ".join(f"CAST(:{prefix}{i} AS {a})" for i, a in enumerate(arrays))
     )
 
 
@@ -91,6 +92,33 @@ def _insert_sql(table: Table, columns: tuple[str, ...]) -> TextClause | None:
     if source is None:
         return None
     return text(f"INSERT INTO {table.name} ({', '.join(columns)}) {source}")
+
+
+@cache
+def _insert_all_sql(parts: tuple[tuple[Table, tuple[str, ...]], ...]) -> TextClause | None:
+    """The inserts of several tables as ONE statement: each a data-modifying ``WITH`` part
+    (PostgreSQL runs every one of them to completion), parameters ``t<n>_<i>``."""
+    inserts = []
+    for n, (table, columns) in enumerate(parts):
+        source = _unnest(table, columns, f"t{n}_")
+        if source is None:
+            return None
+        inserts.append(f"i{n} AS (INSERT INTO {table.name} ({', '.join(columns)}) {source})")
+    return text(f"WITH {', '.join(inserts)} SELECT 1")
+
+
+# The index rows of updated or deleted resources, removed from every index table in ONE
+# statement; it returns the change keys their watch rows named (every part of a statement
+# reads the same snapshot: the SELECT sees the rows its DELETE parts remove).
+_CLEAR_INDEX = text(
+    "WITH "
+    + ", ".join(
+        f"d{n} AS (DELETE FROM {table.name} WHERE res_pk = ANY(CAST(:pks AS BIGINT[])))"
+        for n, table in enumerate(schema.INDEX_TABLES.values())
+    )
+    + f" SELECT DISTINCT key FROM {schema.idx_watch.name}"
+    " WHERE res_pk = ANY(CAST(:pks AS BIGINT[]))"
+)
 
 
 # Rows come out of ``unnest`` in array order and take their pk from the sequence in that
@@ -150,9 +178,25 @@ def _compiled(statement: Executable, dialect: Dialect) -> SQLCompiler:
     return known[1]
 
 
+# The current rows of (type, id) pairs, locked: a join with the pairs as two arrays. An OR
+# of ``type = t AND id IN (...)`` per type is planned as a sequential scan while the
+# table's statistics say it is small (a first ingest: 10 ms per statement at 30,000 rows);
+# the join is an index lookup per pair whatever the statistics.
+_CURRENT_ROWS = text(
+    "SELECT r.pk, r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content,"
+    " r.owner, r.labels FROM unnest(CAST(:types AS VARCHAR[]), CAST(:ids AS VARCHAR[]))"
+    " AS k(res_type, res_id) JOIN resources AS r"
+    " ON r.res_type = k.res_type AND r.res_id = k.res_id FOR UPDATE OF r"
+).columns(*OWNED_COLUMNS)
+
+
 class PostgresWriteSession(SqlWriteSession):
     lock_rows = True
     insert = staticmethod(pg_insert)
+
+    async def _current_rows(self, keys: list[Key]) -> Sequence[Any]:
+        params = {"types": [t for t, _ in keys], "ids": [i for _, i in keys]}
+        return (await self.conn.execute(_CURRENT_ROWS, params)).fetchall()
 
     async def lock_conditional(self, res_type: str) -> None:
         key = func.hashtext(f"fhir-conditional:{res_type}")
@@ -182,17 +226,41 @@ class PostgresWriteSession(SqlWriteSession):
         result = await self.conn.execute(_UPDATE_RESOURCES, params)
         return int(result.rowcount)
 
+    async def _clear_index(self, pks: list[int]) -> set[str]:
+        return {k for (k,) in (await self.conn.execute(_CLEAR_INDEX, {"pks": pks})).all()}
+
+    async def _insert_batches(self, batches: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+        # History and index rows of a flush in one round trip instead of one per table.
+        if len(batches) < 2:
+            await super()._insert_batches(batches)
+            return
+        parts = tuple((table, _columns(table, rows)) for table, rows in batches)
+        statement = _insert_all_sql(parts)
+        if statement is None:
+            await super()._insert_batches(batches)
+            return
+        params: dict[str, Any] = {}
+        for n, ((_, columns), (_, rows)) in enumerate(zip(parts, batches, strict=True)):
+            for i, c in enumerate(columns):
+                params[f"t{n}_{i}"] = [row.get(c) for row in rows]
+        await self.conn.execute(statement, params)
+
     async def _insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        names: set[str] = set()
-        for row in rows:
-            names.update(row)
-        columns = tuple(c.name for c in table.columns if c.name in names)
+        columns = _columns(table, rows)
         statement = _insert_sql(table, columns)
         if statement is None:
             await super()._insert_rows(table, rows)
             return
         params = {f"c{i}": [row.get(c) for row in rows] for i, c in enumerate(columns)}
         await self.conn.execute(statement, params)
+
+
+def _columns(table: Table, rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The columns of ``table`` that any of ``rows`` sets, in the table's order."""
+    names: set[str] = set()
+    for row in rows:
+        names.update(row)
+    return tuple(c.name for c in table.columns if c.name in names)
 
 
 _READ_SQL = (  # rows.STORED_COLUMNS
