@@ -9,7 +9,6 @@ from typing import Any
 from hypothesis import given, settings
 
 from mappings.avecmondoc import MAPPER
-from tests.mappings.conftest import validation_errors
 from tests.mappings.golden_json import (
     ARBITRARY_JSON,
     check_golden,
@@ -17,7 +16,6 @@ from tests.mappings.golden_json import (
     input_bytes,
     options,
     reference_files,
-    resources_of,
 )
 
 RPPS = {"612": "10000000056", "613": "10000000064"}
@@ -36,17 +34,6 @@ def test_golden() -> None:
         "2026-03-27T23:00:00+00:00",
         "2026-03-29T22:00:00+00:00",
     ]
-
-
-def test_output_validates_against_the_sas_profiles(validator: Any) -> None:
-    result = MAPPER.map(input_bytes("avecmondoc", "week"), OPTIONS)
-    for resource in resources_of(result):
-        assert validation_errors(validator, resource) == [], resource["id"]
-
-
-def test_idempotent() -> None:
-    data = input_bytes("avecmondoc", "week")
-    assert resources_of(MAPPER.map(data, OPTIONS)) == resources_of(MAPPER.map(data, OPTIONS))
 
 
 def test_the_days_alone() -> None:

@@ -9,7 +9,6 @@ from typing import Any
 from hypothesis import given, settings
 
 from mappings.doctolib import MAPPER
-from tests.mappings.conftest import validation_errors
 from tests.mappings.golden_json import (
     ARBITRARY_JSON,
     check_golden,
@@ -17,7 +16,6 @@ from tests.mappings.golden_json import (
     input_bytes,
     options,
     reference_files,
-    resources_of,
 )
 
 RPPS = {"4102": "10000000015"}
@@ -34,18 +32,6 @@ def test_golden() -> None:
         "2026-03-29T03:00:00.000+02:00",
     )
     assert [i.code for i in result.issues] == ["incomplete"]  # the default duration, once
-
-
-def test_output_validates_against_the_sas_profiles(validator: Any) -> None:
-    result = MAPPER.map(input_bytes("doctolib", "two-agendas"), OPTIONS)
-    for resource in resources_of(result):
-        assert validation_errors(validator, resource) == [], resource["id"]
-
-
-def test_idempotent() -> None:
-    data = input_bytes("doctolib", "two-agendas")
-    first, second = MAPPER.map(data, OPTIONS), MAPPER.map(data, OPTIONS)
-    assert resources_of(first) == resources_of(second)
 
 
 def test_the_availabilities_alone_say_what_they_lack() -> None:

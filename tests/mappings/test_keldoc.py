@@ -9,7 +9,6 @@ from typing import Any
 from hypothesis import given, settings
 
 from mappings.keldoc import MAPPER
-from tests.mappings.conftest import validation_errors
 from tests.mappings.golden_json import (
     ARBITRARY_JSON,
     check_golden,
@@ -17,7 +16,6 @@ from tests.mappings.golden_json import (
     input_bytes,
     options,
     reference_files,
-    resources_of,
 )
 
 RPPS = {"71001": "10000000023"}  # 71002 is left out on purpose: its feed is rejected
@@ -32,18 +30,6 @@ def test_golden() -> None:
     # the motive is a teleconsultation: VR
     assert {s["serviceType"][0]["coding"][0]["code"] for s in good.slots} == {"VR"}
     assert good.slots[1]["start"] == "2026-03-29T03:30:00.000+02:00"
-
-
-def test_output_validates_against_the_sas_profiles(validator: Any) -> None:
-    result = MAPPER.map(input_bytes("keldoc", "timetable"), OPTIONS)
-    assert resources_of(result)
-    for resource in resources_of(result):
-        assert validation_errors(validator, resource) == [], resource["id"]
-
-
-def test_idempotent() -> None:
-    data = input_bytes("keldoc", "timetable")
-    assert resources_of(MAPPER.map(data, OPTIONS)) == resources_of(MAPPER.map(data, OPTIONS))
 
 
 def test_the_timetable_alone_maps_slots_that_name_their_agenda() -> None:

@@ -9,7 +9,6 @@ from typing import Any
 from hypothesis import given, settings
 
 from mappings.maiia import MAPPER
-from tests.mappings.conftest import validation_errors
 from tests.mappings.golden_json import (
     ARBITRARY_JSON,
     check_golden,
@@ -17,7 +16,6 @@ from tests.mappings.golden_json import (
     input_bytes,
     options,
     reference_files,
-    resources_of,
 )
 
 B1, B2 = "6b00000000000000000000b1", "6b00000000000000000000b2"
@@ -38,17 +36,6 @@ def test_golden() -> None:
     assert second.slots[0]["serviceType"][0]["coding"][0]["code"] == "VR"
     name = first.resources[0]["name"][0]
     assert (name["family"], name["given"]) == ("TESTARD", ["Aline"])
-
-
-def test_output_validates_against_the_sas_profiles(validator: Any) -> None:
-    result = MAPPER.map(input_bytes("maiia", "center"), OPTIONS)
-    for resource in resources_of(result):
-        assert validation_errors(validator, resource) == [], resource["id"]
-
-
-def test_idempotent() -> None:
-    data = input_bytes("maiia", "center")
-    assert resources_of(MAPPER.map(data, OPTIONS)) == resources_of(MAPPER.map(data, OPTIONS))
 
 
 def test_the_availabilities_alone_need_the_table() -> None:
