@@ -185,6 +185,7 @@ class SqlWriteSession(SqlReadSession):
         self._clear: set[int] = set()
         self._touched: set[str] = set()  # change keys of the old and new versions written
         self._known: dict[Key, Stored | None] = {}  # prefetched current versions, not written
+        self._after_commit: list[Callable[[], None]] = []
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -291,6 +292,19 @@ class SqlWriteSession(SqlReadSession):
             self._known.clear()
             self._touched = touched
             raise
+
+    async def execute(self, statement: Executable) -> int:
+        result = await self.conn.execute(statement)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)
+
+    def committed(self) -> None:
+        """The transaction committed: run the ``after_commit`` callbacks (once)."""
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
         await self.flush()
@@ -550,6 +564,7 @@ class SqlStore:
                 session = self.write_session_class(conn, caller, self.visible, self.scope(caller))
                 yield session
                 await session.finish()
+            session.committed()
 
     def _write_engine(self) -> AsyncEngine:
         return self.engine

@@ -23,7 +23,7 @@ migration (``migrate.SchemaState``); ``migrate`` brings it there.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -135,6 +135,18 @@ class WriteSession(ReadSession, Protocol):
 
     async def replace_index(self, pk: int, res_type: str, index: IndexRows) -> None:
         """Replace the index rows of a stored resource; the resource itself is unchanged."""
+        ...
+
+    async def execute(self, statement: Executable) -> int:
+        """Run a write statement of a part of the server that keeps its own table beside
+        the resources (the delivery outbox, ``delivery/queue.py``) in this transaction: it
+        commits with the versions written, or not at all (undone with a savepoint too).
+        The number of rows it changed."""
+        ...
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction has committed (never if it rolls back):
+        a writer wakes what waits for its rows (the local delivery sender)."""
         ...
 
 
