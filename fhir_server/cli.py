@@ -240,6 +240,75 @@ def pull(
         raise typer.Exit(1)
 
 
+@app.command()
+def deliver(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Send what is due now (retries waiting stay queued), then exit"
+        ),
+    ] = False,
+) -> None:
+    """Send the outbox to the SAS platform (FHIR_SAS_APPOINTMENTS_URL, docs/delivery.md):
+    forever, beside any `serve` processes on the same database (each message sent by one
+    at a time, each appointment's versions in order), or `--once`. Exit 1 when messages
+    are left unsent or failed (--once), 2 without FHIR_SAS_APPOINTMENTS_URL."""
+    from fhir_server.app import make_sender, make_store
+    from fhir_server.delivery.queue import FAILED, PENDING, SENDING
+    from fhir_server.delivery.sender import MAX_ROUNDS, Round
+
+    settings = _batch_settings()
+    if not settings.sas_appointments_url:
+        _say("FHIR_SAS_APPOINTMENTS_URL is not set: nowhere to deliver (docs/delivery.md)", "red")
+        raise typer.Exit(2)
+
+    async def run() -> tuple[Round, dict[str, int]]:
+        store = make_store(settings)
+        await store.migrate()
+        sender = make_sender(settings, store)
+        assert sender is not None
+        total = Round()
+        try:
+            if not once:
+                # SIGTERM as Ctrl-C: a send in flight gives its message back at once
+                forever = asyncio.ensure_future(sender.run_forever())
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, forever.cancel)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forever
+                return total, {}
+            with _counting_progress() as progress:
+                task = progress.add_task("delivering", total=None)
+                for _ in range(MAX_ROUNDS):
+                    done = await sender.send_due()
+                    total.add(done)
+                    progress.update(task, completed=total.sent + total.failed)
+                    if done.claimed == 0:
+                        break
+            status = (await sender.queue.status("sas")).get("sas")
+            return total, dict(status.counts) if status else {}
+        finally:
+            await sender.stop()
+            await store.close()
+
+    total, counts = asyncio.run(run())
+    if not once:
+        return
+    table_out = Table(title="delivery report (channel sas)")
+    for column in ("sent", "retried", "failed", "pending", "failed in all"):
+        table_out.add_column(column, justify="right")
+    left = counts.get(PENDING, 0) + counts.get(SENDING, 0)
+    table_out.add_row(
+        str(total.sent),
+        str(total.retried),
+        str(total.failed),
+        str(left),
+        str(counts.get(FAILED, 0)),
+    )
+    console.print(table_out)
+    if left or total.failed:
+        raise typer.Exit(1)
+
+
 @app.command("dev-certs")
 def dev_certs(
     directory: Annotated[Path, typer.Argument(help="Folder to write the files into")],
