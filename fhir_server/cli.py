@@ -270,11 +270,13 @@ def deliver(
         total = Round()
         try:
             if not once:
-                # SIGTERM as Ctrl-C: a send in flight gives its message back at once
-                forever = asyncio.ensure_future(sender.run_forever())
-                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, forever.cancel)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await forever
+                # SIGTERM or Ctrl-C: the round in flight ends (its outcomes recorded), then
+                # the command exits
+                stopping = asyncio.Event()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
+                sender.start()
+                await stopping.wait()
                 return total, {}
             with _counting_progress() as progress:
                 task = progress.add_task("delivering", total=None)

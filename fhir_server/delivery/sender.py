@@ -96,6 +96,7 @@ class SasSender:
     _event: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _client: httpx.AsyncClient | None = field(default=None, init=False)
+    _stopping: bool = field(default=False, init=False)
 
     @property
     def lease(self) -> float:
@@ -206,24 +207,31 @@ class SasSender:
             self._task = asyncio.create_task(self.run_forever(), name="delivery")
 
     async def stop(self) -> None:
-        """Cancel the loop: a send in flight gives its message back (released)."""
+        """End the loop after the round in flight (its outcomes recorded: a message the
+        platform accepted is not sent again); past ``lease`` seconds, cancel it: a send
+        in flight gives its message back (released)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._event.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.lease)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         await self.aclose()
 
     async def run_forever(self) -> None:
         log.info("delivery started", channel=CHANNEL, owner=self.queue.owner)
-        while True:
+        while not self._stopping:
             self._event.clear()  # a wake during the round starts the next one at once
             try:
                 done = await self.send_due()
             except Exception:  # the database away for a moment: try again next tick
                 log.exception("delivery round failed")
                 done = Round()
-            if done.claimed:
+            if done.claimed or self._stopping:
                 continue
             # jittered, so that processes started together do not claim in step
             with contextlib.suppress(TimeoutError):
