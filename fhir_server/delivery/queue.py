@@ -46,7 +46,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 
 from fhir_server.core.fhirtime import utcnow
 from fhir_server.storage.port import Store, WriteSession
@@ -132,20 +132,27 @@ class Backoff:
 async def enqueue(session: WriteSession, message: Message) -> None:
     """Add ``message`` in the writer's transaction (see the module docstring)."""
     now = utcnow()
-    await session.execute(
-        insert(deliveries).values(
-            channel=message.channel,
-            key=message.key,
-            res_type=message.res_type,
-            res_id=message.res_id,
-            version=message.version,
-            body=message.body,
-            headers=orjson.dumps(message.headers).decode() if message.headers else None,
-            state=PENDING,
-            attempts=0,
-            next_attempt=message.not_before or now,
-            created=now,
-        )
+    # buffered with the version's own rows: no round trip of its own (storage/port.py)
+    session.insert_later(
+        deliveries,
+        {
+            "channel": message.channel,
+            "key": message.key,
+            "res_type": message.res_type,
+            "res_id": message.res_id,
+            "version": message.version,
+            "body": message.body,
+            "headers": orjson.dumps(message.headers).decode() if message.headers else None,
+            "state": PENDING,
+            "attempts": 0,
+            "next_attempt": message.not_before or now,
+            "lease_owner": None,
+            "lease_until": None,
+            "last_status": None,
+            "last_error": None,
+            "created": now,
+            "sent": None,
+        },
     )
 
 

@@ -186,6 +186,7 @@ class SqlWriteSession(SqlReadSession):
         self._touched: set[str] = set()  # change keys of the old and new versions written
         self._known: dict[Key, Stored | None] = {}  # prefetched current versions, not written
         self._after_commit: list[Callable[[], None]] = []
+        self._later: dict[Table, list[dict[str, Any]]] = {}  # other parts' rows (insert_later)
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -290,12 +291,20 @@ class SqlWriteSession(SqlReadSession):
             self._index.clear()
             self._clear.clear()
             self._known.clear()
+            self._later.clear()
             self._touched = touched
             raise
 
-    async def execute(self, statement: Executable) -> int:
-        result = await self.conn.execute(statement)
+    async def execute(
+        self,
+        statement: Executable,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        result = await self.conn.execute(statement, params)
         return int(getattr(result, "rowcount", 0) or 0)
+
+    def insert_later(self, table: Table, row: Mapping[str, Any]) -> None:
+        self._later.setdefault(table, []).append(dict(row))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)
@@ -365,6 +374,9 @@ class SqlWriteSession(SqlReadSession):
                     )
             self._index.clear()
             batches += [(schema.INDEX_TABLES[k], rows) for k, rows in by_kind.items() if rows]
+        if self._later:
+            later, self._later = self._later, {}
+            batches += list(later.items())
         if batches:
             await self._insert_batches(batches)
 

@@ -93,6 +93,9 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: one handshake per connection
+            disable_nagle_algorithm = True  # headers and body written apart: no 40 ms wait
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
