@@ -25,8 +25,9 @@ API (stable: the SAS sender and the subscriptions use it)
     ``failed(d, error, status)``: a permanent refusal (the receiver's 4xx other than
     408/429): never sent again, reported in ``status``. A *failed* message does not block
     later messages of its key (it will never be sent, so they cannot overtake it).
-    ``release(d)``: give a claimed message back untried (shutdown). Each returns False when
-    the lease was lost (it expired and another process claimed the message: its outcome
+    ``release(d)``: give a claimed message back untried (shutdown). ``settle(outcomes)``:
+    several of these in one transaction (a sender's round). Each returns False when the
+    lease was lost (it expired and another process claimed the message: its outcome
     counts, not ours).
   - ``status(channel_prefix="")``: per channel, counts per state, messages being retried,
     the age of the oldest unsent one, the last error.
@@ -100,6 +101,18 @@ class Delivery:
         values = {c.name: row._mapping[c.name] for c in deliveries.columns}
         values["headers"] = orjson.loads(values["headers"]) if values["headers"] else {}
         return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a claimed message: ``SENT``, ``PENDING`` (retry after the backoff;
+    ``untried``: given back, due at once, the attempt not counted) or ``FAILED``."""
+
+    delivery: Delivery
+    state: str
+    status: int | None = None  # the receiver's HTTP status
+    error: str | None = None
+    untried: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,37 +232,48 @@ class Queue:
         ]
 
     async def sent(self, delivery: Delivery, status: int | None = None) -> bool:
-        return await self._settle(
-            delivery, state=SENT, sent=utcnow(), last_status=status, last_error=None
-        )
+        return (await self.settle([Outcome(delivery, SENT, status)]))[0]
 
     async def retry(self, delivery: Delivery, error: str, status: int | None = None) -> bool:
-        delay = self.backoff.delay(delivery.attempts)
-        return await self._settle(
-            delivery,
-            state=PENDING,
-            next_attempt=utcnow() + timedelta(seconds=delay),
-            last_status=status,
-            last_error=error[:ERROR_CHARS],
-        )
+        return (await self.settle([Outcome(delivery, PENDING, status, error)]))[0]
 
     async def failed(self, delivery: Delivery, error: str, status: int | None = None) -> bool:
-        return await self._settle(
-            delivery, state=FAILED, last_status=status, last_error=error[:ERROR_CHARS]
-        )
+        return (await self.settle([Outcome(delivery, FAILED, status, error)]))[0]
 
     async def release(self, delivery: Delivery) -> bool:
         """Give the message back untried: due at once, the attempt not counted."""
-        return await self._settle(delivery, state=PENDING, attempts=_D.attempts - 1)
+        return (await self.settle([Outcome(delivery, PENDING, untried=True)]))[0]
 
-    async def _settle(self, delivery: Delivery, **values: Any) -> bool:
-        stmt = (
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Record several outcomes in one transaction (a sender's round: one commit, not
+        one per message); per outcome, False when the lease was lost."""
+        if not outcomes:
+            return []
+        now = utcnow()
+        async with self.store.writing() as session:
+            return [await session.execute(self._statement(o, now)) == 1 for o in outcomes]
+
+    def _statement(self, outcome: Outcome, now: datetime) -> Any:
+        values: dict[str, Any]
+        if outcome.state == SENT:
+            values = {"state": SENT, "sent": now, "last_error": None}
+        elif outcome.untried:
+            values = {"state": PENDING, "attempts": _D.attempts - 1}
+        elif outcome.state == PENDING:
+            delay = self.backoff.delay(outcome.delivery.attempts)
+            values = {"state": PENDING, "next_attempt": now + timedelta(seconds=delay)}
+        else:
+            values = {"state": FAILED}
+        if not outcome.untried:
+            values["last_status"] = outcome.status
+        if outcome.error is not None:
+            values["last_error"] = outcome.error[:ERROR_CHARS]
+        d = outcome.delivery
+        return (
             update(deliveries)
-            .where(_D.id == delivery.id, _D.state == SENDING, _D.lease_owner == self.owner)
+            .where(_D.id == d.id, _D.state == SENDING, _D.lease_owner == self.owner)
             .values(**values, lease_owner=None, lease_until=None)
         )
-        async with self.store.writing() as session:
-            return await session.execute(stmt) == 1
 
     async def status(self, channel_prefix: str = "") -> dict[str, ChannelStatus]:
         """Per channel (see the module docstring); channels without messages are absent."""

@@ -40,7 +40,7 @@ import httpx
 import orjson
 import structlog
 
-from fhir_server.delivery.queue import Delivery, Queue
+from fhir_server.delivery.queue import FAILED, PENDING, SENT, Delivery, Outcome, Queue
 from fhir_server.delivery.sas import CHANNEL
 
 log = structlog.get_logger("fhir_server.delivery")
@@ -128,17 +128,34 @@ class SasSender:
     # -- one round, and the rounds of ``deliver --once`` ----------------------------------
 
     async def send_due(self) -> Round:
-        """Claim the due messages (up to ``batch``) and send them, each settled."""
+        """Claim the due messages (up to ``batch``), send them at once, and record their
+        outcomes in one transaction."""
         try:
             client = self.client()
         except (OSError, ssl.SSLError) as exc:  # nothing claimed: messages stay due
             log.error("delivery tls setup failed", error=type(exc).__name__)
             return Round()
         claimed = await self.queue.claim(self.batch, CHANNEL, lease=self.lease)
+        if not claimed:
+            return Round()
+        started = time.perf_counter()
+        try:
+            outcomes = await asyncio.gather(*(self._send(client, d) for d in claimed))
+        except asyncio.CancelledError:  # stopping: untried, due again at once
+            untried = [Outcome(d, PENDING, untried=True) for d in claimed]
+            await asyncio.shield(self.queue.settle(untried))
+            raise
+        kept = await self.queue.settle(outcomes)
         done = Round(claimed=len(claimed))
-        outcomes = await asyncio.gather(*(self._deliver(client, d) for d in claimed))
-        for outcome in outcomes:
-            setattr(done, outcome, getattr(done, outcome) + 1)
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        for outcome, held in zip(outcomes, kept, strict=True):
+            self._log(outcome, held, ms)
+            if outcome.state == SENT:
+                done.sent += 1
+            elif outcome.state == FAILED:
+                done.failed += 1
+            else:
+                done.retried += 1
         return done
 
     async def run_once(self, rounds: int = MAX_ROUNDS) -> Round:
@@ -151,35 +168,27 @@ class SasSender:
                 break
         return total
 
-    async def _deliver(self, client: httpx.AsyncClient, d: Delivery) -> str:
-        started = time.perf_counter()
-        try:
-            outcome, status, error = await self._send(client, d)
-        except asyncio.CancelledError:
-            await asyncio.shield(self.queue.release(d))  # stopping: untried, due again
-            raise
+    @staticmethod
+    def _log(outcome: Outcome, held: bool, ms: float) -> None:
+        d = outcome.delivery
         fields: dict[str, Any] = {
             "delivery": d.id,
             "key": d.key,
             "version": d.version,
             "attempt": d.attempts,
-            "status": status,
-            "ms": round((time.perf_counter() - started) * 1000, 1),
+            "status": outcome.status,
+            "round_ms": ms,
         }
-        if outcome == "sent":
-            kept = await self.queue.sent(d, status)
+        if outcome.state == SENT:
             log.info("delivery sent", **fields)
-        elif outcome == "retried":
-            kept = await self.queue.retry(d, error or "failed", status)
-            log.warning("delivery retried", error=error, **fields)
+        elif outcome.state == FAILED:
+            log.error("delivery failed", error=outcome.error, **fields)
         else:
-            kept = await self.queue.failed(d, error or "refused", status)
-            log.error("delivery failed", error=error, **fields)
-        if not kept:
+            log.warning("delivery retried", error=outcome.error, **fields)
+        if not held:
             log.warning("delivery lease lost", delivery=d.id, key=d.key)
-        return outcome
 
-    async def _send(self, client: httpx.AsyncClient, d: Delivery) -> tuple[str, int | None, str]:
+    async def _send(self, client: httpx.AsyncClient, d: Delivery) -> Outcome:
         method = d.headers.get("method", "POST")
         identifier = d.headers.get("identifier")
         if method == "POST" and d.attempts > 1 and identifier:
@@ -189,16 +198,16 @@ class SasSender:
         try:
             response = await client.request(method, url, params=params, content=d.body or b"")
         except httpx.TimeoutException:
-            return "retried", None, f"no answer within {self.timeout:g} s"
+            return Outcome(d, PENDING, None, f"no answer within {self.timeout:g} s")
         except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-            return "retried", None, f"{type(exc).__name__}: {_short(exc)}"
+            return Outcome(d, PENDING, None, f"{type(exc).__name__}: {_short(exc)}")
         status = response.status_code
         if 200 <= status < 300:
-            return "sent", status, ""
+            return Outcome(d, SENT, status)
         error = f"{method} HTTP {status}{_diagnostics(response.content)}"
         if status >= 500 or status in RETRIED_STATUSES:
-            return "retried", status, error
-        return "failed", status, error
+            return Outcome(d, PENDING, status, error)
+        return Outcome(d, FAILED, status, error)
 
     # -- the background loop of a serve process, or ``deliver`` ---------------------------
 
