@@ -108,6 +108,7 @@ def serve(
     _require_schema(settings, migrate)
     _check_tls(settings)
     _check_pull_sources(settings)
+    _check_delivery(settings)
     if workers > 1:
         from fhir_server.workers import serve_workers
 
@@ -164,6 +165,32 @@ def _check_pull_sources(settings: Settings) -> None:
         load_sources(settings.pull_sources)
     except PullConfigError as exc:
         _say(f"FHIR_PULL_SOURCES: {exc}", "red")
+        raise typer.Exit(2) from None
+
+
+def _check_delivery(settings: Settings) -> None:
+    """Exit 2 on a SAS push configuration that cannot work (FHIR_SAS_*, docs/delivery.md):
+    said at start rather than every message retried for ever. Never prints a key."""
+    if not settings.sas_appointments_url:
+        return
+    if not settings.sas_appointments_url.startswith("https://"):
+        _say("FHIR_SAS_APPOINTMENTS_URL must be an https:// URL (mutual TLS)", "red")
+        raise typer.Exit(2)
+    if (settings.sas_client_cert is None) != (settings.sas_client_key is None):
+        _say("FHIR_SAS_CLIENT_CERT and FHIR_SAS_CLIENT_KEY go together", "red")
+        raise typer.Exit(2)
+    from fhir_server.delivery.sender import SasTarget
+
+    target = SasTarget(
+        settings.sas_appointments_url,
+        settings.sas_client_cert,
+        settings.sas_client_key,
+        settings.sas_ca_file,
+    )
+    try:
+        target.tls()
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        _say(f"cannot set up TLS towards the SAS platform: {type(exc).__name__}", "red")
         raise typer.Exit(2) from None
 
 
@@ -261,6 +288,7 @@ def deliver(
     if not settings.sas_appointments_url:
         _say("FHIR_SAS_APPOINTMENTS_URL is not set: nowhere to deliver (docs/delivery.md)", "red")
         raise typer.Exit(2)
+    _check_delivery(settings)
 
     async def run() -> tuple[Round, dict[str, int]]:
         store = make_store(settings)

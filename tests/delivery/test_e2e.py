@@ -209,3 +209,44 @@ def test_deliver_without_a_sas_url_says_so(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "FHIR_SAS_APPOINTMENTS_URL" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"FHIR_SAS_APPOINTMENTS_URL": "http://127.0.0.1:9/"}, "must be an https:// URL"),
+        ({"FHIR_SAS_CLIENT_KEY": ""}, "go together"),
+        ({"FHIR_SAS_CLIENT_CERT": "/nonexistent/client.pem"}, "cannot set up TLS"),
+        ({"FHIR_SAS_CA_FILE": "/nonexistent/ca.pem"}, "cannot set up TLS"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "deliver"])
+def test_a_sas_configuration_that_cannot_work_refuses_to_start(
+    pki: Pki, tmp_path: Path, settings: dict[str, str], said: str, command: str
+) -> None:
+    env = {
+        **os.environ,
+        "FHIR_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.sqlite",
+        "FHIR_AUTH": "none",
+        "FHIR_VALIDATE_PROFILES": "false",
+        "FHIR_SAS_APPOINTMENTS_URL": "https://127.0.0.1:9",
+        "FHIR_SAS_CLIENT_CERT": str(pki.client_cert),
+        "FHIR_SAS_CLIENT_KEY": str(pki.client_key),
+        "FHIR_SAS_CA_FILE": str(pki.ca),
+        **settings,
+    }
+    for name, value in settings.items():
+        if not value:
+            env.pop(name)
+    args = ["serve", "--port", "9"] if command == "serve" else ["deliver", "--once"]
+    done = subprocess.run(
+        [str(BIN / "fhir-server"), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in done.stderr
+    assert "PRIVATE KEY" not in done.stderr + done.stdout
