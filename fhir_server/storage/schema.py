@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from fhir_server.storage.types import UtcDateTime
@@ -192,6 +193,7 @@ INDEX_TABLES: dict[str, Table] = {
 # message to send (a version of a resource to the SAS platform, a notification), written in
 # the same transaction as the version it carries, then claimed, sent and marked by the
 # senders of every server process.
+_UNSENT = "state IN ('pending', 'sending')"
 deliveries = Table(
     "deliveries",
     metadata,
@@ -212,6 +214,12 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("created", UTC_TIME, nullable=False),
     Column("sent", UTC_TIME, nullable=True),
-    Index("ix_deliveries_state_next", "state", "next_attempt"),
+    # the unsent rows only: claims stay fast however many sent rows the table keeps
+    Index(
+        "ix_deliveries_unsent",
+        "id",
+        postgresql_where=text(_UNSENT),
+        sqlite_where=text(_UNSENT),
+    ),
     Index("ix_deliveries_channel_key", "channel", "key", "id"),
 )

@@ -46,11 +46,18 @@ def upgrade() -> None:
         sa.Column("sent", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_deliveries_state_next", "deliveries", ["state", "next_attempt"])
+    unsent = sa.text("state IN ('pending', 'sending')")  # claims read these rows only
+    op.create_index(
+        "ix_deliveries_unsent",
+        "deliveries",
+        ["id"],
+        postgresql_where=unsent,
+        sqlite_where=unsent,
+    )
     op.create_index("ix_deliveries_channel_key", "deliveries", ["channel", "key", "id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_deliveries_channel_key", table_name="deliveries")
-    op.drop_index("ix_deliveries_state_next", table_name="deliveries")
+    op.drop_index("ix_deliveries_unsent", table_name="deliveries")
     op.drop_table("deliveries")
