@@ -68,3 +68,27 @@ async def test_no_hooks_no_queue(store: Store) -> None:
     ctx = Context(store=store, registry=default_registry(), timezone=PARIS)
     await create.create(ctx, "Appointment", sas_appointment())
     assert await queued(store) == []
+
+
+async def test_a_transaction_queues_all_or_nothing(store: Store) -> None:
+    from fhir_server.interactions import transaction
+
+    wakes: list[str] = []
+    ctx = context(store, wakes)
+
+    def bundle(*bodies: dict[str, object]) -> dict[str, object]:
+        entries = [
+            {"resource": b, "request": {"method": "POST", "url": "Appointment"}} for b in bodies
+        ]
+        return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+    broken = sas_appointment("t-3")
+    broken["participant"].append({"actor": {"reference": "Practitioner/missing"}})
+    with pytest.raises(errors.FhirError):
+        await transaction.process(ctx, bundle(sas_appointment("t-1"), broken), "http://x")
+    assert await queued(store) == [] and wakes == []
+    await transaction.process(
+        ctx, bundle(sas_appointment("t-1"), sas_appointment("t-2")), "http://x"
+    )
+    assert [m for _, _, m, _ in await queued(store)] == ["POST", "POST"]
+    assert wakes == ["wake", "wake"]

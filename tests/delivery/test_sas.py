@@ -93,3 +93,23 @@ def test_an_appointment_that_drops_the_markers_is_still_sent() -> None:
 
 def test_other_appointments_are_not_sent() -> None:
     assert SasOutbox(SYSTEM).message(stored(plain_appointment()), None) is None
+
+
+@pytest.mark.parametrize("status", ["booked", "cancelled", "fulfilled", "noshow"])
+def test_what_is_sent_conforms_to_fr_appointment_sas(status: str) -> None:
+    """The body the platform receives passes the FrAppointmentSAS profile (the SAS
+    validator's check), even from a stored version carrying a patient and a slot."""
+    from fhir_server.validation.packages import load_conformance
+    from fhir_server.validation.validator import Validator
+
+    cache = REFERENCE / "fhir-packages"
+    if not (cache / "ans.fhir.fr.sas#1.1.0" / "package").is_dir():
+        pytest.skip(f"the SAS package is not in {cache} (../shared/reference)")
+    validator = Validator(load_conformance(cache, ["ans.fhir.fr.sas#1.1.0"], []))
+    appointment = sas_appointment(status=status)
+    appointment["participant"].append({"actor": {"reference": "Patient/p1"}, "status": "accepted"})
+    appointment["slot"] = [{"reference": "Slot/s1"}]
+    body, _ = platform_body({**appointment, "id": "a1"}, "a1", SYSTEM)
+    issues = validator.validate(orjson.loads(body))
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    assert errors == [], errors
