@@ -4,8 +4,8 @@
    SAS outbox hook (each create also queues its message) and without, in alternating
    blocks of the same run: the ratio is the outbox's cost on a write.
 2. Delivery throughput: the messages queued in 1. sent by one sender (``FHIR_DELIVERY_BATCH``
-   at once) to a loopback HTTPS receiver with mutual TLS (``tests/delivery/receiver.py``, a
-   thread of this process: the figure is a floor).
+   at once) to a loopback HTTPS receiver with mutual TLS (``tests/delivery/receiver.py`` in
+   its own process: Python's threaded HTTP server, the figure is a floor).
 3. Latency from commit to receipt when the writing process's sender is woken by the
    commit (its tick set to 30 s, so only the wake can explain a fast delivery): one
    appointment at a time, p50 / p99 / max.
@@ -23,7 +23,9 @@ import argparse
 import asyncio
 import os
 import platform
+import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +33,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import procs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -44,7 +47,8 @@ from fhir_server.interactions import create  # noqa: E402
 from fhir_server.settings import Settings  # noqa: E402
 from tests.delivery.appointments import SYSTEM as ID_SYSTEM  # noqa: E402
 from tests.delivery.appointments import sas_appointment  # noqa: E402
-from tests.delivery.receiver import Receiver, make_pki, receiving  # noqa: E402
+from tests.delivery.receiver import Pki, make_pki  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 DOC = ROOT / "docs" / "perf.md"
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -57,7 +61,21 @@ def progress() -> Progress:
     )
 
 
-async def measure(url: str, receiver: Receiver, writes: int, samples: int) -> dict[str, float]:
+class Remote:
+    """The receiver's process: its URL and how many it received (``GET /count``)."""
+
+    def __init__(self, pki: Pki, port: int) -> None:
+        self.pki = pki
+        self.url = f"https://127.0.0.1:{port}"
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        context.load_cert_chain(pki.client_cert, pki.client_key)
+        self.client = httpx.AsyncClient(verify=context, timeout=10)
+
+    async def count(self) -> int:
+        return int((await self.client.get(f"{self.url}/count")).json()["received"])
+
+
+async def measure(url: str, receiver: Remote, writes: int, samples: int) -> dict[str, float]:
     pki = receiver.pki
     settings = Settings(
         database_url=url,
@@ -102,8 +120,9 @@ async def measure(url: str, receiver: Receiver, writes: int, samples: int) -> di
         started = time.perf_counter()
         total = await sender.run_once()
         elapsed = time.perf_counter() - started
-        if total.sent != done or len(receiver.received) != done:
-            raise RuntimeError(f"sent {total.sent}, received {len(receiver.received)} of {done}")
+        received = await receiver.count()
+        if total.sent != done or received != done:
+            raise RuntimeError(f"sent {total.sent}, received {received} of {done}")
         out["delivered"] = done / elapsed
 
         # latency: commit -> receipt, the sender woken by the commit
@@ -112,15 +131,13 @@ async def measure(url: str, receiver: Receiver, writes: int, samples: int) -> di
         with progress() as bar:
             task = bar.add_task("latency samples", total=samples)
             for i in range(samples):
-                count = len(receiver.received)
+                count = await receiver.count()
                 committed = time.perf_counter()
                 await create.create(with_outbox, "Appointment", sas_appointment(f"lat-{i}"))
                 deadline = committed + 10
-                # the receiver is a thread: polled (ASYNC110 is about coroutines)
-                while len(receiver.received) == count and time.perf_counter() < deadline:  # noqa: ASYNC110
-                    await asyncio.sleep(0.0005)
-                if len(receiver.received) == count:
-                    raise RuntimeError(f"sample {i}: nothing received within 10 s")
+                while await receiver.count() == count:  # each look: one HTTPS request (~1 ms)
+                    if time.perf_counter() > deadline:
+                        raise RuntimeError(f"sample {i}: nothing received within 10 s")
                 latencies.append(time.perf_counter() - committed)
                 bar.advance(task)
         latencies.sort()
@@ -130,6 +147,7 @@ async def measure(url: str, receiver: Receiver, writes: int, samples: int) -> di
     finally:
         await sender.stop()
         await store.close()
+        await receiver.client.aclose()
     return out
 
 
@@ -146,10 +164,22 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="fhir-bench-pki-") as tmp:
         pki = make_pki(Path(tmp))
-        with procs.postgres(bin_dir) as pg, receiving(pki) as receiver:
-            procs.migrate(pg.url, ROOT)
-            figures = asyncio.run(measure(pg.url, receiver, args.writes, args.samples))
-            version = pg.version
+        port = free_port()
+        remote = subprocess.Popen(
+            [sys.executable, "-m", "tests.delivery.receiver", tmp, str(port)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert remote.stdout is not None and remote.stdout.readline().strip() == b"ready"
+            with procs.postgres(bin_dir) as pg:
+                procs.migrate(pg.url, ROOT)
+                receiver = Remote(pki, port)
+                figures = asyncio.run(measure(pg.url, receiver, args.writes, args.samples))
+                version = pg.version
+        finally:
+            remote.communicate(timeout=30)  # closes its stdin: it stops
     command = f"python bench/delivery.py --writes {args.writes} --samples {args.samples}"
     ratio = figures["with"] / figures["without"]
     lines = [

@@ -136,6 +136,12 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def do_GET(self) -> None:
+                """``GET /count``: how many were received (a receiver in another process)."""
+                with receiver._lock:
+                    count = len(receiver.received)
+                self._reply(200, {"received": count})
+
             do_POST = _answer
             do_PUT = _answer
 
@@ -182,3 +188,29 @@ def receiving(pki: Pki, **options: Any) -> Iterator[Receiver]:
         yield receiver
     finally:
         receiver.stop()
+
+
+def main() -> None:
+    """``python -m tests.delivery.receiver DIR PORT``: a receiver in its own process, with
+    the certificates of ``make_pki(DIR)`` (benchmarks: not sharing the sender's GIL)."""
+    import sys
+
+    directory, port = Path(sys.argv[1]), int(sys.argv[2])
+    pki = Pki(
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+        directory / "client.pem",
+        directory / "client.key",
+        directory / "stranger.pem",
+        directory / "stranger.key",
+    )
+    receiver = Receiver(pki, port=port)
+    receiver.start()
+    print("ready", flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    receiver.stop()
+
+
+if __name__ == "__main__":
+    main()
