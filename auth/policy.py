@@ -272,6 +272,14 @@ class Policy:
         return Decision(False, f"the {who.role} role may not read $pull-status (admin only)")
 
     @staticmethod
+    def may_see_delivery_status(who: Who) -> Decision:
+        """Whether ``who`` may read ``$delivery-status`` (the outbox's counts and errors,
+        docs/delivery.md): the operators' view, admins only."""
+        if who.role == "admin":
+            return ALLOWED
+        return Decision(False, f"the {who.role} role may not read $delivery-status (admin only)")
+
+    @staticmethod
     def owner_of(who: Who) -> str | None:
         """Who owns what ``who`` creates: its client (software), else the person; None for
         an anonymous caller (FHIR_AUTH=none), whose rows are the unowned ones."""
@@ -350,6 +358,8 @@ class Policy:
             + ", ".join(r for r in ROLES if self.may_ingest(_Anonymous(r)))
             + "; `$pull-status` for "
             + ", ".join(r for r in ROLES if self.may_see_pull_status(_Anonymous(r)))
+            + "; `$delivery-status` for "
+            + ", ".join(r for r in ROLES if self.may_see_delivery_status(_Anonymous(r)))
             + ".",
             "",
         ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
@@ -22,6 +22,7 @@ from auth.oidc import OidcClient, OidcClientConfig
 from auth.policy import Policy
 from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
+from fhir_server.api import delivery as delivery_api
 from fhir_server.api import http, login, outcomes, routes
 from fhir_server.api import ingest as ingest_api
 from fhir_server.api import pull as pull_api
@@ -34,6 +35,10 @@ from fhir_server.audit.writer import AuditWriter
 from fhir_server.availability import agendas
 from fhir_server.availability.search import AvailabilitySearch
 from fhir_server.core.caller import Caller
+from fhir_server.delivery.hooks import WriteHook
+from fhir_server.delivery.queue import Backoff, Queue
+from fhir_server.delivery.sas import SasOutbox
+from fhir_server.delivery.sender import SasSender, SasTarget, process_id
 from fhir_server.ingest.pull.config import load_sources
 from fhir_server.ingest.pull.scheduler import Puller
 from fhir_server.ingest.pull.state import states_of
@@ -142,9 +147,12 @@ def _validator_for(package_path: Path, terminology_paths: tuple[Path, ...]) -> V
     return validator
 
 
-def make_context(settings: Settings, store: Store) -> Context:
+def make_context(
+    settings: Settings, store: Store, wake: Callable[[], None] | None = None
+) -> Context:
     """The interactions' context; the search registry is R4 plus the manifest's packages found
-    in ``settings.package_path`` (read once per cache path)."""
+    in ``settings.package_path`` (read once per cache path). ``wake``: this process's
+    delivery sender, woken when a write queued a message (``make_sender``)."""
     validator = make_validator(settings)
     required = _required_profiles(settings, validator)
     registry = registry_for(settings.package_path)
@@ -171,6 +179,35 @@ def make_context(settings: Settings, store: Store) -> Context:
         unique_identifiers=frozenset(settings.unique_identifiers),
         strict_conditional_ids=settings.conditional_update_id == "strict",
         referential_integrity=settings.referential_integrity,
+        write_hooks=make_write_hooks(settings, wake),
+    )
+
+
+def make_write_hooks(settings: Settings, wake: Callable[[], None] | None) -> tuple[WriteHook, ...]:
+    """The outboxes the write path feeds (docs/delivery.md): the SAS appointment push when
+    FHIR_SAS_APPOINTMENTS_URL is set, from every command that writes."""
+    if not settings.sas_appointments_url:
+        return ()
+    return (SasOutbox(settings.sas_identifier_system, wake),)
+
+
+def make_sender(settings: Settings, store: Store) -> SasSender | None:
+    """This process's SAS sender (FHIR_SAS_*, FHIR_DELIVERY_*); None without a SAS URL."""
+    if not settings.sas_appointments_url:
+        return None
+    backoff = Backoff(settings.delivery_backoff_first, settings.delivery_backoff_max)
+    target = SasTarget(
+        settings.sas_appointments_url,
+        client_cert=settings.sas_client_cert,
+        client_key=settings.sas_client_key,
+        ca_file=settings.sas_ca_file,
+    )
+    return SasSender(
+        Queue(store, process_id(), backoff),
+        target,
+        timeout=settings.delivery_timeout,
+        batch=settings.delivery_batch,
+        tick=settings.delivery_tick,
     )
 
 
@@ -324,7 +361,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         if own_store:
             await prepare_schema(settings, active)  # SQLite sets itself up
         authn = make_authenticator(settings)
-        app.state.wiring = routes.Wiring(make_context(settings, active), settings, authn)
+        # every process sends the outbox (docs/delivery.md), woken by its own writes
+        sender = make_sender(settings, active)
+        app.state.delivery = sender
+        sending = sender is not None and settings.delivery_in_serve
+        wake = sender.wake if sender is not None and sending else None
+        app.state.wiring = routes.Wiring(make_context(settings, active, wake), settings, authn)
         app.state.web = make_web_login(settings)
         app.state.audit = audit
         if audit is not None:
@@ -343,9 +385,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.pull = make_puller(settings, app.state.wiring.ctx)
         if app.state.pull is not None and settings.pull_in_serve:
             app.state.pull.start()
+        if sender is not None and sending:
+            sender.start()
         try:
             yield
         finally:
+            if sender is not None:
+                await sender.stop()
             if app.state.pull is not None:
                 await app.state.pull.stop()
             if warming is not None:
@@ -381,6 +427,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     app.include_router(ingest_api.router())  # POST /$ingest, before POST /{type}
     app.include_router(pull_api.router())  # GET /$pull-status, before GET /{type}
+    app.include_router(delivery_api.router())  # GET /$delivery-status, before GET /{type}
     app.include_router(routes.router())
 
     return app

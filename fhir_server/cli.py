@@ -108,6 +108,7 @@ def serve(
     _require_schema(settings, migrate)
     _check_tls(settings)
     _check_pull_sources(settings)
+    _check_delivery(settings)
     if workers > 1:
         from fhir_server.workers import serve_workers
 
@@ -164,6 +165,32 @@ def _check_pull_sources(settings: Settings) -> None:
         load_sources(settings.pull_sources)
     except PullConfigError as exc:
         _say(f"FHIR_PULL_SOURCES: {exc}", "red")
+        raise typer.Exit(2) from None
+
+
+def _check_delivery(settings: Settings) -> None:
+    """Exit 2 on a SAS push configuration that cannot work (FHIR_SAS_*, docs/delivery.md):
+    said at start rather than every message retried for ever. Never prints a key."""
+    if not settings.sas_appointments_url:
+        return
+    if not settings.sas_appointments_url.startswith("https://"):
+        _say("FHIR_SAS_APPOINTMENTS_URL must be an https:// URL (mutual TLS)", "red")
+        raise typer.Exit(2)
+    if (settings.sas_client_cert is None) != (settings.sas_client_key is None):
+        _say("FHIR_SAS_CLIENT_CERT and FHIR_SAS_CLIENT_KEY go together", "red")
+        raise typer.Exit(2)
+    from fhir_server.delivery.sender import SasTarget
+
+    target = SasTarget(
+        settings.sas_appointments_url,
+        settings.sas_client_cert,
+        settings.sas_client_key,
+        settings.sas_ca_file,
+    )
+    try:
+        target.tls()
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        _say(f"cannot set up TLS towards the SAS platform: {type(exc).__name__}", "red")
         raise typer.Exit(2) from None
 
 
@@ -237,6 +264,78 @@ def pull(
         if o.error:
             _say(f"{o.source}: {o.error}", "red")
     if any(o.error for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def deliver(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Send what is due now (retries waiting stay queued), then exit"
+        ),
+    ] = False,
+) -> None:
+    """Send the outbox to the SAS platform (FHIR_SAS_APPOINTMENTS_URL, docs/delivery.md):
+    forever, beside any `serve` processes on the same database (each message sent by one
+    at a time, each appointment's versions in order), or `--once`. Exit 1 when messages
+    are left unsent or failed (--once), 2 without FHIR_SAS_APPOINTMENTS_URL."""
+    from fhir_server.app import make_sender, make_store
+    from fhir_server.delivery.queue import FAILED, PENDING, SENDING
+    from fhir_server.delivery.sender import MAX_ROUNDS, Round
+
+    settings = _batch_settings()
+    if not settings.sas_appointments_url:
+        _say("FHIR_SAS_APPOINTMENTS_URL is not set: nowhere to deliver (docs/delivery.md)", "red")
+        raise typer.Exit(2)
+    _check_delivery(settings)
+
+    async def run() -> tuple[Round, dict[str, int]]:
+        store = make_store(settings)
+        await store.migrate()
+        sender = make_sender(settings, store)
+        assert sender is not None
+        total = Round()
+        try:
+            if not once:
+                # SIGTERM or Ctrl-C: the round in flight ends (its outcomes recorded), then
+                # the command exits
+                stopping = asyncio.Event()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
+                sender.start()
+                await stopping.wait()
+                return total, {}
+            with _counting_progress() as progress:
+                task = progress.add_task("delivering", total=None)
+                for _ in range(MAX_ROUNDS):
+                    done = await sender.send_due()
+                    total.add(done)
+                    progress.update(task, completed=total.sent + total.failed)
+                    if done.claimed == 0:
+                        break
+            status = (await sender.queue.status("sas")).get("sas")
+            return total, dict(status.counts) if status else {}
+        finally:
+            await sender.stop()
+            await store.close()
+
+    total, counts = asyncio.run(run())
+    if not once:
+        return
+    table_out = Table(title="delivery report (channel sas)")
+    for column in ("sent", "retried", "failed", "pending", "failed in all"):
+        table_out.add_column(column, justify="right")
+    left = counts.get(PENDING, 0) + counts.get(SENDING, 0)
+    table_out.add_row(
+        str(total.sent),
+        str(total.retried),
+        str(total.failed),
+        str(left),
+        str(counts.get(FAILED, 0)),
+    )
+    console.print(table_out)
+    if left or total.failed:
         raise typer.Exit(1)
 
 

@@ -303,6 +303,59 @@ class Settings(BaseSettings):
         "after its last step",
     )
 
+    # -- delivery: the persistent outbox and the SAS appointment push (docs/delivery.md) --
+    sas_appointments_url: str | None = Field(
+        None,
+        description="Base URL of the SAS platform's appointment API (INT_R03): an Appointment "
+        "made through SAS is pushed to `POST {url}/Appointment`, its later versions to `PUT "
+        "{url}/Appointment?identifier=`; unset: nothing is queued nor sent",
+    )
+    sas_client_cert: Path | None = Field(
+        None, description="Our client certificate (PEM) for the mTLS connection to the SAS"
+    )
+    sas_client_key: Path | None = Field(
+        None, description="The key of FHIR_SAS_CLIENT_CERT (PEM); never logged"
+    )
+    sas_ca_file: Path | None = Field(
+        None,
+        description="CA bundle that signed the SAS platform's server certificate (default: "
+        "the system's)",
+    )
+    sas_identifier_system: str = Field(
+        "urn:ietf:rfc:3986",
+        description="System of the appointment identifier the SAS platform knows our "
+        "appointments by (our software's OID or URL, INT_R03); an Appointment without one "
+        "gets this system with its resource id as value",
+    )
+    delivery_in_serve: bool = Field(
+        True,
+        description="Send the outbox from every `serve` process (false: only `fhir-server "
+        "deliver` sends)",
+    )
+    delivery_tick: float = Field(
+        1.0,
+        gt=0,
+        le=300,
+        description="Seconds between two looks of a sender for due messages (a local write "
+        "wakes it at once)",
+    )
+    delivery_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds one send may take (connect and answer)"
+    )
+    delivery_backoff_first: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="Seconds before the first retry of a failed send; doubles each attempt, "
+        "with jitter",
+    )
+    delivery_backoff_max: float = Field(
+        300.0, ge=0, le=86400, description="Longest wait between two attempts of a message"
+    )
+    delivery_batch: int = Field(
+        32, ge=1, le=1000, description="Messages one sender claims and sends at a time"
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

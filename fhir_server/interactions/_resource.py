@@ -123,6 +123,8 @@ async def write_version(
         labels=access.labels_of(resource, previous),
     )
     await session.put(stored, index, previous)
+    for hook in ctx.write_hooks:  # the outboxes: their rows commit with this version
+        await hook.wrote(session, stored, previous)
     if ctx.referential_integrity:
         # After ``put``: a resource may reference itself.
         pending = references if references is not None else PendingReferences()

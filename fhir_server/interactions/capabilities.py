@@ -34,6 +34,7 @@ OPERATION_BASE = "https://github.com/sas-fhir-server/OperationDefinition"
 SYSTEM_OPERATIONS = {
     "ingest": "POST a vendor feed, reconciled per practitioner (docs/ingest.md)",
     "pull-status": "the pulled sources' freshness, admins only (docs/pull.md)",
+    "delivery-status": "the outbox's counts, retries and failures, admins only (docs/delivery.md)",
 }
 
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from auth.policy import Policy
 from fhir_server.core.caller import Caller
 from fhir_server.core.roles import Role
+from fhir_server.delivery.hooks import WriteHook
 from fhir_server.interactions.instants import Remembered
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.parameters import Registry
@@ -44,6 +45,9 @@ class Context:
     # how searches run (search/execute.py: page sizes, histories' too; cursor key; cache);
     # None: SQL searches with this context's registry and zone, default page sizes
     searcher: Searcher | None = field(default=None, compare=False, hash=False)
+    # called after each version written, in its transaction (delivery/hooks.py): the
+    # outboxes (the SAS appointment push, docs/delivery.md)
+    write_hooks: tuple[WriteHook, ...] = field(default=(), compare=False, hash=False)
     # which stored versions' times need rewriting in search answers (instants.py)
     retimed: Remembered = field(default_factory=Remembered, compare=False, hash=False)
 

@@ -185,6 +185,8 @@ class SqlWriteSession(SqlReadSession):
         self._clear: set[int] = set()
         self._touched: set[str] = set()  # change keys of the old and new versions written
         self._known: dict[Key, Stored | None] = {}  # prefetched current versions, not written
+        self._after_commit: list[Callable[[], None]] = []
+        self._later: dict[Table, list[dict[str, Any]]] = {}  # other parts' rows (insert_later)
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -289,8 +291,29 @@ class SqlWriteSession(SqlReadSession):
             self._index.clear()
             self._clear.clear()
             self._known.clear()
+            self._later.clear()
             self._touched = touched
             raise
+
+    async def execute(
+        self,
+        statement: Executable,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        result = await self.conn.execute(statement, params)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def insert_later(self, table: Table, row: Mapping[str, Any]) -> None:
+        self._later.setdefault(table, []).append(dict(row))
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)
+
+    def committed(self) -> None:
+        """The transaction committed: run the ``after_commit`` callbacks (once)."""
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
     async def scan(self, res_type: str | None, after_pk: int, limit: int) -> list[Stored]:
         await self.flush()
@@ -351,6 +374,9 @@ class SqlWriteSession(SqlReadSession):
                     )
             self._index.clear()
             batches += [(schema.INDEX_TABLES[k], rows) for k, rows in by_kind.items() if rows]
+        if self._later:
+            later, self._later = self._later, {}
+            batches += list(later.items())
         if batches:
             await self._insert_batches(batches)
 
@@ -550,6 +576,7 @@ class SqlStore:
                 session = self.write_session_class(conn, caller, self.visible, self.scope(caller))
                 yield session
                 await session.finish()
+            session.committed()
 
     def _write_engine(self) -> AsyncEngine:
         return self.engine

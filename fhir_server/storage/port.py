@@ -23,13 +23,13 @@ migration (``migrate.SchemaState``); ``migrate`` brings it there.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Table
 from sqlalchemy.sql import Executable, FromClause
 
 from auth.policy import Policy, ReadScope
@@ -135,6 +135,30 @@ class WriteSession(ReadSession, Protocol):
 
     async def replace_index(self, pk: int, res_type: str, index: IndexRows) -> None:
         """Replace the index rows of a stored resource; the resource itself is unchanged."""
+        ...
+
+    async def execute(
+        self,
+        statement: Executable,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Run a write statement of a part of the server that keeps its own table beside
+        the resources (the delivery outbox, ``delivery/queue.py``) in this transaction: it
+        commits with the versions written, or not at all (undone with a savepoint too).
+        ``params``: the values of its bind parameters (one mapping, or one per row: a
+        statement built once). The number of rows it changed."""
+        ...
+
+    def insert_later(self, table: Table, row: Mapping[str, Any]) -> None:
+        """Insert ``row`` into ``table`` (a table of another part of the server, such as the
+        delivery outbox) with this session's buffered rows: at its next flush, before its
+        commit, in the same statement as the versions' history and index rows where the
+        engine can (PostgreSQL): no round trip of its own. Undone with a savepoint too."""
+        ...
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction has committed (never if it rolls back):
+        a writer wakes what waits for its rows (the local delivery sender)."""
         ...
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from fhir_server.storage.types import UtcDateTime
@@ -187,3 +188,38 @@ INDEX_TABLES: dict[str, Table] = {
     "ref_date": idx_ref_date,  # not a parameter type: pairs of parameters
     WATCH_KIND: idx_watch,  # not a parameter type: change keys
 }
+
+# The delivery outbox (``fhir_server/delivery/queue.py``, docs/delivery.md): one row per
+# message to send (a version of a resource to the SAS platform, a notification), written in
+# the same transaction as the version it carries, then claimed, sent and marked by the
+# senders of every server process.
+_UNSENT = "state IN ('pending', 'sending')"
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("channel", String(128), nullable=False),  # "sas", "subscription/<id>"
+    Column("key", String(200), nullable=False),  # ordering key: "Appointment/123"
+    Column("res_type", String(64), nullable=True),
+    Column("res_id", String(64), nullable=True),
+    Column("version", Integer, nullable=True),
+    Column("body", LargeBinary, nullable=True),  # what to send; NULL: the version itself
+    Column("headers", Text, nullable=True),  # JSON object, extra headers or parameters
+    Column("state", String(16), nullable=False),  # pending, sending, sent, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", UTC_TIME, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", UTC_TIME, nullable=True),
+    Column("last_status", Integer, nullable=True),  # the receiver's last HTTP status
+    Column("last_error", Text, nullable=True),
+    Column("created", UTC_TIME, nullable=False),
+    Column("sent", UTC_TIME, nullable=True),
+    # the unsent rows only: claims stay fast however many sent rows the table keeps
+    Index(
+        "ix_deliveries_unsent",
+        "id",
+        postgresql_where=text(_UNSENT),
+        sqlite_where=text(_UNSENT),
+    ),
+    Index("ix_deliveries_channel_key", "channel", "key", "id"),
+)

@@ -196,6 +196,7 @@ class SqliteStore(SqlStore):
                     await session.finish()
             finally:
                 self._write_lock.release()
+            session.committed()
 
     async def _turn_to_write(self) -> None:
         """The in-process writers' queue: waiting longer than ``pool_timeout`` is a 503,
