@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from fhir_server.booking import rules
+from fhir_server.booking import rules, sas_content
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM
 from fhir_server.core.fhirtime import format_instant, utcnow
@@ -98,11 +98,34 @@ async def apply(
         row = stored[slot_id]
         assert row is not None  # check_takeable passed
         await _write_status(ctx, session, row, "busy")
+    if appointment is not None and change.take:
+        await _complete(ctx, appointment, states[change.take[0]])
     for slot_id in change.leave:
         row = stored[slot_id]
         state = states.get(slot_id)
         if row is not None and state is not None and rules.frees(state, now):
             await _write_status(ctx, session, row, "free")
+
+
+async def _complete(ctx: Context, appointment: dict[str, Any], slot: rules.SlotState) -> None:
+    """FrAppointmentSAS content the booking left out (``booking/sas_content.py``): the
+    booking person as operator, the slot's practitioner by IDNPS (from its Schedule)."""
+    if ctx.caller.user_id:
+        sas_content.add_operator(appointment, sas_content.idnps_of_person(ctx.caller.user_id))
+    if slot.schedule is None or not slot.schedule.startswith("Schedule/"):
+        return
+    # Read outside the transaction, without locks: bookings of one Schedule must not queue
+    # on its row (the practitioner's identifier is not what the booking decides on).
+    schedule = _content(await ctx.store.read("Schedule", slot.schedule.removeprefix("Schedule/")))
+    for actor in (schedule or {}).get("actor") or ():
+        ref = actor.get("reference") if isinstance(actor, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("Practitioner/"):
+            continue
+        practitioner = _content(await ctx.store.read("Practitioner", ref.split("/", 1)[1]))
+        idnps = sas_content.practitioner_idnps(practitioner or {})
+        if idnps:
+            sas_content.add_practitioner(appointment, idnps)
+            return
 
 
 def _content(stored: Stored | None) -> dict[str, Any] | None:
