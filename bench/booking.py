@@ -282,8 +282,8 @@ def report(out: dict[str, Phase], args: argparse.Namespace, command: str) -> str
         row = [
             p.name,
             str(len(p.latencies)),
-            f"{p.rate:.0f}",
-            f"{p.rate_of(201):.0f}",
+            f"{p.rate:.1f}",
+            f"{p.rate_of(201):.1f}",
             str(p.codes.get(409, 0)),
             f"{p.pct(0.5):.1f}",
             f"{p.pct(0.99):.1f}",
