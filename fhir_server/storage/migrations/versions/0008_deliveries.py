@@ -1,7 +1,7 @@
 """deliveries: the persistent outbox of messages to other parties (docs/delivery.md)
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07 10:35:00
 
 One row per message (a version of an Appointment for the SAS platform, a subscription's
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
