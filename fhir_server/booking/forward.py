@@ -121,10 +121,9 @@ def for_owner(appointment: FhirJson, remote_slot: str, key: FhirJson) -> FhirJso
     out = copy.deepcopy(appointment)
     for local in ("id", "text", "contained"):
         out.pop(local, None)
-    meta = out.get("meta") if isinstance(out.get("meta"), dict) else {}
-    out["meta"] = {"profile": meta["profile"]} if meta.get("profile") else {}
-    if not out["meta"]:
-        del out["meta"]
+    meta = out.pop("meta", None)
+    if isinstance(meta, dict) and meta.get("profile"):
+        out["meta"] = {"profile": meta["profile"]}  # versionId, lastUpdated: ours
     out["identifier"] = [key]
     out["slot"] = [{"reference": f"Slot/{remote_slot}"}]
     participants = []
@@ -208,7 +207,8 @@ async def _send(
             str(owner.ca) if owner.ca else None,
         )
     except (OSError, ssl.SSLError) as exc:
-        raise Unreachable(owner.name, f"cannot load the TLS material: {exc}", 0, timed_out=False)
+        reason = f"cannot load the TLS material: {exc}"
+        raise Unreachable(owner.name, reason, 0, timed_out=False) from None
     attempts = 0
     reason = "no attempt"
     timed_out = False

@@ -27,6 +27,7 @@ from fhir_server.booking.forward import (
 from tests.booking.vendor import vendor_server
 from tests.e2e.tls_support import make_certs
 
+IDNPS = {"system": "http://interopsante.org/fhir/CodeSystem/fr-v2-0203", "code": "IDNPS"}
 FAST = Limits(timeout=2.0, retries=3, deadline=6.0, backoff=0.05)
 OPERATOR = {
     "url": "http://interopsante.org/fhir/StructureDefinition/FrAppointmentOperator",
