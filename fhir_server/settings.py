@@ -302,6 +302,34 @@ class Settings(BaseSettings):
         "whole, or one ingest); a process that dies mid-pull frees its sources that long "
         "after its last step",
     )
+    # Booking slots pulled from a remote vendor at their owner first (docs/forwarding.md)
+    forward_bookings: bool = Field(
+        True,
+        description="Book slots pulled from a `sas-fhir` source at that vendor's SAS API "
+        "first (recorded here only once it confirms); false: book them locally only",
+    )
+    forward_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds for each request to the owner, whole"
+    )
+    forward_retries: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Attempts after the first on a connection error, timeout, 408, 429 or 5xx",
+    )
+    forward_deadline: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Seconds for all attempts and waits of one forwarded request together; "
+        "past it the client gets 503/504 and nothing is stored",
+    )
+    forward_backoff: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="Seconds before the first retry, doubled each time (jittered down to half)",
+    )
 
     @field_validator("timezone")
     @classmethod

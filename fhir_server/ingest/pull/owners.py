@@ -15,10 +15,6 @@ from fhir_server.ingest.pull.config import PullSource
 from mappings import sas
 
 
-class OwnersError(Exception):
-    """Two sources would own the same slots (the same ``vendor``)."""
-
-
 def slot_system(source: PullSource) -> str:
     system: str = sas.vendor_identifier(source.vendor or "sas-fhir", "slot", "")["system"]
     return system
@@ -42,12 +38,6 @@ def remote_owners(sources: Iterable[PullSource], limits: Limits) -> Owners:
     for source in sources:
         if source.format != "sas-fhir" or not source.enabled:
             continue
-        system = slot_system(source)
-        if system in by_system:
-            # the same vendor's slots from two sources: which one to book at is unknowable
-            raise OwnersError(
-                f"sources {by_system[system].name} and {source.name} both store the slots of "
-                f"vendor {source.vendor or 'sas-fhir'!r}: give each its own `vendor`"
-            )
-        by_system[system] = owner_of(source)
+        # one address per vendor: the sources file refuses two (config.PullConfig)
+        by_system.setdefault(slot_system(source), owner_of(source))
     return Owners(by_system, limits)

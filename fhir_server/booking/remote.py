@@ -1,0 +1,125 @@
+"""The booking path's view of forwarding (docs/forwarding.md): is this slot owned by a
+remote vendor, and if so book or cancel it there first, turning the owner's answer into
+what our client gets (``core.errors``). No database here: the caller records the booking
+locally only after ``book`` returned, outside any transaction held during the call.
+
+- the owner confirms: ``book`` returns the Appointment to store (its one identifier the key
+  the owner knows it by, so a cancel can be forwarded too);
+- the owner refuses (4xx): 409 with the owner's reason;
+- no decision by the deadline: 504 when the last attempt got no answer in time (the owner
+  may have booked: the same identifier again finds it), else 503 (refused connections,
+  5xx); nothing stored either way.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import structlog
+
+from fhir_server.booking.forward import (
+    FhirJson,
+    Owner,
+    Owners,
+    Refused,
+    Unreachable,
+    booking_key,
+    cancel,
+    create,
+    for_owner,
+)
+from fhir_server.core.errors import FhirError, Issue, busy, conflict
+
+log = structlog.get_logger(__name__)
+
+
+class OwnerTimeout(FhirError):
+    """The slot's owner gave no answer in time (504): its decision is unknown."""
+
+
+def _failed(owner: Owner, doing: str, exc: Unreachable | Refused) -> FhirError:
+    if isinstance(exc, Refused):
+        return conflict(
+            f"the slot's owner ({owner.name}) refused the {doing}: {exc.reason}",
+            code="conflict",
+        )
+    said = (
+        f"the slot's owner ({owner.name}) did not confirm the {doing} after "
+        f"{exc.attempts} attempt(s): {exc.reason}; nothing was recorded"
+    )
+    if exc.timed_out:
+        return OwnerTimeout(issues=[Issue("timeout", said)], status=504)
+    error = busy(said, code="transient")
+    error.headers["Retry-After"] = "30"
+    return error
+
+
+@dataclass(frozen=True)
+class RemoteBooking:
+    """The ``Forwarder`` of the booking path: the owners of pulled slots, and how long to
+    try them (``Owners.limits``, from FHIR_FORWARD_*)."""
+
+    owners: Owners
+
+    def owner_of(self, slot: FhirJson) -> tuple[Owner, str] | None:
+        return self.owners.of_slot(slot)
+
+    async def book(self, slot: FhirJson, appointment: FhirJson) -> FhirJson | None:
+        """None when ``slot`` is ours. Otherwise book it at its owner first and return the
+        Appointment to record here (our content, identified by the key the owner knows);
+        raises 409 / 503 / 504 (``core.errors``) when the owner does not confirm."""
+        found = self.owner_of(slot)
+        if found is None:
+            return None
+        owner, remote_slot = found
+        key = booking_key(appointment)
+        try:
+            await create(owner, for_owner(appointment, remote_slot, key), key, self.owners.limits)
+        except (Refused, Unreachable) as exc:
+            raise _failed(owner, "booking", exc) from None
+        local = copy.deepcopy(appointment)
+        local["identifier"] = [key]
+        return local
+
+    async def cancel(self, slot: FhirJson, appointment: FhirJson) -> bool:
+        """Cancel at the owner first (``PUT [base]/Appointment?identifier=``); False when
+        ``slot`` is ours; raises like ``book`` when the owner does not confirm (the local
+        appointment then stays as it is)."""
+        found = self.owner_of(slot)
+        if found is None:
+            return False
+        owner, remote_slot = found
+        key = booking_key(appointment)
+        body = for_owner(appointment, remote_slot, key) | {"status": "cancelled"}
+        try:
+            await cancel(owner, body, key, self.owners.limits)
+        except (Refused, Unreachable) as exc:
+            raise _failed(owner, "cancel", exc) from None
+        return True
+
+    async def undo(self, slot: FhirJson, appointment: FhirJson) -> None:
+        """The owner confirmed but the local write failed: cancel it at the owner so the
+        slot is not held there for nobody. Never raises; an undo that fails is logged
+        (owner and identifier, no patient data) for the operator."""
+        found = self.owner_of(slot)
+        if found is None:
+            return
+        owner, remote_slot = found
+        key = booking_key(appointment)
+        body = for_owner(appointment, remote_slot, key) | {"status": "cancelled"}
+        try:
+            await cancel(owner, body, key, self.owners.limits)
+        except (Refused, Unreachable) as exc:
+            log.error(
+                "forwarded booking left at its owner",
+                owner=owner.name,
+                identifier=f"{key['system']}|{key['value']}",
+                reason=exc.reason,
+            )
+        else:
+            log.warning(
+                "forwarded booking cancelled at its owner: the local write failed",
+                owner=owner.name,
+                identifier=f"{key['system']}|{key['value']}",
+            )
