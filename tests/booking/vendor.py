@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ssl import SSLContext
 from typing import Any
@@ -29,6 +30,7 @@ class Vendor:
     taken: dict[str, str] = field(default_factory=dict)  # slot id -> identifier
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     created: int = 0
+    searchset: bytes = b""  # the answer to GET .../Slot (the SAS slot search), for pulls
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -72,6 +74,14 @@ def _handler(vendor: Vendor) -> type[BaseHTTPRequestHandler]:
                 return step, True
             return step, False
 
+        def do_GET(self) -> None:
+            with vendor.lock:
+                vendor.requests.append(("GET", self.path, dict(self.headers.items())))
+            if urlsplit(self.path).path.endswith("/Slot") and vendor.searchset:
+                self._answer(200, vendor.searchset)
+            else:
+                self._answer(404, outcome("not found"))
+
         def do_POST(self) -> None:
             body = self._body()
             with vendor.lock:
@@ -85,7 +95,7 @@ def _handler(vendor: Vendor) -> type[BaseHTTPRequestHandler]:
             self._answer(status, answer)
 
         def _book(self, body: Any) -> tuple[int, bytes]:
-            if urlsplit(self.path).path != "/Appointment" or not isinstance(body, dict):
+            if not urlsplit(self.path).path.endswith("/Appointment") or not isinstance(body, dict):
                 return 400, outcome("not an Appointment")
             key = self.headers.get("If-None-Exist", "").removeprefix("identifier=")
             slot = str(((body.get("slot") or [{}])[0]).get("reference", "")).split("/")[-1]
@@ -121,6 +131,98 @@ def _handler(vendor: Vendor) -> type[BaseHTTPRequestHandler]:
             self._answer(*answer)
 
     return Handler
+
+
+IDNPS = {"system": "http://interopsante.org/fhir/CodeSystem/fr-v2-0203", "code": "IDNPS"}
+LOCATION_INTRN = {
+    "system": "http://interopsante.org/fhir/CodeSystem/fr-location-identifier-type",
+    "code": "INTRN",
+}
+SLOT_PROFILE = "http://sas.fr/fhir/StructureDefinition/FrSlotAgregateur"
+
+
+def searchset(slots: dict[str, datetime], rpps: str = "10000000015") -> bytes:
+    """A SAS slot search answer: one practitioner (``8`` + ``rpps``), its Schedule and
+    Role, and a free 15-minute Slot per (vendor id, start)."""
+    entries: list[dict[str, Any]] = [
+        {
+            "resourceType": "Practitioner",
+            "id": "pr-1",
+            "identifier": [
+                {
+                    "type": {"coding": [IDNPS]},
+                    "system": "urn:oid:1.2.250.1.71.4.2.1",
+                    "value": "8" + rpps,
+                }
+            ],
+            "name": [{"family": "Martinot", "given": ["Agathe"]}],
+        },
+        {
+            "resourceType": "PractitionerRole",
+            "id": "role-1",
+            "contained": [
+                {
+                    "resourceType": "Location",
+                    "id": "l1",
+                    "identifier": [
+                        {
+                            "type": {"coding": [LOCATION_INTRN]},
+                            "system": "urn:oid:1.1.111.1.111.1.1.1",
+                            "value": "cab-1",
+                        }
+                    ],
+                    "address": {
+                        "line": ["9 allée des Peupliers"],
+                        "city": "Agen",
+                        "postalCode": "47000",
+                    },
+                }
+            ],
+            "practitioner": {"reference": "Practitioner/pr-1"},
+            "location": [{"reference": "#l1"}],
+        },
+        {
+            "resourceType": "Schedule",
+            "id": "sch-1",
+            "actor": [{"reference": "Practitioner/pr-1"}, {"reference": "PractitionerRole/role-1"}],
+        },
+    ]
+    for rid, start in slots.items():
+        entries.append(
+            {
+                "resourceType": "Slot",
+                "id": rid,
+                "meta": {"profile": [SLOT_PROFILE]},
+                "serviceType": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                "code": "AMB",
+                            }
+                        ]
+                    }
+                ],
+                "schedule": {"reference": "Schedule/sch-1"},
+                "status": "free",
+                "start": start.isoformat(timespec="milliseconds"),
+                "end": (start + timedelta(minutes=15)).isoformat(timespec="milliseconds"),
+            }
+        )
+    return orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(slots),
+            "entry": [
+                {
+                    "resource": r,
+                    "search": {"mode": "match" if r["resourceType"] == "Slot" else "include"},
+                }
+                for r in entries
+            ],
+        }
+    )
 
 
 @contextmanager
