@@ -11,8 +11,9 @@ Every attempt carries the same identifier, ``If-None-Exist`` and ``Idempotency-K
 retry after a lost answer finds the first appointment instead of making a second one.
 
 Outcomes: ``Confirmed`` (the owner's Appointment), ``Refused`` (the owner said no: its
-reason), ``Unreachable`` (no decision within the deadline; ``timed_out`` when the last
-attempt got no answer in time, so the owner may have booked). Messages never carry a
+reason), ``Unreachable`` (no decision within the deadline; ``uncertain`` when an attempt
+may have reached the owner without its answer reaching us: a timeout, a connection lost
+mid-answer; the owner may then have booked). Messages never carry a
 header, a key, a certificate, or patient data.
 """
 
@@ -101,9 +102,9 @@ class Refused(ForwardError):
 class Unreachable(ForwardError):
     """No decision from the owner within the deadline (or its answers were unusable)."""
 
-    def __init__(self, owner: str, reason: str, attempts: int, *, timed_out: bool) -> None:
+    def __init__(self, owner: str, reason: str, attempts: int, *, uncertain: bool) -> None:
         super().__init__(owner, reason, attempts)
-        self.timed_out = timed_out
+        self.uncertain = uncertain  # the owner may have acted on one of the attempts
 
 
 def booking_key(appointment: FhirJson) -> FhirJson:
@@ -208,10 +209,10 @@ async def _send(
         )
     except (OSError, ssl.SSLError) as exc:
         reason = f"cannot load the TLS material: {exc}"
-        raise Unreachable(owner.name, reason, 0, timed_out=False) from None
+        raise Unreachable(owner.name, reason, 0, uncertain=False) from None
     attempts = 0
     reason = "no attempt"
-    timed_out = False
+    uncertain = False  # sticky: a later failure does not undo what an earlier one left open
     async with httpx.AsyncClient(
         verify=verify, follow_redirects=False, timeout=httpx.Timeout(limits.timeout)
     ) as client:
@@ -224,11 +225,12 @@ async def _send(
                 async with asyncio.timeout(min(limits.timeout, left)):
                     status, answer = await _attempt(client, method, url, content, all_headers)
             except TimeoutError:
-                reason, timed_out = "no answer within the timeout", True
-            except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-                reason, timed_out = f"{type(exc).__name__}: {_short(exc)}", False
+                reason, uncertain = "no answer within the timeout", True
+            except (httpx.ConnectError, httpx.ConnectTimeout, ssl.SSLError, OSError) as exc:
+                reason = f"{type(exc).__name__}: {_short(exc)}"  # never sent
+            except httpx.HTTPError as exc:
+                reason, uncertain = f"{type(exc).__name__}: {_short(exc)}", True
             else:
-                timed_out = False
                 outcome = _decide(owner, status, answer, attempts)
                 if isinstance(outcome, Confirmed):
                     _logged(owner, method, "confirmed", attempts, started, status)
@@ -241,10 +243,10 @@ async def _send(
             if attempts > limits.retries or time.monotonic() + wait >= ends:
                 break
             await asyncio.sleep(wait)
-    if time.monotonic() >= ends and not timed_out:
+    if time.monotonic() >= ends:
         reason = f"{reason} (deadline of {limits.deadline:g} s passed)"
     _logged(owner, method, "unreachable", attempts, started, None, reason=reason)
-    raise Unreachable(owner.name, reason, attempts, timed_out=timed_out)
+    raise Unreachable(owner.name, reason, attempts, uncertain=uncertain)
 
 
 async def _attempt(

@@ -6,9 +6,10 @@ locally only after ``book`` returned, outside any transaction held during the ca
 - the owner confirms: ``book`` returns the Appointment to store (its one identifier the key
   the owner knows it by, so a cancel can be forwarded too);
 - the owner refuses (4xx): 409 with the owner's reason;
-- no decision by the deadline: 504 when the last attempt got no answer in time (the owner
-  may have booked: the same identifier again finds it), else 503 (refused connections,
-  5xx); nothing stored either way.
+- no decision by the deadline: 504 when an attempt may have reached the owner without its
+  answer reaching us (a timeout, a connection lost mid-answer: the owner may have booked;
+  the same identifier again finds it), else 503 (refused connections, 5xx, 408, 429);
+  nothing stored either way.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _failed(owner: Owner, doing: str, exc: Unreachable | Refused) -> FhirError:
         f"the slot's owner ({owner.name}) did not confirm the {doing} after "
         f"{exc.attempts} attempt(s): {exc.reason}; nothing was recorded"
     )
-    if exc.timed_out:
+    if exc.uncertain:
         return OwnerTimeout(issues=[Issue("timeout", said)], status=504)
     error = busy(said, code="transient")
     error.headers["Retry-After"] = "30"
@@ -77,6 +78,14 @@ class RemoteBooking:
         try:
             await create(owner, for_owner(appointment, remote_slot, key), key, self.owners.limits)
         except (Refused, Unreachable) as exc:
+            if isinstance(exc, Unreachable) and exc.uncertain:
+                # the owner may hold it: the client's retry with the same identifier finds
+                # it; a generated key is only in this line, for the operator
+                log.warning(
+                    "forwarded booking outcome unknown",
+                    owner=owner.name,
+                    identifier=f"{key['system']}|{key['value']}",
+                )
             raise _failed(owner, "booking", exc) from None
         local = copy.deepcopy(appointment)
         local["identifier"] = [key]

@@ -164,6 +164,25 @@ async def test_a_lost_answer_is_retried_without_a_second_appointment() -> None:
         assert vendor.created == 1
 
 
+async def test_a_connection_lost_mid_answer_is_retried_without_a_second_appointment() -> None:
+    with vendor_server() as vendor:
+        vendor.script = ["drop"]
+        key = {"system": KEY_SYSTEM, "value": "urn:uuid:drop"}
+        done = await create(Owner("v", vendor.base), sent(key=key), key, FAST)
+        assert done.status == 200 and done.attempts == 2 and vendor.created == 1
+
+
+async def test_answers_lost_until_the_end_leave_the_outcome_uncertain() -> None:
+    with vendor_server() as vendor:
+        vendor.script = ["drop"] * 10
+        key = {"system": KEY_SYSTEM, "value": "urn:uuid:lost"}
+        limits = Limits(timeout=2.0, retries=2, deadline=10.0, backoff=0.01)
+        with pytest.raises(Unreachable) as caught:
+            await create(Owner("v", vendor.base), sent(key=key), key, limits)
+        assert caught.value.uncertain and caught.value.attempts == 3
+        assert vendor.created == 1  # booked by the first attempt: hence "uncertain"
+
+
 async def test_retries_stop_at_their_count() -> None:
     with vendor_server() as vendor:
         vendor.script = [500] * 10
@@ -172,7 +191,7 @@ async def test_retries_stop_at_their_count() -> None:
         with pytest.raises(Unreachable) as caught:
             await create(Owner("v", vendor.base), sent(key=key), key, limits)
         assert caught.value.attempts == 3 and "HTTP 500" in caught.value.reason
-        assert not caught.value.timed_out and vendor.count("POST") == 3 and vendor.created == 0
+        assert not caught.value.uncertain and vendor.count("POST") == 3 and vendor.created == 0
 
 
 async def test_a_hanging_owner_is_given_up_at_the_deadline() -> None:
@@ -183,7 +202,7 @@ async def test_a_hanging_owner_is_given_up_at_the_deadline() -> None:
         began = time.monotonic()
         with pytest.raises(Unreachable) as caught:
             await create(Owner("v", vendor.base), sent(key=key), key, limits)
-        assert caught.value.timed_out and "timeout" in caught.value.reason
+        assert caught.value.uncertain and "timeout" in caught.value.reason
         assert 2 <= caught.value.attempts < 10  # the deadline, not the count, stopped it
         assert time.monotonic() - began < 10  # bounded (loose: a shared machine)
         assert vendor.created == 0
@@ -198,7 +217,7 @@ async def test_an_owner_refusing_connections() -> None:
     with pytest.raises(Unreachable) as caught:
         await create(Owner("v", f"http://127.0.0.1:{port}"), sent(key=key), key, limits)
     assert caught.value.attempts == 3 and "Connect" in caught.value.reason
-    assert not caught.value.timed_out
+    assert not caught.value.uncertain
 
 
 async def test_cancel_is_a_put_by_identifier() -> None:

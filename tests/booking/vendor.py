@@ -4,7 +4,8 @@ honouring ``If-None-Exist`` (the same identifier again answers the first appoint
 and answers 409 with an OperationOutcome when the slot is taken; ``PUT
 /Appointment?identifier=`` updates (cancel frees the slot). ``script`` makes the next
 requests misbehave: a status (with an OperationOutcome), ``hang`` (no answer until the
-server stops) or ``slow`` (the answer after ``delay`` seconds, the booking made first)."""
+server stops), ``slow`` (the answer after ``delay`` seconds, the booking made first) or
+``drop`` (the booking made, the connection closed without an answer)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import orjson
 @dataclass
 class Vendor:
     base: str = ""
-    script: list[int | str] = field(default_factory=list)  # next answers: status, hang, slow
+    script: list[int | str] = field(default_factory=list)  # status, hang, slow, drop
     delay: float = 0.0
     appointments: dict[str, dict[str, Any]] = field(default_factory=dict)  # by identifier
     taken: dict[str, str] = field(default_factory=dict)  # slot id -> identifier
@@ -90,6 +91,10 @@ def _handler(vendor: Vendor) -> type[BaseHTTPRequestHandler]:
             if done:
                 return
             status, answer = self._book(body)
+            if step == "drop":  # booked, then the connection lost before the answer
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             if step == "slow":
                 vendor.stopping.wait(vendor.delay)
             self._answer(status, answer)
