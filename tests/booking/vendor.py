@@ -230,11 +230,15 @@ def searchset(slots: dict[str, datetime], rpps: str = "10000000015") -> bytes:
     )
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # racing clients: not reset by a short listen backlog
+    daemon_threads = True
+
+
 @contextmanager
 def vendor_server(tls: SSLContext | None = None) -> Iterator[Vendor]:
     vendor = Vendor()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(vendor))
-    httpd.daemon_threads = True
+    httpd = _Server(("127.0.0.1", 0), _handler(vendor))
     if tls is not None:
         httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     scheme = "https" if tls is not None else "http"
