@@ -174,6 +174,7 @@ def make_context(settings: Settings, store: Store) -> Context:
         unique_identifiers=frozenset(settings.unique_identifiers),
         strict_conditional_ids=settings.conditional_update_id == "strict",
         referential_integrity=settings.referential_integrity,
+        forwarder=make_forwarder(settings),
     )
 
 

@@ -116,7 +116,7 @@ def booking_key(appointment: FhirJson) -> FhirJson:
     return {"system": KEY_SYSTEM, "value": f"urn:uuid:{uuid.uuid4()}"}
 
 
-def for_owner(appointment: FhirJson, remote_slot: str, key: FhirJson) -> FhirJson:
+def for_owner(appointment: FhirJson, remote_slot: str | list[str], key: FhirJson) -> FhirJson:
     """The Appointment as the owner gets it (FrAppointmentSAS): its slot by the owner's id,
     people by identifier only (our ids mean nothing there), exactly one identifier."""
     out = copy.deepcopy(appointment)
@@ -126,7 +126,8 @@ def for_owner(appointment: FhirJson, remote_slot: str, key: FhirJson) -> FhirJso
     if isinstance(meta, dict) and meta.get("profile"):
         out["meta"] = {"profile": meta["profile"]}  # versionId, lastUpdated: ours
     out["identifier"] = [key]
-    out["slot"] = [{"reference": f"Slot/{remote_slot}"}]
+    remote = [remote_slot] if isinstance(remote_slot, str) else remote_slot
+    out["slot"] = [{"reference": f"Slot/{rid}"} for rid in remote]
     participants = []
     for participant in out.get("participant") or []:
         if not isinstance(participant, dict):
@@ -178,7 +179,8 @@ async def create(owner: Owner, appointment: FhirJson, key: FhirJson, limits: Lim
 
 
 async def cancel(owner: Owner, appointment: FhirJson, key: FhirJson, limits: Limits) -> Confirmed:
-    """PUT the cancelled Appointment at the owner, found by its identifier."""
+    """PUT the Appointment at the owner, found by its identifier (the SAS update): a cancel,
+    or the same appointment moved to other slots of that owner."""
     url = owner.url("Appointment?identifier=" + quote(_token(key), safe=":/"))
     return await _send(owner, "PUT", url, appointment, {}, limits)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import orjson
 import structlog
 
 from fhir_server.booking.forward import (
@@ -30,7 +31,8 @@ from fhir_server.booking.forward import (
     create,
     for_owner,
 )
-from fhir_server.core.errors import FhirError, Issue, busy, conflict
+from fhir_server.core.errors import FhirError, Issue, busy, conflict, unprocessable
+from fhir_server.storage.port import Stored
 
 log = structlog.get_logger(__name__)
 
@@ -132,3 +134,82 @@ class RemoteBooking:
                 owner=owner.name,
                 identifier=f"{key['system']}|{key['value']}",
             )
+
+    async def forward(
+        self,
+        appointment: FhirJson | None,
+        take: dict[str, Stored],
+        leave: dict[str, Stored],
+    ) -> None:
+        """The booking path's hook (``booking.forwarding.Forwarder``), asked with the slots an
+        Appointment write takes and leaves before they are written: returns when none is
+        remote or the owner confirmed; raises (409/422/503/504) otherwise, and the write
+        stores nothing. Taking remote slots: ``POST`` (or, when the appointment leaves other
+        slots of the same owner, the ``PUT`` that moves it there); leaving them only
+        (cancel, or moved to our slots): ``PUT`` ``cancelled``."""
+        taking = self._remote(take)
+        leaving = self._remote(leave)
+        if not taking and not leaving:
+            return
+        if appointment is None:
+            raise conflict(
+                "this appointment holds a slot of a remote owner: cancel it "
+                "(status=cancelled) so the owner learns of it, rather than delete it",
+                code="business-rule",
+            )
+        if taking and len(taking) != len(take):
+            raise unprocessable(
+                "an Appointment cannot take slots of this server and of a remote owner",
+                code="business-rule",
+                expression=["Appointment.slot"],
+            )
+        owners = {owner for owner, _ in [*taking, *leaving]}
+        if len({o for o, _ in taking}) > 1:
+            raise unprocessable(
+                "an Appointment cannot take slots of two remote owners",
+                code="business-rule",
+                expression=["Appointment.slot"],
+            )
+        key = _client_key(appointment)
+        limits = self.owners.limits
+        if taking:
+            owner = taking[0][0]
+            body = for_owner(appointment, [rid for _, rid in taking], key)
+            moving = any(o == owner for o, _ in leaving)
+            try:
+                if moving:
+                    await cancel(owner, body, key, limits)  # the SAS update moves it there
+                else:
+                    await create(owner, body, key, limits)
+            except (Refused, Unreachable) as exc:
+                raise _failed(owner, "booking", exc) from None
+            owners.discard(owner)
+        for owner in owners:  # slots left at other owners: cancelled there
+            remote = [rid for o, rid in leaving if o == owner]
+            body = for_owner(appointment, remote, key) | {"status": "cancelled"}
+            try:
+                await cancel(owner, body, key, limits)
+            except (Refused, Unreachable) as exc:
+                raise _failed(owner, "cancel", exc) from None
+
+    def _remote(self, slots: dict[str, Stored]) -> list[tuple[Owner, str]]:
+        found = []
+        for slot_id in sorted(slots):
+            owned = self.owner_of(orjson.loads(slots[slot_id].content))
+            if owned is not None:
+                found.append(owned)
+        return found
+
+
+def _client_key(appointment: FhirJson) -> FhirJson:
+    """The identifier the owner will know the booking by: the client's (FrAppointmentSAS
+    requires one), so a cancel or a retry finds it; without one there is none to keep."""
+    for identifier in appointment.get("identifier") or []:
+        if isinstance(identifier, dict) and identifier.get("system") and identifier.get("value"):
+            return {"system": identifier["system"], "value": identifier["value"]}
+    raise unprocessable(
+        "a booking of a slot of a remote owner needs Appointment.identifier (system and "
+        "value): the owner knows the appointment by it",
+        code="required",
+        expression=["Appointment.identifier"],
+    )
