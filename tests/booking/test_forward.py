@@ -65,7 +65,11 @@ def appointment(**extra: Any) -> dict[str, Any]:
             {
                 "actor": {
                     "reference": "Practitioner/ours-pract",
-                    "identifier": {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "810100050075"},
+                    "identifier": {
+                        "type": {"coding": [IDNPS]},
+                        "system": "urn:oid:1.2.250.1.71.4.2.1",
+                        "value": "810100050075",
+                    },
                 },
                 "status": "accepted",
             },
