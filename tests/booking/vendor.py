@@ -143,6 +143,10 @@ LOCATION_INTRN = {
     "system": "http://interopsante.org/fhir/CodeSystem/fr-location-identifier-type",
     "code": "INTRN",
 }
+PUBLIC = {
+    "system": "https://mos.esante.gouv.fr/NOS/TRE_R314-TypeCreneau/FHIR/TRE-R314-TypeCreneau",
+    "code": "PUBLIC",
+}
 SLOT_PROFILE = "http://sas.fr/fhir/StructureDefinition/FrSlotAgregateur"
 
 
@@ -197,7 +201,7 @@ def searchset(slots: dict[str, datetime], rpps: str = "10000000015") -> bytes:
             {
                 "resourceType": "Slot",
                 "id": rid,
-                "meta": {"profile": [SLOT_PROFILE]},
+                "meta": {"profile": [SLOT_PROFILE], "security": [PUBLIC]},
                 "serviceType": [
                     {
                         "coding": [
