@@ -309,16 +309,16 @@ class Settings(BaseSettings):
         "first (recorded here only once it confirms); false: book them locally only",
     )
     forward_timeout: float = Field(
-        10.0, gt=0, le=300, description="Seconds for each request to the owner, whole"
+        5.0, gt=0, le=300, description="Seconds for each request to the owner, whole"
     )
     forward_retries: int = Field(
-        3,
+        2,
         ge=0,
         le=20,
         description="Attempts after the first on a connection error, timeout, 408, 429 or 5xx",
     )
     forward_deadline: float = Field(
-        30.0,
+        10.0,
         gt=0,
         le=600,
         description="Seconds for all attempts and waits of one forwarded request together; "

@@ -63,9 +63,9 @@ class Owner:
 
 @dataclass(frozen=True)
 class Limits:
-    timeout: float = 10.0  # seconds for each attempt, whole
-    retries: int = 3  # attempts after the first
-    deadline: float = 30.0  # seconds for every attempt and wait together
+    timeout: float = 5.0  # seconds for each attempt, whole
+    retries: int = 2  # attempts after the first
+    deadline: float = 10.0  # seconds for every attempt and wait together
     backoff: float = 0.5  # seconds before the first retry; doubled each time
 
 
