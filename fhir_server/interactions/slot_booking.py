@@ -50,7 +50,11 @@ async def apply(
 ) -> None:
     """Take and leave the slots this Appointment version changes, or raise (409/422/400)
     before anything is written."""
-    if ctx.caller is SYSTEM or ctx.role not in BOOKING_ROLES:
+    if ctx.caller is SYSTEM:
+        return
+    # Appointments are cancelled, never deleted, by clients (auth/policy.py): an admin's
+    # deletion removes a record booked here, and gives its time back.
+    if ctx.role not in BOOKING_ROLES and not (appointment is None and ctx.role == "admin"):
         return
     if appointment is not None and ctx.role in _MUST_BOOK and not rules.slot_ids(appointment):
         raise errors.incorrect(

@@ -94,9 +94,8 @@ class Api:
         self, who: str, method: str, url: str, body: Any = None, **headers: str
     ) -> httpx.Response:
         sent = {**self.headers[who], **headers}
-        if who == "regulator" and isinstance(body, dict) and body.get("resourceType") == (
-            "Appointment"
-        ):
+        appointment = isinstance(body, dict) and body.get("resourceType") == "Appointment"
+        if who == "regulator" and appointment:
             body = await self.bookable(body)
         return await self.client.request(method, url, json=body, headers=sent)
 

@@ -26,9 +26,10 @@ from fhir_server.interactions.create import create
 from fhir_server.interactions.update import update
 from fhir_server.storage.port import Store
 from tests.booking.test_forward import appointment
-from tests.booking.test_forward_pulled import tomorrow
+from tests.booking.test_forward_pulled import ctx, tomorrow
 from tests.booking.vendor import Vendor, searchset, vendor_server
 
+__all__ = ["ctx"]  # the fixture, imported for these tests
 LIMITS = Limits(timeout=1.0, retries=2, deadline=3.0, backoff=0.02)
 REGULATOR = Caller(role="regulator", client_id="regul-app", user_id="3456780581")
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import orjson
+import pytest
 
+from fhir_server.app import make_context
 from fhir_server.booking.forward import Limits
 from fhir_server.booking.remote import RemoteBooking
 from fhir_server.core.caller import SYSTEM
@@ -20,8 +22,15 @@ from fhir_server.storage.port import Store
 from mappings.contract import PARIS
 from tests.booking.test_forward import appointment
 from tests.booking.vendor import searchset, vendor_server
+from tests.ingest.conftest import ingest_settings
 
 LIMITS = Limits(timeout=2.0, retries=1, deadline=4.0, backoff=0.02)
+
+
+@pytest.fixture
+def ctx(store: Store) -> Context:
+    """A context with SAS-profile validation, as ingestion and pull mode use it."""
+    return make_context(ingest_settings(), store)
 
 
 def tomorrow(hour: int) -> datetime:
