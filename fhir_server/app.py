@@ -34,12 +34,15 @@ from fhir_server.api.sessions import Cookies
 from fhir_server.audit.writer import AuditWriter
 from fhir_server.availability import agendas
 from fhir_server.availability.search import AvailabilitySearch
+from fhir_server.booking.forward import Limits
+from fhir_server.booking.remote import RemoteBooking
 from fhir_server.core.caller import Caller
 from fhir_server.delivery.hooks import WriteHook
 from fhir_server.delivery.queue import Backoff, Queue
 from fhir_server.delivery.sas import SasOutbox
 from fhir_server.delivery.sender import SasSender, SasTarget, process_id
 from fhir_server.ingest.pull.config import load_sources
+from fhir_server.ingest.pull.owners import remote_owners
 from fhir_server.ingest.pull.scheduler import Puller
 from fhir_server.ingest.pull.state import states_of
 from fhir_server.interactions.context import Context
@@ -180,6 +183,7 @@ def make_context(
         strict_conditional_ids=settings.conditional_update_id == "strict",
         referential_integrity=settings.referential_integrity,
         write_hooks=make_write_hooks(settings, wake),
+        forwarder=make_forwarder(settings),
     )
 
 
@@ -345,6 +349,28 @@ def make_puller(settings: Settings, ctx: Context) -> Puller | None:
         concurrency=settings.pull_concurrency,
         lease_margin=settings.pull_lease_margin,
     )
+
+
+def make_forwarder(settings: Settings) -> RemoteBooking | None:
+    """Booking at the owner first for slots pulled from vendors' SAS FHIR APIs
+    (docs/forwarding.md); None without such a source or with FHIR_FORWARD_BOOKINGS=false.
+    The sources file was checked by the command that started the server."""
+    if not settings.forward_bookings or settings.pull_sources is None:
+        return None
+    limits = Limits(
+        timeout=settings.forward_timeout,
+        retries=settings.forward_retries,
+        deadline=settings.forward_deadline,
+        backoff=settings.forward_backoff,
+    )
+    owners = remote_owners(load_sources(settings.pull_sources), limits)
+    if not owners.by_system:
+        return None
+    log.info(
+        "bookings forwarded to their owners",
+        owners=sorted(o.name for o in owners.by_system.values()),
+    )
+    return RemoteBooking(owners)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:

@@ -310,6 +310,34 @@ class Settings(BaseSettings):
         description="Hours an Idempotency-Key of a POST is remembered: a retry with the same "
         "key and body within that time replays the first result",
     )
+    # Booking slots pulled from a remote vendor at their owner first (docs/forwarding.md)
+    forward_bookings: bool = Field(
+        True,
+        description="Book slots pulled from a `sas-fhir` source at that vendor's SAS API "
+        "first (recorded here only once it confirms); false: book them locally only",
+    )
+    forward_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds for each request to the owner, whole"
+    )
+    forward_retries: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description="Attempts after the first on a connection error, timeout, 408, 429 or 5xx",
+    )
+    forward_deadline: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds for all attempts and waits of one forwarded request together; "
+        "past it the client gets 503/504 and nothing is stored",
+    )
+    forward_backoff: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="Seconds before the first retry, doubled each time (jittered down to half)",
+    )
 
     # -- delivery: the persistent outbox and the SAS appointment push (docs/delivery.md) --
     sas_appointments_url: str | None = Field(

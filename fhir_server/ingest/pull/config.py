@@ -140,6 +140,19 @@ class PullConfig(BaseModel):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"source names used twice: {', '.join(twice)}")
+        # a pulled slot names its vendor, not its source: bookings forwarded to the owner
+        # (docs/forwarding.md) must find one address per vendor
+        seen: dict[str, PullSource] = {}
+        for source in self.sources:
+            if source.format != "sas-fhir" or not source.enabled:
+                continue
+            vendor = source.vendor or "sas-fhir"
+            first = seen.setdefault(vendor, source)
+            if first.url.rstrip("/") != source.url.rstrip("/") or first.tls != source.tls:
+                raise ValueError(
+                    f"sources {first.name} and {source.name}: sas-fhir sources of one vendor "
+                    f"({vendor!r}) at different addresses; give each its own `vendor`"
+                )
         return self
 
 
