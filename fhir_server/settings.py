@@ -302,6 +302,14 @@ class Settings(BaseSettings):
         "whole, or one ingest); a process that dies mid-pull frees its sources that long "
         "after its last step",
     )
+    # -- issue 13, the booking page (api/booking_page.py, docs/booking-page.md) --------------
+    booking_page_url: str | None = Field(
+        None,
+        description="The booking page put in the Slot.comment of mapped vendor feeds "
+        "($ingest, pull) when the request or source names none, followed by "
+        "?slot=<Slot id>; unset: <public base URL>/booking when web sign-in is configured "
+        "(FHIR_PSC_ISSUER), else no comment",
+    )
 
     @field_validator("timezone")
     @classmethod
