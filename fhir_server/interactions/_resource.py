@@ -9,7 +9,7 @@ import orjson
 from fhir_server.core import errors
 from fhir_server.core.fhirtime import format_instant, utcnow
 from fhir_server.core.types import is_served, is_valid_id
-from fhir_server.interactions import access
+from fhir_server.interactions import access, slot_booking
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.references import PendingReferences
 from fhir_server.interactions.required_profiles import check_required_profiles
@@ -101,6 +101,9 @@ async def write_version(
     if resource is not None:
         check_required_profiles(ctx, res_type, resource)
         await check_unique_identifiers(ctx, session, res_type, res_id, resource)
+    if res_type == "Appointment":
+        # takes and leaves its slots in this transaction (409/422 before anything is written)
+        await slot_booking.apply(ctx, session, resource, previous)
     now = utcnow()
     version = (previous.version + 1) if previous else 1
     if resource is None:

@@ -1,0 +1,134 @@
+"""Booking on this server: an Appointment write takes and leaves its Slots in the SAME
+write transaction (the decisions are ``booking/rules.py``'s; this module reads, locks and
+writes).
+
+``write_version`` calls ``apply`` before storing every Appointment version (create,
+update, patch, delete, transaction entries). The slots are read with ``session.current``,
+which locks them: ``SELECT ... FOR UPDATE`` on PostgreSQL (a concurrent booking of the same
+slot waits, then reads it ``busy`` and gets a 409), and SQLite's write transaction is
+serial already (``BEGIN IMMEDIATE``). A slot's new version is written like any write, with
+its index rows, so its ``watch`` keys move and every process's availability cache drops
+what it knew of that Schedule (``storage/schema.py``, ``idx_watch``).
+
+The slot versions are written by the server for the booking, not by the caller: a regulator
+may not write Slots, yet its booking makes them busy. The slot keeps its owner and labels.
+
+Remote owners. ``ctx.forwarder`` (None: every slot is ours) is asked once per write, with
+the slots it would take and leave, before anything is written: a slot pulled from a remote
+vendor is booked at its owner first (``booking/forwarding.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fhir_server.booking import rules
+from fhir_server.core import errors
+from fhir_server.core.caller import SYSTEM
+from fhir_server.core.fhirtime import format_instant, utcnow
+from fhir_server.interactions import access
+from fhir_server.interactions.context import Context
+from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.storage.port import Stored, WriteSession
+
+# Roles whose Appointments must book a slot here (vendors, admins and the server itself
+# store appointments made elsewhere, without a slot of this server).
+_MUST_BOOK = frozenset({"regulator"})
+
+
+async def apply(
+    ctx: Context,
+    session: WriteSession,
+    appointment: dict[str, Any] | None,
+    previous: Stored | None,
+) -> None:
+    """Take and leave the slots this Appointment version changes, or raise (409/422/400)
+    before anything is written."""
+    must_book = ctx.caller is not SYSTEM and ctx.role in _MUST_BOOK
+    if appointment is not None and must_book and not rules.slot_ids(appointment):
+        raise errors.incorrect(
+            f"a {ctx.role}'s Appointment books a Slot: Appointment.slot is required",
+            code="required",
+            expression=["Appointment.slot"],
+        )
+    before = _content(previous)
+    change = rules.change(before, appointment)
+    now = utcnow()
+    kept = [s for s in rules.held(appointment) if s not in change.take]
+    # One lock order for every transaction (sorted ids): two bookings never wait on each other.
+    stored: dict[str, Stored | None] = {}
+    for slot_id in sorted({*change.take, *change.leave, *kept}):
+        current = await session.current("Slot", slot_id)
+        stored[slot_id] = current if current is not None and not current.deleted else None
+    states: dict[str, rules.SlotState] = {}
+    for slot_id, row in stored.items():
+        if row is not None:
+            states[slot_id] = rules.slot_state(slot_id, orjson.loads(row.content))
+    for slot_id in change.take:
+        rules.check_takeable(slot_id, states.get(slot_id), now)
+    if appointment is not None and rules.holds(appointment):
+        moved = change.take or _times(before) != _times(appointment)
+        if moved:
+            for slot_id in kept:
+                if slot_id not in states:
+                    raise errors.conflict(
+                        f"Slot/{slot_id} does not exist (unknown or deleted)", code="not-found"
+                    )
+            rules.check_fits(appointment, [states[s] for s in rules.held(appointment)])
+    if change.empty:
+        return
+    if ctx.forwarder is not None:
+        await ctx.forwarder.forward(
+            appointment,
+            {s: r for s in change.take if (r := stored[s]) is not None},
+            {s: r for s in change.leave if (r := stored[s]) is not None},
+        )
+    for slot_id in change.take:
+        row = stored[slot_id]
+        assert row is not None  # check_takeable passed
+        await _write_status(ctx, session, row, "busy")
+    for slot_id in change.leave:
+        row = stored[slot_id]
+        state = states.get(slot_id)
+        if row is not None and state is not None and rules.frees(state, now):
+            await _write_status(ctx, session, row, "free")
+
+
+def _content(stored: Stored | None) -> dict[str, Any] | None:
+    if stored is None or stored.deleted:
+        return None
+    content: dict[str, Any] = orjson.loads(stored.content)
+    return content
+
+
+def _times(appointment: dict[str, Any] | None) -> tuple[Any, Any]:
+    if appointment is None:
+        return (None, None)
+    return (appointment.get("start"), appointment.get("end"))
+
+
+async def _write_status(ctx: Context, session: WriteSession, previous: Stored, status: str) -> None:
+    """The slot's next version with ``status``, its index rows and its owner kept."""
+    content: dict[str, Any] = orjson.loads(previous.content)
+    now = utcnow()
+    version = previous.version + 1
+    meta = dict(content.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = format_instant(now, ctx.timezone)
+    content["meta"] = meta
+    content["status"] = status
+    body = orjson.dumps(content)
+    stored = Stored(
+        res_type="Slot",
+        res_id=previous.res_id,
+        version=version,
+        last_updated=now,
+        deleted=False,
+        content=body,
+        method="PUT",
+        owner=previous.owner,
+        labels=access.labels_of(content, previous),
+    )
+    await session.put(stored, index_resource(ctx.registry, orjson.loads(body)), previous)
