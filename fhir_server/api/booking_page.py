@@ -192,7 +192,7 @@ def _acting(ctx: Context, session: WebSession) -> Context:
 
 
 def _may_book(ctx: Context) -> HTMLResponse | None:
-    if ctx.policy.may(ctx.caller, "create", "Appointment"):
+    if ctx.policy.may_book_on_page(ctx.caller):
         return None
     return _message(
         "Réservation non autorisée",
