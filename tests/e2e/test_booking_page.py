@@ -131,7 +131,8 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
 
 
 def ingest_slot(base: str, start: datetime) -> None:
-    local = start.astimezone(ZoneInfo("Europe/Paris")).replace(tzinfo=None).isoformat(timespec="minutes")
+    paris = start.astimezone(ZoneInfo("Europe/Paris"))
+    local = paris.replace(tzinfo=None).isoformat(timespec="minutes")
     slot = {"key": "s1", "start": local, "end": None}
     doc = feed_json([person("dr-martin", RPPS, [slot])], window=None)
     answer = httpx.post(
