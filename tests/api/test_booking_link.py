@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import orjson
-import tests.ingest.simple_format  # noqa: F401 (registers the test-simple format)
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
-from tests.ingest.simple_format import feed_json, person
+from tests.ingest.simple_format import feed_json, person  # registers test-simple
 
 BASE = "http://testserver"
 RPPS = "10000000001"
