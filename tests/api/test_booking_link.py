@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import orjson
+
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
