@@ -33,8 +33,12 @@ from fhir_server.interactions.context import Context
 from fhir_server.search.indexing.indexer import index_resource
 from fhir_server.storage.port import Stored, WriteSession
 
-# Roles whose Appointments must book a slot here (vendors, admins and the server itself
-# store appointments made elsewhere, without a slot of this server).
+# Who books here: their Appointment writes take and leave slots. A vendor pushes the
+# appointments it made itself (INT_R03: its own agenda already says busy, and its Slot writes
+# are the truth of its slots), an admin corrects records, the server loads them: their
+# Appointments are stored as sent and change no slot.
+BOOKING_ROLES = frozenset({"regulator", "platform"})
+# ...and whose Appointments must reference a slot (400 otherwise)
 _MUST_BOOK = frozenset({"regulator"})
 
 
@@ -46,8 +50,13 @@ async def apply(
 ) -> None:
     """Take and leave the slots this Appointment version changes, or raise (409/422/400)
     before anything is written."""
-    must_book = ctx.caller is not SYSTEM and ctx.role in _MUST_BOOK
-    if appointment is not None and must_book and not rules.slot_ids(appointment):
+    if ctx.caller is SYSTEM:
+        return
+    # Appointments are cancelled, never deleted, by clients (auth/policy.py): an admin's
+    # deletion removes a record booked here, and gives its time back.
+    if ctx.role not in BOOKING_ROLES and not (appointment is None and ctx.role == "admin"):
+        return
+    if appointment is not None and ctx.role in _MUST_BOOK and not rules.slot_ids(appointment):
         raise errors.incorrect(
             f"a {ctx.role}'s Appointment books a Slot: Appointment.slot is required",
             code="required",

@@ -9,6 +9,7 @@ issue's bad inputs: each refused with a clear OperationOutcome and nothing chang
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ import pytest
 from auth import devcerts
 from auth.policy import INTERACTIONS, READS, ROLES, TYPES, Policy
 from fhir_server.app import create_app
+from fhir_server.core.fhirtime import utcnow
 from fhir_server.core.types import SERVED_TYPES
 from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
@@ -71,6 +73,7 @@ class Api:
         self.client = client
         self.headers = headers
         self.app = app
+        self.slots = 0
 
     async def seed(self, res_type: str, res_id: str) -> None:
         """A resource no client wrote: as the admin, or (AuditEvent, which no client writes)
@@ -91,7 +94,22 @@ class Api:
         self, who: str, method: str, url: str, body: Any = None, **headers: str
     ) -> httpx.Response:
         sent = {**self.headers[who], **headers}
+        appointment = isinstance(body, dict) and body.get("resourceType") == "Appointment"
+        if who == "regulator" and appointment:
+            body = await self.bookable(body)
         return await self.client.request(method, url, json=body, headers=sent)
+
+    async def bookable(self, appointment: dict[str, Any]) -> dict[str, Any]:
+        """A regulator's Appointment books a slot (docs/booking.md): a fresh free future Slot
+        of Schedule/sched, seeded by the admin, for each one sent."""
+        self.slots += 1
+        start = utcnow().replace(microsecond=0) + timedelta(days=2, minutes=20 * self.slots)
+        end = start + timedelta(minutes=20)
+        times = {"start": start.isoformat(), "end": end.isoformat()}
+        slot_id = f"bookable-{self.slots}"
+        r = await self.send("admin", "PUT", f"/Slot/{slot_id}", body("Slot", slot_id, **times))
+        assert r.status_code == 201, r.text
+        return {**appointment, **times, "slot": [{"reference": f"Slot/{slot_id}"}]}
 
 
 @pytest.fixture
