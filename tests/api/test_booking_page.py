@@ -23,7 +23,7 @@ from auth.dev_idp import ClientConfig, DevIdpConfig
 from auth.dev_idp.config import DEFAULT_CLIENTS
 from fhir_server.api.booking_view import french_day, french_time
 from fhir_server.app import create_app
-from fhir_server.core.caller import SYSTEM
+from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.interactions import create, delete, read, search
 from fhir_server.interactions.context import Context
 from fhir_server.storage.port import Store
@@ -286,7 +286,8 @@ async def test_a_slot_booked_through_the_api_is_taken_for_the_page_too(
         "slot": [{"reference": "Slot/s-free"}],
         "participant": [{"actor": {"reference": "Practitioner/pr-page"}, "status": "accepted"}],
     }
-    await create.create(system(app), "Appointment", body)
+    api_regulator = Caller(role="regulator", client_id="regulation-sw", user_id=OTHER_REGULATOR)
+    await create.create(system(app).acting_for(api_regulator), "Appointment", body)
     lost = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
     assert lost.status_code == 409
     assert len(await appointments(app)) == 1
