@@ -306,7 +306,8 @@ class Settings(BaseSettings):
     booking_page_url: str | None = Field(
         None,
         description="The booking page put in the Slot.comment of mapped vendor feeds "
-        "($ingest, pull) when the request or source names none, followed by "
+        "ingested through $ingest when the request names none (booking-url; pull sources "
+        "name theirs in FHIR_PULL_SOURCES), followed by "
         "?slot=<Slot id>; unset: <public base URL>/booking when web sign-in is configured "
         "(FHIR_PSC_ISSUER), else no comment",
     )

@@ -6,6 +6,7 @@ The same in a real browser against real processes: tests/e2e/test_booking_page.p
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -312,3 +313,16 @@ async def test_without_sign_in_a_post_books_nothing(
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/auth/login?")
     assert await appointments(app) == []
+
+
+async def test_one_form_sent_twice_at_once_books_once(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = {**(await open_form(browser, "s-free")), "confirm": "oui"}
+    answers = await asyncio.gather(
+        browser.post("/booking?slot=s-free", data=form),
+        browser.post("/booking?slot=s-free", data=form),
+    )
+    assert sorted(a.status_code for a in answers) == [303, 409]
+    assert len(await appointments(app)) == 1
