@@ -302,6 +302,14 @@ class Settings(BaseSettings):
         "whole, or one ingest); a process that dies mid-pull frees its sources that long "
         "after its last step",
     )
+    # -- booking (issue 13: fhir_server/booking, interactions/slot_booking.py, idempotency.py)
+    idempotency_key_hours: int = Field(
+        24,
+        ge=1,
+        le=24 * 30,
+        description="Hours an Idempotency-Key of a POST is remembered: a retry with the same "
+        "key and body within that time replays the first result",
+    )
     # -- issue 13, the booking page (api/booking_page.py, docs/booking-page.md) --------------
     booking_page_url: str | None = Field(
         None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 from urllib.parse import parse_qsl
@@ -24,6 +25,7 @@ from fhir_server.interactions import (
     create,
     delete,
     history,
+    idempotency,
     patch,
     read,
     search,
@@ -228,13 +230,22 @@ async def get_resource(res_type: str, res_id: str, request: Request, w: Wired) -
 @route("POST", "/{res_type}", "create")
 async def post_resource(res_type: str, request: Request, w: Wired) -> Response:
     body = await http.read_body(request, w.settings)
+    if_none_exist = request.headers.get("if-none-exist")
+    key = request.headers.get("idempotency-key")
+    idempotent = None
+    if key is not None:
+        lifetime = timedelta(hours=w.settings.idempotency_key_hours)
+        idempotent = idempotency.request_of(key, res_type, body, if_none_exist, lifetime)
     result = await create.create(
-        w.ctx, res_type, body, if_none_exist=request.headers.get("if-none-exist")
+        w.ctx, res_type, body, if_none_exist=if_none_exist, idempotent=idempotent
     )
     base = http.base_url(request, w.settings)
-    return http.write_response(
+    response = http.write_response(
         request, result.stored, 201 if result.created else 200, base, location=result.created
     )
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @route("PUT", "/{res_type}/{res_id}", "update")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.core import errors
-from fhir_server.interactions import access
+from fhir_server.interactions import access, idempotency
 from fhir_server.interactions._resource import check_body, check_type, write_version
 from fhir_server.interactions.conditional import conditional_matches
 from fhir_server.interactions.context import Context
@@ -24,6 +24,7 @@ from fhir_server.storage.port import Stored, WriteSession
 class WriteResult:
     stored: Stored
     created: bool
+    replayed: bool = False  # the first result of a retried Idempotency-Key
 
 
 async def create_in(
@@ -68,7 +69,21 @@ async def create_in(
 
 
 async def create(
-    ctx: Context, res_type: str, body: Any, *, if_none_exist: str | None = None
+    ctx: Context,
+    res_type: str,
+    body: Any,
+    *,
+    if_none_exist: str | None = None,
+    idempotent: idempotency.IdempotentRequest | None = None,
 ) -> WriteResult:
     async with ctx.store.writing(ctx.caller) as session:
-        return await create_in(ctx, session, res_type, body, if_none_exist=if_none_exist)
+        if idempotent is None:
+            return await create_in(ctx, session, res_type, body, if_none_exist=if_none_exist)
+        first = await idempotency.claim(ctx, session, idempotent)
+        if first is None:
+            result = await create_in(ctx, session, res_type, body, if_none_exist=if_none_exist)
+            status = 201 if result.created else 200
+            await idempotency.record(ctx, session, idempotent, status, result.stored)
+            return result
+    stored = await idempotency.replayed(ctx, first)
+    return WriteResult(stored, created=first.status == 201, replayed=True)

@@ -34,7 +34,7 @@ from fhir_server.core.errors import FhirError
 from fhir_server.storage import access, schema
 from fhir_server.storage.arrays import any_in
 from fhir_server.storage.migrate import SchemaState, schema_state, upgrade
-from fhir_server.storage.port import HistoryPage, IndexRows, Stored
+from fhir_server.storage.port import HistoryPage, IndexRows, KeyRecord, Stored
 from fhir_server.storage.rows import (
     HISTORY_COLUMNS,
     OWNED_COLUMNS,
@@ -49,6 +49,7 @@ _RES = schema.resources
 _HIST = schema.history
 _WATCH = schema.idx_watch
 _VERSIONS = schema.watch_versions
+_KEYS = schema.idempotency_keys
 
 
 # -- transient failures: 503 with Retry-After, never a 500 ------------------------------------
@@ -314,6 +315,38 @@ class SqlWriteSession(SqlReadSession):
         # kind for the whole batch, at the next flush.
         self._clear.add(pk)
         self._index[pk] = (res_type, index)
+
+    async def claim_key(
+        self, client_id: str, key: str, request_hash: str, now: datetime, expired: datetime
+    ) -> KeyRecord | None:
+        mine = and_(_KEYS.c.client_id == client_id, _KEYS.c.key == key)
+        await self.conn.execute(delete(_KEYS).where(mine, _KEYS.c.created < expired))
+        values = {"client_id": client_id, "key": key, "request_hash": request_hash}
+        claim = (
+            self.insert(_KEYS)
+            .values(**values, status=0, created=now)
+            .on_conflict_do_nothing(index_elements=[_KEYS.c.client_id, _KEYS.c.key])
+            .returning(_KEYS.c.key)
+        )
+        if (await self.conn.execute(claim)).first() is not None:
+            return None
+        row = (await self.conn.execute(select(_KEYS).where(mine))).one()
+        return KeyRecord(
+            row.request_hash, row.status, row.res_type, row.res_id, row.version, row.created
+        )
+
+    async def record_key(self, client_id: str, key: str, status: int, stored: Stored) -> None:
+        mine = and_(_KEYS.c.client_id == client_id, _KEYS.c.key == key)
+        await self.conn.execute(
+            update(_KEYS)
+            .where(mine)
+            .values(
+                status=status,
+                res_type=stored.res_type,
+                res_id=stored.res_id,
+                version=stored.version,
+            )
+        )
 
     async def flush(self) -> None:
         await self._flush_resources()

@@ -64,6 +64,17 @@ class Stored(NamedTuple):
     labels: str | None = None
 
 
+class KeyRecord(NamedTuple):
+    """What an ``Idempotency-Key`` was first used for (``idempotency_keys``)."""
+
+    request_hash: str
+    status: int
+    res_type: str | None
+    res_id: str | None
+    version: int | None
+    created: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
     entries: list[Stored]
@@ -135,6 +146,20 @@ class WriteSession(ReadSession, Protocol):
 
     async def replace_index(self, pk: int, res_type: str, index: IndexRows) -> None:
         """Replace the index rows of a stored resource; the resource itself is unchanged."""
+        ...
+
+    async def claim_key(
+        self, client_id: str, key: str, request_hash: str, now: datetime, expired: datetime
+    ) -> KeyRecord | None:
+        """Claim an ``Idempotency-Key`` for this transaction: None when it is new (or its
+        record was created before ``expired``), otherwise its committed record. A
+        concurrent transaction claiming the same key waits for this one (PostgreSQL: on
+        the primary key; SQLite: writers are serial), then reads what it recorded; if this
+        one rolls back, the other claims the key."""
+        ...
+
+    async def record_key(self, client_id: str, key: str, status: int, stored: Stored) -> None:
+        """Record the result of the key claimed in this transaction."""
         ...
 
 

@@ -187,3 +187,20 @@ INDEX_TABLES: dict[str, Table] = {
     "ref_date": idx_ref_date,  # not a parameter type: pairs of parameters
     WATCH_KIND: idx_watch,  # not a parameter type: change keys
 }
+
+# Idempotent retries (``Idempotency-Key`` on POST, docs/booking.md): the first successful
+# result of each key of each client, written in the transaction of that result. A replay
+# answers the recorded version again (its bytes are in ``history``).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("client_id", Text, primary_key=True),  # "" for an anonymous caller
+    Column("key", Text, primary_key=True),
+    Column("request_hash", String(64), nullable=False),  # sha256 hex of the request
+    Column("status", Integer, nullable=False),  # 201 or 200 (0 while its transaction runs)
+    Column("res_type", String(64), nullable=True),
+    Column("res_id", String(64), nullable=True),
+    Column("version", Integer, nullable=True),
+    Column("created", UTC_TIME, nullable=False),
+    Index("ix_idempotency_keys_created", "created"),
+)
