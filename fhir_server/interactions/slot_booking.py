@@ -23,14 +23,16 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
-from fhir_server.booking import rules
+from fhir_server.booking import rules, sas_content
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM
 from fhir_server.core.fhirtime import format_instant, utcnow
 from fhir_server.interactions import access
 from fhir_server.interactions.context import Context
 from fhir_server.search.indexing.indexer import index_resource
+from fhir_server.storage import schema
 from fhir_server.storage.port import Stored, WriteSession
 
 # Who books here: their Appointment writes take and leave slots. A vendor pushes the
@@ -98,11 +100,50 @@ async def apply(
         row = stored[slot_id]
         assert row is not None  # check_takeable passed
         await _write_status(ctx, session, row, "busy")
+    if appointment is not None and change.take:
+        await _complete(ctx, session, appointment, states[change.take[0]])
     for slot_id in change.leave:
         row = stored[slot_id]
         state = states.get(slot_id)
         if row is not None and state is not None and rules.frees(state, now):
             await _write_status(ctx, session, row, "free")
+
+
+async def _complete(
+    ctx: Context, session: WriteSession, appointment: dict[str, Any], slot: rules.SlotState
+) -> None:
+    """FrAppointmentSAS content the booking left out (``booking/sas_content.py``): the
+    booking person as operator, the slot's practitioner by IDNPS (from its Schedule)."""
+    if ctx.caller.user_id:
+        sas_content.add_operator(appointment, sas_content.idnps_of_person(ctx.caller.user_id))
+    if slot.schedule is None or not slot.schedule.startswith("Schedule/"):
+        return
+    schedule = await _peek(session, "Schedule", slot.schedule.removeprefix("Schedule/"))
+    for actor in (schedule or {}).get("actor") or ():
+        ref = actor.get("reference") if isinstance(actor, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("Practitioner/"):
+            continue
+        practitioner = await _peek(session, "Practitioner", ref.split("/", 1)[1])
+        idnps = sas_content.practitioner_idnps(practitioner or {})
+        if idnps:
+            sas_content.add_practitioner(appointment, idnps)
+            return
+
+
+async def _peek(session: WriteSession, res_type: str, res_id: str) -> dict[str, Any] | None:
+    """A current resource read in this transaction without locking it: bookings of one
+    Schedule must not queue on its row (nor wait for a second pooled connection while
+    holding their slot locks)."""
+    res = schema.resources
+    rows = await session.fetch(
+        select(res.c.content).where(
+            res.c.res_type == res_type, res.c.res_id == res_id, res.c.deleted.is_(False)
+        )
+    )
+    if not rows:
+        return None
+    content: dict[str, Any] = orjson.loads(rows[0].content)
+    return content
 
 
 def _content(stored: Stored | None) -> dict[str, Any] | None:
