@@ -55,6 +55,10 @@ WRITES: tuple[str, ...] = ("create", "update", "patch", "delete")
 INTERACTIONS: tuple[str, ...] = READS + WRITES
 ROLES: tuple[str, ...] = ("vendor", "regulator", "platform", "admin")
 INGEST_ROLES = frozenset({"vendor", "admin"})  # may POST [base]/$ingest (docs/ingest.md)
+# may book on the web page behind Slot.comment (docs/booking-page.md): the SAS guide's
+# Appointment names the regulator who booked (FrAppointmentOperator); other roles book,
+# if at all, through the API
+PAGE_BOOKING_ROLES = frozenset({"regulator"})
 
 
 @lru_cache(maxsize=4096)
@@ -262,6 +266,13 @@ class Policy:
         if who.role in INGEST_ROLES:
             return ALLOWED
         return Decision(False, f"the {who.role} role may not ingest vendor feeds ($ingest)")
+
+    def may_book_on_page(self, who: Who) -> Decision:
+        """Whether a signed-in person may book on the booking page: a regulator, who may
+        also create Appointments (``may``)."""
+        if who.role not in PAGE_BOOKING_ROLES:
+            return Decision(False, f"the {who.role} role does not book on the booking page")
+        return self.may(who, "create", "Appointment")
 
     @staticmethod
     def may_see_pull_status(who: Who) -> Decision:

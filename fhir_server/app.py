@@ -22,8 +22,8 @@ from auth.oidc import OidcClient, OidcClientConfig
 from auth.policy import Policy
 from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
+from fhir_server.api import booking_page, http, login, outcomes, routes
 from fhir_server.api import delivery as delivery_api
-from fhir_server.api import http, login, outcomes, routes
 from fhir_server.api import ingest as ingest_api
 from fhir_server.api import pull as pull_api
 from fhir_server.api.audit import AuditTrail
@@ -446,6 +446,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     # the server's own pages first: /auth/login would otherwise match /{type}/{id}
     app.include_router(
         login.router(
+            lambda request: http.base_url(request, settings),
+            lambda request: request.app.state.web,
+            lambda request: request.app.state.wiring.ctx,
+        )
+    )
+    app.include_router(  # GET/POST /booking, the link in Slot.comment
+        booking_page.router(
             lambda request: http.base_url(request, settings),
             lambda request: request.app.state.web,
             lambda request: request.app.state.wiring.ctx,

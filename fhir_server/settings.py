@@ -391,6 +391,15 @@ class Settings(BaseSettings):
     delivery_batch: int = Field(
         32, ge=1, le=1000, description="Messages one sender claims and sends at a time"
     )
+    # -- issue 13, the booking page (api/booking_page.py, docs/booking-page.md) --------------
+    booking_page_url: str | None = Field(
+        None,
+        description="The booking page put in the Slot.comment of mapped vendor feeds "
+        "ingested through $ingest when the request names none (booking-url; pull sources "
+        "name theirs in FHIR_PULL_SOURCES), followed by "
+        "?slot=<Slot id>; unset: <public base URL>/booking when web sign-in is configured "
+        "(FHIR_PSC_ISSUER), else no comment",
+    )
 
     @field_validator("timezone")
     @classmethod

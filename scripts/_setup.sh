@@ -28,6 +28,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extra="${SETUP_EXTRA:-}"
 stamp=".venv/.installed${extra:+-$extra}"
+# Playwright (dev extra) drives Debian's chromium: it must never download a browser
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".${extra:+[$extra]}"

@@ -20,6 +20,7 @@ from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM
 from fhir_server.ingest.report import to_outcome
 from fhir_server.ingest.run import ingest
+from fhir_server.settings import Settings
 from mappings import registry
 from mappings.contract import MappingOptions
 
@@ -46,7 +47,7 @@ async def post_ingest(request: Request, w: Wired) -> Response:
     options = MappingOptions(
         source="body",
         vendor=query.get("vendor", ""),
-        booking_url=query.get("booking-url"),
+        booking_url=query.get("booking-url") or booking_page(request, w.settings),
         window_days=_window_days(query.get("window-days")),
         max_bytes=w.settings.max_body_bytes,
         max_depth=w.settings.max_json_depth,
@@ -54,6 +55,16 @@ async def post_ingest(request: Request, w: Wired) -> Response:
     report = await ingest(ctx, mapper, raw, options, vanished=w.settings.ingest_vanished)
     status = 400 if report.unreadable else 200
     return http.fhir_response(orjson.dumps(to_outcome(report)), status=status)
+
+
+def booking_page(request: Request, settings: Settings) -> str | None:
+    """The booking page of mapped slots' ``comment`` (docs/booking-page.md): the setting,
+    else this server's own page when people can sign in to it."""
+    if settings.booking_page_url:
+        return settings.booking_page_url
+    if settings.psc_issuer:
+        return http.base_url(request, settings) + "/booking"
+    return None
 
 
 def _window_days(text: str | None) -> int:

@@ -1,0 +1,328 @@
+"""The booking page behind Slot.comment, in process (https://testserver) with the dev IdP on
+loopback, on SQLite and PostgreSQL: sign-in and back, the slot in French, a booking through
+the create interaction, and every refusal as a French page with its status, nothing booked.
+The same in a real browser against real processes: tests/e2e/test_booking_page.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from auth.dev_idp import ClientConfig, DevIdpConfig
+from auth.dev_idp.config import DEFAULT_CLIENTS
+from fhir_server.api.booking_view import french_day, french_time
+from fhir_server.app import create_app
+from fhir_server.core.caller import SYSTEM, Caller
+from fhir_server.interactions import create, delete, read, search
+from fhir_server.interactions.context import Context
+from fhir_server.storage.port import Store
+from tests.api.booking_data import RPPS, seed, slot, tomorrow_at
+from tests.api.test_login import (
+    BASE,
+    CLIENT,
+    REGULATOR_ID,
+    SECRET,
+    login_settings,
+    regulator_account,
+    sign_in,
+)
+from tests.auth.dev_idp.conftest import Idp, serving
+
+PARIS = ZoneInfo("Europe/Paris")
+OTHER_REGULATOR = "819999000029"  # the dev IdP's "regulateur-exemple"
+GENERALIST = "819999000037"  # "generaliste-modele", made an admin below
+ANOTHER_FORM = "urn:uuid:11111111-1111-4111-8111-111111111111"
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[Idp]:
+    """The dev IdP on loopback, knowing this test server as a web client."""
+    web = ClientConfig(
+        client_id=CLIENT,
+        client_secret=SECRET,
+        redirect_uris=(f"{BASE}/auth/callback",),
+        post_logout_redirect_uris=(f"{BASE}/auth/logged-out",),
+        grant_types=("authorization_code",),
+        scopes=("openid", "scope_all"),
+    )
+    with serving(DevIdpConfig(clients=(*DEFAULT_CLIENTS, web))) as running:
+        yield running
+
+
+@pytest.fixture
+async def app(store: Store, idp: Idp) -> AsyncIterator[FastAPI]:
+    settings = login_settings(idp, person_roles={GENERALIST: "admin"})
+    application = create_app(settings, store=store)
+    async with application.router.lifespan_context(application):
+        ctx = system(application)
+        await regulator_account(application, REGULATOR_ID)
+        await regulator_account(application, OTHER_REGULATOR)
+        await seed(
+            ctx,
+            slot("s-free", tomorrow_at(9)),
+            slot("s-other", tomorrow_at(10)),
+            slot("s-past", datetime.now(UTC) - timedelta(hours=2)),
+            slot("s-busy", tomorrow_at(11), status="busy"),
+            slot("s-gone", tomorrow_at(12)),
+        )
+        await delete.delete(ctx, "Slot", "s-gone")
+        yield application
+
+
+def system(app: FastAPI) -> Context:
+    ctx: Context = app.state.wiring.ctx
+    return ctx.acting_for(SYSTEM)
+
+
+@pytest.fixture
+async def browser(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(app) as c:
+        yield c
+
+
+def client_of(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    return httpx.AsyncClient(transport=transport, base_url=BASE)
+
+
+async def signed_in(browser: httpx.AsyncClient, idp: Idp, login: str = "regulateur-fictif") -> None:
+    answer = await sign_in(browser, idp, login=login)
+    assert answer.status_code == 303, answer.text
+
+
+def form_of(html: str) -> dict[str, str]:
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
+    return {name: unescape(value) for name, value in fields.items()}
+
+
+async def open_form(browser: httpx.AsyncClient, slot_id: str) -> dict[str, str]:
+    page = await browser.get("/booking", params={"slot": slot_id, "origin": "sas"})
+    assert page.status_code == 200, page.text
+    return form_of(page.text)
+
+
+async def appointments(app: FastAPI) -> list[dict[str, Any]]:
+    req = search.SearchRequest("Appointment", [], BASE)
+    body = orjson.loads((await search.search(system(app), req)).body)
+    return [e["resource"] for e in body.get("entry", [])]
+
+
+async def slot_status(app: FastAPI, slot_id: str) -> str:
+    stored = await read.read(system(app), "Slot", slot_id)
+    status: str = orjson.loads(stored.content)["status"]
+    return status
+
+
+async def test_not_signed_in_goes_to_sign_in_and_comes_back_to_the_same_link(
+    browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    first = await browser.get("/booking?slot=s-free&origin=sas")
+    assert first.status_code == 303
+    login = urlsplit(first.headers["location"])
+    assert login.path == "/auth/login"
+    next_path = parse_qs(login.query)["next"][0]
+    assert next_path == "/booking?slot=s-free&origin=sas"
+    back = await sign_in(browser, idp, next_path=next_path)
+    assert back.status_code == 303, back.text
+    assert back.headers["location"] == "/booking?slot=s-free&origin=sas"
+    page = await browser.get(back.headers["location"])
+    assert page.status_code == 200
+    assert form_of(page.text)["origin"] == "sas"
+
+
+async def test_the_page_shows_the_slot_in_french_and_an_accessible_form(
+    browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    page = await browser.get("/booking", params={"slot": "s-free"})
+    assert page.status_code == 200, page.text
+    html = unescape(page.text)
+    start = tomorrow_at(9).astimezone(PARIS)
+    end = start + timedelta(minutes=15)
+    assert '<html lang="fr">' in html
+    assert french_day(start) in html
+    assert f"de {french_time(start)} à {french_time(end)}" in html
+    assert "Dr Hélène Lefèvre (RPPS " + RPPS + ")" in html
+    assert "Cabinet des Lilas, 3 rue des Lilas 75019 Paris" in html
+    assert "Consultation au cabinet, rendez-vous programmé" in html
+    assert '<label for="confirm">' in html and 'id="confirm"' in html
+    assert '<button type="submit">' in html
+    assert "<script" not in html
+    assert page.headers["cache-control"] == "no-store"
+
+
+async def test_a_regulator_books_and_sees_the_confirmation(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    answer = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
+    assert answer.status_code == 303, answer.text
+    done = await browser.get(answer.headers["location"])
+    assert done.status_code == 200
+    [booked] = await appointments(app)
+    assert f"Appointment/{booked['id']}" in done.text
+    assert booked["slot"] == [{"reference": "Slot/s-free"}]
+    assert booked["status"] == "booked"
+    operator = booked["extension"][0]["valueReference"]["identifier"]
+    assert operator["value"] == REGULATOR_ID
+    assert booked["meta"]["tag"][0]["code"] == "sas"
+    assert "patient" not in orjson.dumps(booked).decode().lower()
+    assert await slot_status(app, "s-free") == "busy"
+    # the same form again (back button, double click): nothing more is booked
+    again = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
+    assert again.status_code == 409
+    assert "déjà servi" in unescape(again.text)
+    assert len(await appointments(app)) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda f: {k: v for k, v in f.items() if k != "csrf"}, id="no-token"),
+        pytest.param(lambda f: f | {"csrf": "0" * 64}, id="wrong-token"),
+        pytest.param(lambda f: f | {"form_id": ANOTHER_FORM}, id="other-form-id"),
+        pytest.param(lambda f: {}, id="empty-body"),
+    ],
+)
+async def test_a_forged_form_books_nothing(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp, change: Any
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    answer = await browser.post("/booking?slot=s-free", data={**change(form), "confirm": "oui"})
+    assert answer.status_code == 403, answer.text
+    assert "Aucun rendez-vous n'a été pris" in unescape(answer.text)
+    assert await appointments(app) == []
+    assert await slot_status(app, "s-free") == "free"
+
+
+async def test_a_token_of_another_session_or_slot_books_nothing(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    mine = await open_form(browser, "s-free")
+    async with client_of(app) as other:
+        await signed_in(other, idp, "regulateur-exemple")
+        stolen = await other.post("/booking?slot=s-free", data={**mine, "confirm": "oui"})
+        assert stolen.status_code == 403
+    moved = await browser.post("/booking?slot=s-other", data={**mine, "confirm": "oui"})
+    assert moved.status_code == 403
+    assert await appointments(app) == []
+
+
+async def test_an_unchecked_form_is_shown_again_with_its_error(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    answer = await browser.post("/booking?slot=s-free", data=form)
+    assert answer.status_code == 422
+    html = unescape(answer.text)
+    assert '<a href="#confirm">' in html and 'aria-invalid="true"' in html
+    assert "<title>Erreur" in html
+    assert form_of(answer.text)["form_id"] == form["form_id"]  # the same form, resent
+    assert await appointments(app) == []
+
+
+@pytest.mark.parametrize(
+    ("slot_id", "status", "words"),
+    [
+        ("s-past", 410, "passé"),
+        ("s-busy", 409, "déjà pris"),
+        ("s-gone", 410, "retiré"),
+        ("s-none", 404, "n'existe pas"),
+        ("bad id!", 404, "incomplet"),
+    ],
+)
+async def test_a_slot_that_cannot_be_booked_says_why(
+    browser: httpx.AsyncClient, idp: Idp, slot_id: str, status: int, words: str
+) -> None:
+    await signed_in(browser, idp)
+    page = await browser.get("/booking", params={"slot": slot_id})
+    assert page.status_code == status, page.text
+    assert words in unescape(page.text)
+    assert "OperationOutcome" not in page.text and "<form" not in page.text
+
+
+async def test_a_slot_taken_meanwhile_is_refused_in_french(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    async with client_of(app) as other:  # another regulator is quicker
+        await signed_in(other, idp, "regulateur-exemple")
+        theirs = await open_form(other, "s-free")
+        won = await other.post("/booking?slot=s-free", data={**theirs, "confirm": "oui"})
+        assert won.status_code == 303
+    lost = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
+    assert lost.status_code == 409
+    assert "vient d'être réservé" in unescape(lost.text)
+    assert len(await appointments(app)) == 1
+
+
+async def test_a_slot_booked_through_the_api_is_taken_for_the_page_too(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    start = tomorrow_at(9)
+    body = {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "start": start.isoformat(timespec="seconds"),
+        "end": (start + timedelta(minutes=15)).isoformat(timespec="seconds"),
+        "slot": [{"reference": "Slot/s-free"}],
+        "participant": [{"actor": {"reference": "Practitioner/pr-page"}, "status": "accepted"}],
+    }
+    api_regulator = Caller(role="regulator", client_id="regulation-sw", user_id=OTHER_REGULATOR)
+    await create.create(system(app).acting_for(api_regulator), "Appointment", body)
+    lost = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
+    assert lost.status_code == 409
+    assert len(await appointments(app)) == 1
+
+
+async def test_a_role_that_does_not_book_gets_a_clear_refusal(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp, "generaliste-modele")  # an admin (FHIR_PERSON_ROLES)
+    page = await browser.get("/booking", params={"slot": "s-free"})
+    assert page.status_code == 403
+    assert "ne permet pas de prendre rendez-vous" in unescape(page.text)
+    forged = await browser.post("/booking?slot=s-free", data={"confirm": "oui"})
+    assert forged.status_code == 403
+    assert await appointments(app) == []
+
+
+async def test_without_sign_in_a_post_books_nothing(
+    app: FastAPI, browser: httpx.AsyncClient
+) -> None:
+    answer = await browser.post("/booking?slot=s-free", data={"confirm": "oui"})
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/auth/login?")
+    assert await appointments(app) == []
+
+
+async def test_one_form_sent_twice_at_once_books_once(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = {**(await open_form(browser, "s-free")), "confirm": "oui"}
+    answers = await asyncio.gather(
+        browser.post("/booking?slot=s-free", data=form),
+        browser.post("/booking?slot=s-free", data=form),
+    )
+    assert sorted(a.status_code for a in answers) == [303, 409]
+    assert len(await appointments(app)) == 1
