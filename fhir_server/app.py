@@ -43,12 +43,16 @@ from fhir_server.ingest.pull.config import load_sources
 from fhir_server.ingest.pull.scheduler import Puller
 from fhir_server.ingest.pull.state import states_of
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.subscription_state import set_error
 from fhir_server.package_cache import read_manifest
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.packages import registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.migrate import SchemaState
 from fhir_server.storage.port import Store
+from fhir_server.subscriptions.matcher import Active, Matcher
+from fhir_server.subscriptions.rules import Rules
+from fhir_server.subscriptions.sender import RestHookSender
 from fhir_server.validation.packages import log_missing_packages
 from fhir_server.validation.validator import Validator
 
@@ -179,8 +183,42 @@ def make_context(
         unique_identifiers=frozenset(settings.unique_identifiers),
         strict_conditional_ids=settings.conditional_update_id == "strict",
         referential_integrity=settings.referential_integrity,
-        write_hooks=make_write_hooks(settings, wake),
+        write_hooks=(
+            *make_write_hooks(settings, wake),
+            Matcher(searcher, store.policy, Active()),
+        ),
+        subscription_rules=Rules(
+            searcher, store.policy, frozenset(settings.subscription_allowed_hosts)
+        ),
     )
+
+
+def matcher_of(ctx: Context) -> Matcher:
+    """The context's subscription matcher (every context has one: ``make_context``)."""
+    return next(h for h in ctx.write_hooks if isinstance(h, Matcher))
+
+
+def make_subscription_sender(settings: Settings, ctx: Context) -> RestHookSender:
+    """This process's rest-hook sender (docs/subscriptions.md), woken by the writes of
+    ``ctx`` that queued a notification."""
+    matcher = matcher_of(ctx)
+    backoff = Backoff(settings.delivery_backoff_first, settings.delivery_backoff_max)
+
+    async def on_error(sub_id: str, text: str) -> None:
+        await set_error(ctx, sub_id, text)
+
+    sender = RestHookSender(
+        Queue(ctx.store, process_id(), backoff),
+        ctx.store,
+        matcher.active,
+        on_error,
+        failures=settings.subscription_failures,
+        timeout=settings.subscription_timeout,
+        concurrency=settings.subscription_concurrency,
+        tick=settings.delivery_tick,
+    )
+    matcher.wake = sender.wake
+    return sender
 
 
 def make_write_hooks(settings: Settings, wake: Callable[[], None] | None) -> tuple[WriteHook, ...]:
@@ -387,9 +425,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             app.state.pull.start()
         if sender is not None and sending:
             sender.start()
+        # the rest-hook notifications (docs/subscriptions.md): every process sends them too
+        notifier = None
+        if settings.delivery_in_serve:
+            notifier = make_subscription_sender(settings, app.state.wiring.ctx)
+            notifier.start()
+        app.state.subscriptions = notifier
         try:
             yield
         finally:
+            if notifier is not None:
+                await notifier.stop()
             if sender is not None:
                 await sender.stop()
             if app.state.pull is not None:
