@@ -23,7 +23,7 @@ from auth.policy import Policy
 from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
 from fhir_server.api import delivery as delivery_api
-from fhir_server.api import http, login, outcomes, routes
+from fhir_server.api import http, login, outcomes, routes, subscription_ws
 from fhir_server.api import ingest as ingest_api
 from fhir_server.api import pull as pull_api
 from fhir_server.api.audit import AuditTrail
@@ -50,6 +50,7 @@ from fhir_server.search.registry.packages import registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.migrate import SchemaState
 from fhir_server.storage.port import Store
+from fhir_server.subscriptions.hub import Hub
 from fhir_server.subscriptions.matcher import Active, Matcher
 from fhir_server.subscriptions.rules import Rules
 from fhir_server.subscriptions.sender import RestHookSender
@@ -431,6 +432,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             notifier = make_subscription_sender(settings, app.state.wiring.ctx)
             notifier.start()
         app.state.subscriptions = notifier
+        # the websocket channel: this process's bound connections, pinged after commits
+        app.state.subscription_hub = Hub()
+        matcher_of(app.state.wiring.ctx).ping = app.state.subscription_hub.ping
         try:
             yield
         finally:
@@ -474,6 +478,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(ingest_api.router())  # POST /$ingest, before POST /{type}
     app.include_router(pull_api.router())  # GET /$pull-status, before GET /{type}
     app.include_router(delivery_api.router())  # GET /$delivery-status, before GET /{type}
+    app.include_router(subscription_ws.router())  # the websocket channel's endpoint
     app.include_router(routes.router())
 
     return app
