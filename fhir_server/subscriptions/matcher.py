@@ -68,6 +68,9 @@ class Active:
             self._subs, self._loaded = subs, started
         return self._subs
 
+    def __len__(self) -> int:
+        return len(self._subs)
+
     def get(self, sub_id: str) -> Subscription | None:
         return self._subs.get(sub_id)
 

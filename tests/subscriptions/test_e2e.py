@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import started, with_packages
+from tests.servers import BIN, ROOT, started, with_packages
 from tests.subscriptions.receiver import Receiver, receiving
 
 FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
@@ -137,4 +138,25 @@ def test_a_notification_queued_before_a_kill_is_delivered_after_the_restart(
     with started(environment(database_url), tmp_path / "second.log"):
         receiver.wait_for("/ok", 1, timeout=10)
         time.sleep(0.5)
+    assert len(receiver.of("/ok")) == 1
+
+
+def test_deliver_without_a_sas_url_sends_the_notifications(
+    database_url: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    env = environment(database_url, FHIR_DELIVERY_IN_SERVE="false")
+    env.pop("FHIR_SAS_APPOINTMENTS_URL", None)
+    with started(env, tmp_path / "serve.log", "--migrate") as s:
+        subscribe(s.base, f"{receiver.url}/ok")
+        book(s.base)
+    assert receiver.of("/ok") == []
+    done = subprocess.run(
+        [str(BIN / "fhir-server"), "deliver", "--once"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
     assert len(receiver.of("/ok")) == 1
