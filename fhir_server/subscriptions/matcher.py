@@ -112,6 +112,7 @@ class Matcher:
         self.active = active
         self.wake = wake
         self.ping = ping  # websocket subscriptions: told after the commit, not queued
+        self._needles: dict[tuple[str, int], tuple[tuple[bytes, ...], ...]] = {}
 
     async def wrote(self, session: WriteSession, stored: Stored, previous: Stored | None) -> None:
         if stored.res_type == TYPE:
@@ -122,9 +123,23 @@ class Matcher:
         subs = await self.active.load(session)
         now = utcnow()
         watching = [s for s in subs.values() if s.res_type == stored.res_type and s.live(now)]
+        content = stored.content.lower() if watching else b""
         for sub in watching:
+            if not self.may_match(sub, content):
+                continue  # a value the criteria needs is nowhere in the resource
             if await self.matches(session, sub, stored, now):
                 await self._notify(session, sub, stored)
+
+    def may_match(self, sub: Subscription, content: bytes) -> bool:
+        """The cheap test before the search: each plain token or reference parameter of
+        the criteria needs one of its values somewhere in the resource's JSON."""
+        key = (sub.id, sub.version)
+        needles = self._needles.get(key)
+        if needles is None:
+            if len(self._needles) > 10_000:
+                self._needles.clear()
+            needles = self._needles[key] = needles_of(self.searcher, sub)
+        return all(any(n in content for n in alternatives) for alternatives in needles)
 
     async def matches(
         self, session: WriteSession, sub: Subscription, stored: Stored, now: datetime
@@ -154,3 +169,27 @@ class Matcher:
         )
         if self.wake is not None:
             session.after_commit(self.wake)
+
+
+def needles_of(searcher: Searcher, sub: Subscription) -> tuple[tuple[bytes, ...], ...]:
+    """Per plain token/reference parameter (no modifier, no chain), the lowercased bytes
+    one of which the resource's JSON must contain to match; other parameters add nothing
+    (the search decides). Conservative: a value that could be written differently in the
+    resource (a full URL, an escaped character) is not required."""
+    out: list[tuple[bytes, ...]] = []
+    for name, value in sub.pairs:
+        if ":" in name or "." in name or name.startswith("_"):
+            continue
+        param = searcher.registry.get(sub.res_type, name)
+        if param is None or param.type not in ("token", "reference"):
+            continue
+        alternatives: list[bytes] = []
+        for alt in value.split(","):
+            needle = alt.rsplit("|", 1)[-1] if param.type == "token" else alt
+            if not needle or "://" in needle or any(c in needle for c in '"\\'):
+                alternatives = []
+                break
+            alternatives.append(needle.lower().encode())
+        if alternatives:
+            out.append(tuple(alternatives))
+    return tuple(out)
