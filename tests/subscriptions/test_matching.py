@@ -226,3 +226,20 @@ async def test_another_callers_subscription_is_not_visible(ctx: Context, store: 
     assert await store.read("Subscription", sub, VENDOR_B) is None
     assert await store.read("Subscription", sub, REGULATOR) is None
     assert await store.read("Subscription", sub, VENDOR_A) is not None
+
+
+async def test_a_reference_criteria_matches_through_the_cheap_test_and_the_search(
+    ctx: Context, store: Store
+) -> None:
+    admin = ctx.acting_for(Caller(role="admin", client_id="ops"))
+    for pid in ("p1", "p2"):
+        await update(admin, "Practitioner", pid, {"resourceType": "Practitioner", "id": pid})
+    sub = await subscribe(ctx, REGULATOR, "Appointment?actor=Practitioner/p1,Practitioner/p9")
+    ids = []
+    for pid in ("p2", "p1"):
+        body = {
+            **appointment(),
+            "participant": [{"actor": {"reference": f"Practitioner/{pid}"}, "status": "accepted"}],
+        }
+        ids.append((await create(admin, "Appointment", body)).stored.res_id)
+    assert await notified(store, sub) == [ids[1]]
