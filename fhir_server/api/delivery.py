@@ -7,6 +7,7 @@ newest first, at most 20). Read from the database: any process answers for all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ async def get_delivery_status(request: Request, w: Wired) -> Response:
 
 
 def delivery_status(
-    channels: dict[str, ChannelStatus], failures: list[Delivery] | Any, now: datetime
+    channels: dict[str, ChannelStatus], failures: Sequence[Delivery], now: datetime
 ) -> dict[str, Any]:
     found: dict[str, Any] = {"resourceType": "Parameters"}
     parameters = [_channel(c, now) for c in channels.values()]
