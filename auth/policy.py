@@ -49,6 +49,7 @@ TYPES: tuple[str, ...] = (
     "PractitionerRole",
     "Schedule",
     "Slot",
+    "Subscription",
 )
 READS: tuple[str, ...] = ("read", "vread", "search", "history", "operation")
 WRITES: tuple[str, ...] = ("create", "update", "patch", "delete")
@@ -142,6 +143,7 @@ class ReadScope:
     types: frozenset[str] | None = None  # only these types (None: every type not in never)
     never: frozenset[str] = frozenset()
     slot_labels: frozenset[str] | None = None  # Slots with one of these labels (None: all)
+    own_types: frozenset[str] = frozenset()  # of these types, only the rows ``owner`` owns
 
     @property
     def everything(self) -> bool:
@@ -154,7 +156,7 @@ class ReadScope:
 
     def whole_type(self, res_type: str) -> bool:
         """Every row of ``res_type`` is visible (no owner or label condition on it)."""
-        if not self.type_ok(res_type) or self.owner_only:
+        if not self.type_ok(res_type) or self.owner_only or res_type in self.own_types:
             return False
         return res_type != "Slot" or self.slot_labels is None
 
@@ -165,7 +167,7 @@ class ReadScope:
         """Whether one stored row is visible (rows already read, e.g. a transaction's GET)."""
         if not self.type_ok(res_type):
             return False
-        if self.owner_only and owner != self.owner:
+        if (self.owner_only or res_type in self.own_types) and owner != self.owner:
             return False
         return res_type != "Slot" or self.labels_ok(labels)
 
@@ -192,12 +194,14 @@ WRITE_RULES: Mapping[str, Mapping[str, frozenset[str]]] = {
             )
         },
         "Appointment": _CHANGE,  # INT_R03: vendor -> platform; cancelled, never deleted
+        "Subscription": _ALL_WRITES,  # its own (OWN_TYPES), notified of what it may read
     },
-    "regulator": {"Appointment": _CHANGE},  # booking; its own, once made
+    "regulator": {"Appointment": _CHANGE, "Subscription": _ALL_WRITES},  # booking; its own
     "platform": {
         "Practitioner": _ALL_WRITES,  # INT_R02 regulator accounts
         "PractitionerRole": _ALL_WRITES,
         "Appointment": _CHANGE,
+        "Subscription": _ALL_WRITES,
     },
     # AuditEvents are the server's own record (fhir_server/audit): no client writes them,
     # not even admin; the audit writer writes as the server itself (SYSTEM), outside roles
@@ -211,6 +215,9 @@ READ_RULES: Mapping[str, frozenset[str]] = {
     "admin": frozenset(TYPES),
 }
 OWNER_ONLY_READS = frozenset({"vendor"})
+# types every role but admin reads only its own rows of (a Subscription's channel headers
+# may hold the subscriber's secrets: docs/subscriptions.md)
+OWN_TYPES = frozenset({"Subscription"})
 
 
 class Policy:
@@ -336,9 +343,11 @@ class Policy:
             allowed = self.slot_visibility.get(role, frozenset(LABELS))
             labels = None if allowed >= set(LABELS) else allowed
         owner_only = role in OWNER_ONLY_READS
+        own_types = OWN_TYPES if role != "admin" else frozenset()
         return ReadScope(
             owner_only=owner_only,
-            owner=self.owner_of(who) if owner_only else None,
+            owner=self.owner_of(who) if owner_only or own_types else None,
+            own_types=own_types,
             types=types,
             never=never,
             slot_labels=labels,

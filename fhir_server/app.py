@@ -22,7 +22,7 @@ from auth.oidc import OidcClient, OidcClientConfig
 from auth.policy import Policy
 from auth.tokens import IssuerConfig, TokenVerifier
 from fhir_server import logging as fhir_logging
-from fhir_server.api import booking_page, http, login, outcomes, routes
+from fhir_server.api import booking_page, http, login, outcomes, routes, subscription_ws
 from fhir_server.api import delivery as delivery_api
 from fhir_server.api import ingest as ingest_api
 from fhir_server.api import pull as pull_api
@@ -46,12 +46,17 @@ from fhir_server.ingest.pull.owners import remote_owners
 from fhir_server.ingest.pull.scheduler import Puller
 from fhir_server.ingest.pull.state import states_of
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.subscription_state import set_error
 from fhir_server.package_cache import read_manifest
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.packages import registry_for
 from fhir_server.settings import Settings
 from fhir_server.storage.migrate import SchemaState
 from fhir_server.storage.port import Store
+from fhir_server.subscriptions.hub import Hub
+from fhir_server.subscriptions.matcher import Active, Matcher
+from fhir_server.subscriptions.rules import Rules
+from fhir_server.subscriptions.sender import RestHookSender
 from fhir_server.validation.packages import log_missing_packages
 from fhir_server.validation.validator import Validator
 
@@ -182,9 +187,43 @@ def make_context(
         unique_identifiers=frozenset(settings.unique_identifiers),
         strict_conditional_ids=settings.conditional_update_id == "strict",
         referential_integrity=settings.referential_integrity,
-        write_hooks=make_write_hooks(settings, wake),
+        write_hooks=(
+            *make_write_hooks(settings, wake),
+            Matcher(searcher, store.policy, Active()),
+        ),
+        subscription_rules=Rules(
+            searcher, store.policy, frozenset(settings.subscription_allowed_hosts)
+        ),
         forwarder=make_forwarder(settings),
     )
+
+
+def matcher_of(ctx: Context) -> Matcher:
+    """The context's subscription matcher (every context has one: ``make_context``)."""
+    return next(h for h in ctx.write_hooks if isinstance(h, Matcher))
+
+
+def make_subscription_sender(settings: Settings, ctx: Context) -> RestHookSender:
+    """This process's rest-hook sender (docs/subscriptions.md), woken by the writes of
+    ``ctx`` that queued a notification."""
+    matcher = matcher_of(ctx)
+    backoff = Backoff(settings.delivery_backoff_first, settings.delivery_backoff_max)
+
+    async def on_error(sub_id: str, text: str) -> None:
+        await set_error(ctx, sub_id, text)
+
+    sender = RestHookSender(
+        Queue(ctx.store, process_id(), backoff),
+        ctx.store,
+        matcher.active,
+        on_error,
+        failures=settings.subscription_failures,
+        timeout=settings.subscription_timeout,
+        concurrency=settings.subscription_concurrency,
+        tick=settings.delivery_tick,
+    )
+    matcher.wake = sender.wake
+    return sender
 
 
 def make_write_hooks(settings: Settings, wake: Callable[[], None] | None) -> tuple[WriteHook, ...]:
@@ -413,9 +452,20 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             app.state.pull.start()
         if sender is not None and sending:
             sender.start()
+        # the rest-hook notifications (docs/subscriptions.md): every process sends them too
+        notifier = None
+        if settings.delivery_in_serve:
+            notifier = make_subscription_sender(settings, app.state.wiring.ctx)
+            notifier.start()
+        app.state.subscriptions = notifier
+        # the websocket channel: this process's bound connections, pinged after commits
+        app.state.subscription_hub = Hub()
+        matcher_of(app.state.wiring.ctx).ping = app.state.subscription_hub.ping
         try:
             yield
         finally:
+            if notifier is not None:
+                await notifier.stop()
             if sender is not None:
                 await sender.stop()
             if app.state.pull is not None:
@@ -461,6 +511,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(ingest_api.router())  # POST /$ingest, before POST /{type}
     app.include_router(pull_api.router())  # GET /$pull-status, before GET /{type}
     app.include_router(delivery_api.router())  # GET /$delivery-status, before GET /{type}
+    app.include_router(subscription_ws.router())  # the websocket channel's endpoint
     app.include_router(routes.router())
 
     return app

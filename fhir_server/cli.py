@@ -286,6 +286,9 @@ def deliver(
 
     settings = _batch_settings()
     if not settings.sas_appointments_url:
+        # the Subscriptions' notifications still go out (docs/subscriptions.md)
+        if asyncio.run(_deliver_subscriptions(settings, once)):
+            return
         _say("FHIR_SAS_APPOINTMENTS_URL is not set: nowhere to deliver (docs/delivery.md)", "red")
         raise typer.Exit(2)
     _check_delivery(settings)
@@ -337,6 +340,38 @@ def deliver(
     console.print(table_out)
     if left or total.failed:
         raise typer.Exit(1)
+
+
+async def _deliver_subscriptions(settings: Settings, once: bool) -> bool:
+    """Send the rest-hook notifications alone (no SAS URL); False when no Subscription is
+    stored (nothing to deliver at all)."""
+    from fhir_server.app import make_context, make_store, make_subscription_sender
+    from fhir_server.core.caller import SYSTEM
+
+    store = make_store(settings)
+    try:
+        await store.migrate()
+        sender = make_subscription_sender(
+            settings, make_context(settings, store).acting_for(SYSTEM)
+        )
+        await sender.subscriptions()
+        if not len(sender.active):
+            return False
+        _say("FHIR_SAS_APPOINTMENTS_URL is not set: sending the Subscriptions' notifications only")
+        try:
+            if once:
+                await sender.run_once()
+            else:
+                stopping = asyncio.Event()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
+                sender.start()
+                await stopping.wait()
+        finally:
+            await sender.stop()
+        return True
+    finally:
+        await store.close()
 
 
 @app.command("dev-certs")

@@ -401,6 +401,30 @@ class Settings(BaseSettings):
         "(FHIR_PSC_ISSUER), else no comment",
     )
 
+    # -- subscriptions: FHIR R4 Subscription, rest-hook (docs/subscriptions.md) --
+    subscription_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Consecutive failed sends of a rest-hook notification after which its "
+        "Subscription is set to status=error and no longer delivered",
+    )
+    subscription_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds one rest-hook notification may take"
+    )
+    subscription_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Rest-hook notifications one process sends at once (each subscription "
+        "in order, a hanging endpoint holds one of these only)",
+    )
+    subscription_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names a rest-hook endpoint may name (JSON list; empty: any host; "
+        "the SSRF stance, docs/subscriptions.md)",
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

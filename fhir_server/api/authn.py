@@ -18,7 +18,7 @@ The caller is also left in ``request.state.caller`` for the audit trail.
 from __future__ import annotations
 
 import structlog
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from auth.certificates import CertificateRefused, CertificateRule, CertificateTrust
 from fhir_server.api.bearer import BearerTokens, challenge
@@ -57,14 +57,14 @@ class Authenticator:
         if self.bearer is not None:
             await self.bearer.aclose()
 
-    async def caller(self, request: Request, ctx: Context) -> Caller:
+    async def caller(self, request: HTTPConnection, ctx: Context) -> Caller:
         if self.settings.auth == "none":
             return self.anonymous
         found = await self._identify(request, ctx)
         request.state.caller = found
         return found
 
-    async def _identify(self, request: Request, ctx: Context) -> Caller:
+    async def _identify(self, request: HTTPConnection, ctx: Context) -> Caller:
         authorization = request.headers.get("authorization")
         if authorization is not None:
             return await self._token(authorization, ctx)
@@ -86,7 +86,7 @@ class Authenticator:
             )
         return await self.bearer.caller(token, ctx)
 
-    def _certificate(self, request: Request) -> Caller:
+    def _certificate(self, request: HTTPConnection) -> Caller:
         settings = self.settings
         cert = presented(
             request.scope,

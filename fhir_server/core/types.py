@@ -15,6 +15,7 @@ SERVED_TYPES: tuple[str, ...] = (
     "PractitionerRole",
     "Schedule",
     "Slot",
+    "Subscription",
 )
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")

@@ -98,6 +98,9 @@ async def write_version(
     a whole unit (a transaction) at its end. The access policy is checked first: the
     caller may write this type, and a stored resource only if it owns it (403)."""
     access.require_change(ctx, _INTERACTIONS[method], res_type, previous)
+    if resource is not None and res_type == "Subscription" and ctx.subscription_rules:
+        before = orjson.loads(previous.content) if previous and not previous.deleted else None
+        resource = ctx.subscription_rules.accept(ctx.caller, resource, before)
     if resource is not None:
         check_required_profiles(ctx, res_type, resource)
         await check_unique_identifiers(ctx, session, res_type, res_id, resource)

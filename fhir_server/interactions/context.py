@@ -18,6 +18,7 @@ from fhir_server.interactions.instants import Remembered
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.parameters import Registry
 from fhir_server.storage.port import Store
+from fhir_server.subscriptions.rules import Rules
 from fhir_server.validation.validator import Validator
 
 
@@ -49,6 +50,8 @@ class Context:
     # called after each version written, in its transaction (delivery/hooks.py): the
     # outboxes (the SAS appointment push, docs/delivery.md)
     write_hooks: tuple[WriteHook, ...] = field(default=(), compare=False, hash=False)
+    # what a Subscription must be to be stored (subscriptions/rules.py); None: any R4 one
+    subscription_rules: Rules | None = field(default=None, compare=False, hash=False)
     # which stored versions' times need rewriting in search answers (instants.py)
     retimed: Remembered = field(default_factory=Remembered, compare=False, hash=False)
     # books a slot owned by a remote vendor at its owner first (slot_booking.py); None: all ours

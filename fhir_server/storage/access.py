@@ -27,6 +27,9 @@ def clause(scope: ReadScope, rows: FromClause) -> ColumnElement[bool] | None:
         conditions.append(c.res_type.not_in(sorted(scope.never)))
     if scope.owner_only:
         conditions.append(c.owner.is_(None) if scope.owner is None else c.owner == scope.owner)
+    if scope.own_types and not scope.owner_only:
+        mine = c.owner.is_(None) if scope.owner is None else c.owner == scope.owner
+        conditions.append(or_(c.res_type.not_in(sorted(scope.own_types)), mine))
     if scope.slot_labels is not None:
         # A Slot shows when one of its labels is allowed; labels are stored "|A|B|".
         shown: list[ColumnElement[bool]] = [

@@ -146,6 +146,7 @@ async def test_metadata_is_generated(client: AsyncClient) -> None:
         "PractitionerRole",
         "Schedule",
         "Slot",
+        "Subscription",
     }
     codes = {i["code"] for i in types["Slot"]["interaction"]}
     assert codes == {

@@ -145,6 +145,12 @@ def body(res_type: str, res_id: str | None = None, **extra: Any) -> dict[str, An
             "start": "2026-06-12T16:20:00.000+02:00",
             "end": "2026-06-12T16:40:00.000+02:00",
         },
+        "Subscription": {
+            "status": "requested",
+            "reason": "policy test",
+            "criteria": "Appointment?status=booked",
+            "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"},
+        },
     }
     out: dict[str, Any] = {"resourceType": res_type, **shapes.get(res_type, {}), **extra}
     if res_id is not None:

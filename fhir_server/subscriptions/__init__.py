@@ -1,0 +1,3 @@
+"""FHIR R4 Subscriptions: criteria checked at creation (``rules``), matched on every write
+(``matcher``), notified through the delivery queue by a rest-hook sender (``sender``).
+docs/subscriptions.md."""
