@@ -84,8 +84,15 @@ def process(args: list[str], env: dict[str, str], log: Path, ready: str) -> Iter
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    with booking_stack(database_url, tmp_path) as base:
+        yield base
+
+
+@contextmanager
+def booking_stack(database_url: str, tmp_path: Path, **extra_env: str) -> Iterator[str]:
     """The dev IdP and the FHIR server (web sign-in on; the API anonymous as admin, so the
-    test can ingest and search without credentials of its own)."""
+    test can ingest and search without credentials of its own), ``extra_env`` added to the
+    server's environment."""
     need_chromium()
     port, idp_port = free_port(), free_port()
     base, idp = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{idp_port}"
@@ -113,6 +120,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
             "FHIR_SESSION_SECRET": "a-browser-test-session-key-of-some-length",
             "FHIR_SESSION_COOKIE_SECURE": "false",  # plain HTTP on loopback
             "FHIR_PERSON_ROLES": json.dumps(REGULATORS),
+            **extra_env,
         }
     )
     idp_args = [str(BIN / "fhir-server"), "dev-idp", "--port", str(idp_port)]
