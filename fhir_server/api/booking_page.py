@@ -35,7 +35,9 @@ BOOKING_PATH, CONFIRMATION_PATH = "/booking", "/booking/confirmation"
 APPOINTMENT_PROFILE = "http://sas.fr/fhir/StructureDefinition/FrAppointmentSAS"
 OPERATOR = "http://interopsante.org/fhir/StructureDefinition/FrAppointmentOperator"
 FORM_ID_SYSTEM = "urn:ietf:rfc:3986"  # the form's one-time id: urn:uuid:<uuid4>
-ORIGIN_TAG = "https://sas.fr/fhir/booking-origin"  # meta.tag: where the regulator came from
+# meta.tag: where the regulator came from; our own namespace (no SAS system names it), as
+# for the identifiers of pulled vendors' slots
+ORIGIN_TAG = "urn:sas-fhir-server:booking-origin"
 MAX_FORM_BYTES = 4096
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ORIGIN = re.compile(r"[a-z0-9-]{1,32}")
