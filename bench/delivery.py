@@ -30,11 +30,11 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import perfdoc
 import procs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -51,7 +51,6 @@ from tests.delivery.appointments import sas_appointment  # noqa: E402
 from tests.delivery.receiver import Pki, make_pki  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
-DOC = ROOT / "docs" / "perf.md"
 REFERENCE = ROOT.parent / "shared" / "reference"
 BLOCK = 100  # writes per block; the arms alternate block by block
 
@@ -214,20 +213,7 @@ def main() -> None:
     print("\n".join(lines))
     if args.no_doc:
         return
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = "\n".join(
-        [
-            f"\n## Delivery (outbox, SAS push), run of {now}",
-            "",
-            f"- command: `{command}`",
-            "",
-            "```",
-            *lines,
-            "```",
-            "",
-        ]
-    )
-    DOC.write_text(DOC.read_text().rstrip("\n") + "\n" + section)
+    perfdoc.append_run("Delivery (outbox, SAS push)", command, lines)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import perfdoc
 import procs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -44,7 +44,6 @@ from fhir_server.settings import Settings  # noqa: E402
 from fhir_server.subscriptions.matcher import Matcher  # noqa: E402
 from tests.subscriptions.receiver import Receiver, receiving  # noqa: E402
 
-DOC = ROOT / "docs" / "perf.md"
 BLOCK = 50  # writes per block; the arms alternate block by block
 REGULATOR = Caller(role="regulator", client_id="bench-regulation")
 
@@ -170,20 +169,7 @@ def main() -> None:
     print("\n".join(lines))
     if args.no_doc:
         return
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = "\n".join(
-        [
-            f"\n## Subscriptions (matching on writes, rest-hook latency), run of {now}",
-            "",
-            f"- command: `{command}`",
-            "",
-            "```",
-            *lines,
-            "```",
-            "",
-        ]
-    )
-    DOC.write_text(DOC.read_text().rstrip("\n") + "\n" + section)
+    perfdoc.append_run("Subscriptions (matching on writes, rest-hook latency)", command, lines)
 
 
 if __name__ == "__main__":
