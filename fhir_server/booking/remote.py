@@ -192,6 +192,51 @@ class RemoteBooking:
             except (Refused, Unreachable) as exc:
                 raise _failed(owner, "cancel", exc) from None
 
+    def concerns(self, take: dict[str, Stored], leave: dict[str, Stored]) -> bool:
+        """Whether any of these slots is remote: the identifiers of rows already read."""
+        return bool(self._remote(take) or self._remote(leave))
+
+    async def revert(
+        self,
+        appointment: FhirJson | None,
+        take: dict[str, Stored],
+        leave: dict[str, Stored],
+    ) -> None:
+        """``forward`` was confirmed but the local write failed: a new booking at the owner
+        is cancelled there (the same PUT as ``undo``). A move or a cancel confirmed there
+        cannot be put back safely: logged at ``error`` for the operator. Never raises."""
+        taking = self._remote(take)
+        leaving = self._remote(leave)
+        if (not taking and not leaving) or appointment is None:
+            return
+        key = booking_key(appointment)
+        token = f"{key['system']}|{key['value']}"
+        owner = (taking or leaving)[0][0]
+        if not taking or any(o == owner for o, _ in leaving):
+            log.error(
+                "forwarded booking left at its owner",
+                owner=owner.name,
+                identifier=token,
+                reason="a cancel or a move confirmed by the owner; the local write failed",
+            )
+            return
+        body = for_owner(appointment, [rid for _, rid in taking], key) | {"status": "cancelled"}
+        try:
+            await cancel(owner, body, key, self.owners.limits)
+        except (Refused, Unreachable) as exc:
+            log.error(
+                "forwarded booking left at its owner",
+                owner=owner.name,
+                identifier=token,
+                reason=exc.reason,
+            )
+        else:
+            log.warning(
+                "forwarded booking cancelled at its owner: the local write failed",
+                owner=owner.name,
+                identifier=token,
+            )
+
     def _remote(self, slots: dict[str, Stored]) -> list[tuple[Owner, str]]:
         found = []
         for slot_id in sorted(slots):

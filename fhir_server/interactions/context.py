@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from auth.policy import Policy
-from fhir_server.booking.forwarding import Forwarder
+from fhir_server.booking.forwarding import Asked, Forwarder
 from fhir_server.core.caller import Caller
 from fhir_server.core.roles import Role
 from fhir_server.delivery.hooks import WriteHook
@@ -56,6 +56,8 @@ class Context:
     retimed: Remembered = field(default_factory=Remembered, compare=False, hash=False)
     # books a slot owned by a remote vendor at its owner first (slot_booking.py); None: all ours
     forwarder: Forwarder | None = field(default=None, compare=False, hash=False)
+    # per request: what the owners confirmed before its write transaction (owner_first.py)
+    asked: Asked | None = field(default=None, compare=False, hash=False)
 
     @property
     def search(self) -> Searcher:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.core import errors
-from fhir_server.interactions import access, idempotency
+from fhir_server.interactions import access, idempotency, owner_first
 from fhir_server.interactions._resource import check_body, check_type, write_version
 from fhir_server.interactions.conditional import conditional_matches
 from fhir_server.interactions.context import Context
@@ -75,6 +75,19 @@ async def create(
     *,
     if_none_exist: str | None = None,
     idempotent: idempotency.IdempotentRequest | None = None,
+) -> WriteResult:
+    async def write(ctx: Context) -> WriteResult:
+        return await _create(ctx, res_type, body, if_none_exist, idempotent)
+
+    return await owner_first.run(ctx, write)
+
+
+async def _create(
+    ctx: Context,
+    res_type: str,
+    body: Any,
+    if_none_exist: str | None,
+    idempotent: idempotency.IdempotentRequest | None,
 ) -> WriteResult:
     async with ctx.store.writing(ctx.caller) as session:
         if idempotent is None:

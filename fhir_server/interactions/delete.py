@@ -7,7 +7,7 @@ A conditional delete deletes its single match; several matches fail with 412.
 from __future__ import annotations
 
 from fhir_server.core import errors
-from fhir_server.interactions import access
+from fhir_server.interactions import access, owner_first
 from fhir_server.interactions._resource import check_id, check_if_match, check_type, write_version
 from fhir_server.interactions.conditional import matching_ids
 from fhir_server.interactions.context import Context
@@ -48,8 +48,11 @@ async def delete_in(
 async def delete(
     ctx: Context, res_type: str, res_id: str, *, if_match: str | None = None
 ) -> Stored | None:
-    async with ctx.store.writing(ctx.caller) as session:
-        return await delete_in(ctx, session, res_type, res_id, if_match=if_match)
+    async def write(ctx: Context) -> Stored | None:
+        async with ctx.store.writing(ctx.caller) as session:
+            return await delete_in(ctx, session, res_type, res_id, if_match=if_match)
+
+    return await owner_first.run(ctx, write)
 
 
 async def conditional_delete_in(
@@ -75,5 +78,8 @@ async def conditional_delete_in(
 
 
 async def conditional_delete(ctx: Context, res_type: str, query: str) -> Stored | None:
-    async with ctx.store.writing(ctx.caller) as session:
-        return await conditional_delete_in(ctx, session, res_type, query)
+    async def write(ctx: Context) -> Stored | None:
+        async with ctx.store.writing(ctx.caller) as session:
+            return await conditional_delete_in(ctx, session, res_type, query)
+
+    return await owner_first.run(ctx, write)

@@ -12,7 +12,7 @@ import jsonpatch
 import orjson
 
 from fhir_server.core import errors, json_input
-from fhir_server.interactions import access
+from fhir_server.interactions import access, owner_first
 from fhir_server.interactions._resource import (
     check_id,
     check_if_match,
@@ -97,7 +97,10 @@ async def patch(
     if_match: str | None = None,
     max_depth: int = json_input.MAX_DEPTH,
 ) -> WriteResult:
-    async with ctx.store.writing(ctx.caller) as session:
-        return await patch_in(
-            ctx, session, res_type, res_id, operations, if_match=if_match, max_depth=max_depth
-        )
+    async def write(ctx: Context) -> WriteResult:
+        async with ctx.store.writing(ctx.caller) as session:
+            return await patch_in(
+                ctx, session, res_type, res_id, operations, if_match=if_match, max_depth=max_depth
+            )
+
+    return await owner_first.run(ctx, write)

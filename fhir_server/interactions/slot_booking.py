@@ -13,9 +13,11 @@ what it knew of that Schedule (``storage/schema.py``, ``idx_watch``).
 The slot versions are written by the server for the booking, not by the caller: a regulator
 may not write Slots, yet its booking makes them busy. The slot keeps its owner and labels.
 
-Remote owners. ``ctx.forwarder`` (None: every slot is ours) is asked once per write, with
-the slots it would take and leave, before anything is written: a slot pulled from a remote
-vendor is booked at its owner first (``booking/forwarding.py``).
+Remote owners. ``ctx.forwarder`` (None: every slot is ours) says whether the slots a write
+takes and leaves have a remote owner. If so the owner must have confirmed this change
+BEFORE the transaction (``ctx.asked``); otherwise ``NeedsOwner`` rolls it back and
+``owner_first.run`` asks the owner with no transaction open, then writes again
+(``booking/forwarding.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from fhir_server.booking import rules, sas_content
+from fhir_server.booking import forwarding, rules, sas_content
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM
 from fhir_server.core.fhirtime import format_instant, utcnow
@@ -91,7 +93,8 @@ async def apply(
     if change.empty:
         return
     if ctx.forwarder is not None:
-        await ctx.forwarder.forward(
+        _owner_first(
+            ctx,
             appointment,
             {s: r for s in change.take if (r := stored[s]) is not None},
             {s: r for s in change.leave if (r := stored[s]) is not None},
@@ -107,6 +110,23 @@ async def apply(
         state = states.get(slot_id)
         if row is not None and state is not None and rules.frees(state, now):
             await _write_status(ctx, session, row, "free")
+
+
+def _owner_first(
+    ctx: Context,
+    appointment: dict[str, Any] | None,
+    take: dict[str, Stored],
+    leave: dict[str, Stored],
+) -> None:
+    """Slots of remote owners: go on only with their confirmation of this very change,
+    obtained before this transaction (``owner_first.run``); else roll back to get it."""
+    assert ctx.forwarder is not None
+    if not ctx.forwarder.concerns(take, leave):
+        return  # our own slots: booked here alone
+    ask = forwarding.Ask(appointment, take, leave)
+    if ctx.asked is not None and ctx.asked.holds(ask.key):
+        return  # confirmed by the owner; the checks above ran again on the locked rows
+    raise forwarding.NeedsOwner(ask)  # never caught in the transaction: nothing is written
 
 
 async def _complete(

@@ -11,6 +11,7 @@ each entry on its own and reports each entry's outcome.
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,16 @@ from fhir_server.core import errors, json_input
 from fhir_server.core.errors import FhirError, Issue
 from fhir_server.core.fhirtime import format_instant
 from fhir_server.core.outcomes import outcome
-from fhir_server.interactions import access, create, delete, patch, read, search, update
+from fhir_server.interactions import (
+    access,
+    create,
+    delete,
+    owner_first,
+    patch,
+    read,
+    search,
+    update,
+)
 from fhir_server.interactions.bundles import bundle, etag, resource_fragment
 from fhir_server.interactions.conditional import conditional_matches, update_target
 from fhir_server.interactions.context import Context
@@ -374,33 +384,60 @@ async def process(
 ) -> bytes:
     """Runs a batch or transaction Bundle; ``max_depth`` bounds the JSON Patches it carries."""
     kind, entries = _entries(body, base_url)
-    responses: dict[int, dict[str, Any]] = {}
     if kind == "transaction":
-        async with ctx.store.writing(ctx.caller) as session:
-            mapping = await _assign_ids(ctx, session, entries)
-            for e in entries:
-                if mapping and e.resource is not None:
-                    e.resource = _rewrite(e.resource, mapping)
-            refs = PendingReferences()
-            for e in sorted(entries, key=lambda x: _ORDER[x.method]):
-                try:
-                    responses[e.index] = await _run(
-                        ctx, session, e, base_url, return_resources, max_depth, refs
-                    )
-                except FhirError as exc:
-                    raise _at(exc, e.index) from exc
-            await refs.verify(session, _entry_expressions(entries))
-        return bundle("transaction-response", [responses[e.index] for e in entries])
+        runs: list[list[_Entry]] = [entries]
+
+        async def write(ctx: Context) -> bytes:
+            # a run again after asking an owner (owner_first.py): the entries parsed anew
+            todo = runs.pop() if runs else _entries(body, base_url)[1]
+            return await _transaction(ctx, todo, base_url, return_resources, max_depth)
+
+        return await owner_first.run(ctx, write)
+    responses: dict[int, dict[str, Any]] = {}
     for e in entries:
         if e.error is not None:
             responses[e.index] = _outcome_entry(e.error)
             continue
         try:
-            async with ctx.store.writing(ctx.caller) as session:
-                await _assign_ids(ctx, session, [e])
-                responses[e.index] = await _run(
-                    ctx, session, e, base_url, return_resources, max_depth
-                )
+            responses[e.index] = await owner_first.run(
+                ctx,
+                functools.partial(
+                    _batch_entry,
+                    e=e,
+                    base_url=base_url,
+                    return_resources=return_resources,
+                    max_depth=max_depth,
+                ),
+            )
         except FhirError as exc:
             responses[e.index] = _outcome_entry(exc)
     return bundle("batch-response", [responses[e.index] for e in entries])
+
+
+async def _batch_entry(
+    ctx: Context, *, e: _Entry, base_url: str, return_resources: bool, max_depth: int
+) -> dict[str, Any]:
+    async with ctx.store.writing(ctx.caller) as session:
+        await _assign_ids(ctx, session, [e])
+        return await _run(ctx, session, e, base_url, return_resources, max_depth)
+
+
+async def _transaction(
+    ctx: Context, entries: list[_Entry], base_url: str, return_resources: bool, max_depth: int
+) -> bytes:
+    responses: dict[int, dict[str, Any]] = {}
+    async with ctx.store.writing(ctx.caller) as session:
+        mapping = await _assign_ids(ctx, session, entries)
+        for e in entries:
+            if mapping and e.resource is not None:
+                e.resource = _rewrite(e.resource, mapping)
+        refs = PendingReferences()
+        for e in sorted(entries, key=lambda x: _ORDER[x.method]):
+            try:
+                responses[e.index] = await _run(
+                    ctx, session, e, base_url, return_resources, max_depth, refs
+                )
+            except FhirError as exc:
+                raise _at(exc, e.index) from exc
+        await refs.verify(session, _entry_expressions(entries))
+    return bundle("transaction-response", [responses[e.index] for e in entries])

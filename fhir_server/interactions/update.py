@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.core import errors
-from fhir_server.interactions import access
+from fhir_server.interactions import access, owner_first
 from fhir_server.interactions._resource import (
     check_body,
     check_id,
@@ -79,8 +79,11 @@ async def update_in(
 async def update(
     ctx: Context, res_type: str, res_id: str, body: Any, *, if_match: str | None = None
 ) -> WriteResult:
-    async with ctx.store.writing(ctx.caller) as session:
-        return await update_in(ctx, session, res_type, res_id, body, if_match=if_match)
+    async def write(ctx: Context) -> WriteResult:
+        async with ctx.store.writing(ctx.caller) as session:
+            return await update_in(ctx, session, res_type, res_id, body, if_match=if_match)
+
+    return await owner_first.run(ctx, write)
 
 
 async def conditional_update_in(
@@ -109,5 +112,10 @@ async def conditional_update_in(
 async def conditional_update(
     ctx: Context, res_type: str, query: str, body: Any, *, if_match: str | None = None
 ) -> WriteResult:
-    async with ctx.store.writing(ctx.caller) as session:
-        return await conditional_update_in(ctx, session, res_type, query, body, if_match=if_match)
+    async def write(ctx: Context) -> WriteResult:
+        async with ctx.store.writing(ctx.caller) as session:
+            return await conditional_update_in(
+                ctx, session, res_type, query, body, if_match=if_match
+            )
+
+    return await owner_first.run(ctx, write)

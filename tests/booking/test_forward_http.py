@@ -5,6 +5,7 @@ first, then here; the vendor's refusal comes back as 409 with its reason, nothin
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,39 @@ def test_a_regulator_books_a_pulled_slot_at_its_owner_first(
             assert (slot(base, "v-2") or {}).get("status") == "free"
             found = httpx.get(f"{base}/Appointment", params={"identifier": "h2"}, timeout=10)
             assert orjson.loads(found.content).get("total", 0) == 0
+
+
+def test_a_slow_owner_holds_no_other_booking_back(database_url: str, tmp_path: Path) -> None:
+    """The owner of v-1 answers after 1 s: a booking of v-2 sent meanwhile is answered
+    first (the owner is asked with no write transaction open)."""
+    with vendor_server() as vendor:
+        vendor.searchset = searchset({"v-1": tomorrow(9), "v-2": tomorrow(10)})
+        env = environment(database_url, tmp_path, vendor.base)
+        with serving(env, tmp_path / "serve.log") as base:
+            deadline = time.monotonic() + 60
+            while slot(base, "v-2") is None:  # the first poll, in the serve process
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.2)
+            vendor.script, vendor.delay = ["slow"], 1.0
+            finished: list[tuple[str, int]] = []
+
+            def book(rid: str) -> None:
+                answer = httpx.post(
+                    f"{base}/Appointment",
+                    content=orjson.dumps(booking(rid, f"s-{rid}")),
+                    headers=FHIR,
+                    timeout=30,
+                )
+                finished.append((rid, answer.status_code))  # list.append: thread-safe
+
+            slow = threading.Thread(target=book, args=("v-1",))
+            slow.start()
+            for _ in range(500):  # until the vendor has the slow POST (bounded)
+                if vendor.count("POST") >= 1:
+                    break
+                time.sleep(0.02)
+            book("v-2")
+            slow.join(timeout=30)
+            assert finished == [("v-2", 201), ("v-1", 201)]
+            assert set(vendor.taken) == {"v-1", "v-2"}
+            assert (slot(base, "v-1") or {}).get("status") == "busy"

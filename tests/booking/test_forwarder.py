@@ -16,6 +16,10 @@ class Recorder:
     def __init__(self, refuse: bool) -> None:
         self.refuse = refuse
         self.calls: list[tuple[list[str], list[str]]] = []
+        self.reverted: list[tuple[list[str], list[str]]] = []
+
+    def concerns(self, take: dict[str, Stored], leave: dict[str, Stored]) -> bool:
+        return True  # every slot is remote here
 
     async def forward(
         self, appointment: dict[str, Any] | None, take: dict[str, Stored], leave: dict[str, Stored]
@@ -23,6 +27,11 @@ class Recorder:
         self.calls.append((sorted(take), sorted(leave)))
         if self.refuse:
             raise errors.conflict("the owner refused: Slot taken at the vendor")
+
+    async def revert(
+        self, appointment: dict[str, Any] | None, take: dict[str, Stored], leave: dict[str, Stored]
+    ) -> None:
+        self.reverted.append((sorted(take), sorted(leave)))
 
 
 def plug(api: Api, forwarder: Recorder) -> None:
@@ -53,3 +62,4 @@ async def test_take_and_leave_are_given_once_per_write(api: Api) -> None:
     )
     assert r.status_code == 200, r.text
     assert agreeing.calls == [(["old"], []), (["new"], ["old"])]
+    assert agreeing.reverted == []
