@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from auth.policy import Policy
 from fhir_server.app import create_app, make_context
 from fhir_server.core.types import SERVED_TYPES
 from fhir_server.package_cache import MANIFEST, PackageSpec, read_manifest
@@ -122,7 +124,7 @@ async def test_the_server_starts_without_its_packages(tmp_path: Path) -> None:
 
 def test_make_context_uses_the_cache_from_settings(package_cache: Path) -> None:
     settings = Settings(package_path=package_cache)
-    store: Any = object()
+    store: Any = SimpleNamespace(policy=Policy())  # no database: only the registry is read
     first = make_context(settings, store).registry
     assert first is make_context(settings, store).registry  # read once per cache path
     assert first is registry_for(package_cache)

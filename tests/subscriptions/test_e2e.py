@@ -91,7 +91,7 @@ def test_rest_hook_notified_within_a_second_failing_ones_go_to_error(
     database_url: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     log = tmp_path / "serve.log"
-    with started(environment(database_url, FHIR_DELIVERY_TICK="30"), log, "--migrate") as s:
+    with started(environment(database_url, FHIR_DELIVERY_TICK="5"), log, "--migrate") as s:
         ok = subscribe(s.base, f"{receiver.url}/ok", "application/fhir+json")
         empty = subscribe(s.base, f"{receiver.url}/ok-empty")
         failing = subscribe(s.base, f"{receiver.url}/fail")
@@ -108,7 +108,8 @@ def test_rest_hook_notified_within_a_second_failing_ones_go_to_error(
         assert hit.headers["Authorization"] == SECRET
         assert (bare.method, bare.body) == ("POST", b"")
         # the failing endpoint: 3 attempts, then status=error; the others unaffected
-        deadline = time.monotonic() + 20
+        # (retries come at the sender's next tick: 5 s here, more than the first hit's bound)
+        deadline = time.monotonic() + 45
         while subscription(s.base, failing)["status"] != "error" and time.monotonic() < deadline:
             time.sleep(0.1)
         failed = subscription(s.base, failing)

@@ -192,8 +192,10 @@ async def test_failing_endpoint_sets_the_subscription_in_error_and_a_client_resu
     ctx: Context, store: Store
 ) -> None:
     sub = await subscribe(ctx, REGULATOR, "Appointment?status=booked")  # port 9: refused
+    # stored as sent by an admin (a regulator's Appointment must book a slot); the
+    # regulator reads every Appointment, so its subscription matches
+    await create(ctx, "Appointment", appointment())
     regulator = ctx.acting_for(REGULATOR)
-    await create(regulator, "Appointment", appointment())
     sender = make_subscription_sender(
         Settings(subscription_failures=2, subscription_timeout=1), ctx
     )
@@ -208,14 +210,14 @@ async def test_failing_endpoint_sets_the_subscription_in_error_and_a_client_resu
     assert "Appointment" not in current["error"]
     # in error: later writes are not queued for it
     matcher_of(ctx).active.invalidate()
-    await create(regulator, "Appointment", appointment())
+    await create(ctx, "Appointment", appointment())
     assert len(await notified(store, sub)) == 1
     # the client sets it back: active again, notified again
     resumed = {**current, "status": "requested"}
     await update(regulator, "Subscription", sub, resumed)
     current = orjson.loads((await store.read("Subscription", sub, REGULATOR)).content)  # type: ignore[union-attr]
     assert current["status"] == "active" and "error" not in current
-    await create(regulator, "Appointment", appointment())
+    await create(ctx, "Appointment", appointment())
     assert len(await notified(store, sub)) == 2
 
 
