@@ -17,17 +17,16 @@ from fhir_server.booking.forward import Limits
 from fhir_server.booking.remote import RemoteBooking
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.errors import FhirError
-from fhir_server.ingest.pull.config import PullSource
 from fhir_server.ingest.pull.owners import remote_owners
-from fhir_server.ingest.pull.scheduler import Puller
-from fhir_server.ingest.pull.state import engine_of, states_of
+from fhir_server.ingest.pull.state import engine_of
 from fhir_server.interactions.context import Context
 from fhir_server.interactions.create import create
 from fhir_server.interactions.update import update
 from fhir_server.storage.port import Store
+from tests.booking.pulled import pull_two_slots, tomorrow
 from tests.booking.test_forward import appointment
-from tests.booking.test_forward_pulled import ctx, tomorrow
-from tests.booking.vendor import Vendor, searchset, vendor_server
+from tests.booking.test_forward_pulled import ctx
+from tests.booking.vendor import Vendor, vendor_server
 
 __all__ = ["ctx"]  # the fixture, imported for these tests
 LIMITS = Limits(timeout=1.0, retries=2, deadline=3.0, backoff=0.02)
@@ -39,22 +38,7 @@ async def pulled(ctx: Context, store: Store) -> AsyncIterator[tuple[Context, Ven
     """Two free slots of vendor ``agenda`` pulled from the loopback vendor, and a
     regulator's context that forwards their bookings there."""
     with vendor_server() as vendor:
-        vendor.searchset = searchset({"v-1": tomorrow(9), "v-2": tomorrow(10)})
-        source = PullSource.model_validate(
-            {
-                "name": "agenda",
-                "url": vendor.base + "/fhir",
-                "format": "sas-fhir",
-                "vendor": "agenda",
-                "rpps": ["10000000015"],
-                "booking_url": "https://rdv.example.org/book",
-                "timeout": 5,
-            }
-        )
-        puller = Puller(ctx, states_of(store), [source], 1_000_000, owner="t")
-        await puller.prepare()
-        (outcome,) = await puller.run_once()
-        assert outcome.error is None and outcome.slots == 2, outcome
+        source = await pull_two_slots(ctx, store, vendor)
         forwarding = replace(ctx, forwarder=RemoteBooking(remote_owners([source], LIMITS)))
         yield forwarding.acting_for(REGULATOR), vendor
 

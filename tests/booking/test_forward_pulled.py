@@ -4,8 +4,6 @@ and their id there, and a booking forwarded for one reaches the owner's slot."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 import orjson
 import pytest
 
@@ -13,15 +11,12 @@ from fhir_server.app import make_context
 from fhir_server.booking.forward import Limits
 from fhir_server.booking.remote import RemoteBooking
 from fhir_server.core.caller import SYSTEM
-from fhir_server.ingest.pull.config import PullSource
 from fhir_server.ingest.pull.owners import remote_owners
-from fhir_server.ingest.pull.scheduler import Puller
-from fhir_server.ingest.pull.state import states_of
 from fhir_server.interactions.context import Context
 from fhir_server.storage.port import Store
-from mappings.contract import PARIS
+from tests.booking.pulled import pull_two_slots
 from tests.booking.test_forward import appointment
-from tests.booking.vendor import searchset, vendor_server
+from tests.booking.vendor import vendor_server
 from tests.ingest.conftest import ingest_settings
 
 LIMITS = Limits(timeout=2.0, retries=1, deadline=4.0, backoff=0.02)
@@ -33,29 +28,9 @@ def ctx(store: Store) -> Context:
     return make_context(ingest_settings(), store)
 
 
-def tomorrow(hour: int) -> datetime:
-    day = datetime.now(PARIS).date() + timedelta(days=1)
-    return datetime(day.year, day.month, day.day, hour, tzinfo=PARIS)
-
-
 async def test_pulled_slots_are_known_as_the_vendor_s(ctx: Context, store: Store) -> None:
     with vendor_server() as vendor:
-        vendor.searchset = searchset({"v-1": tomorrow(9), "v-2": tomorrow(10)})
-        source = PullSource.model_validate(
-            {
-                "name": "agenda",
-                "url": vendor.base + "/fhir",
-                "format": "sas-fhir",
-                "vendor": "agenda",
-                "rpps": ["10000000015"],
-                "booking_url": "https://rdv.example.org/book",
-                "timeout": 5,
-            }
-        )
-        puller = Puller(ctx, states_of(store), [source], 1_000_000, owner="t")
-        await puller.prepare()
-        (outcome,) = await puller.run_once()
-        assert outcome.error is None and outcome.slots == 2, outcome
+        source = await pull_two_slots(ctx, store, vendor)
         booking = RemoteBooking(remote_owners([source], LIMITS))
         owners = {}
         for rid in ("v-1", "v-2"):
