@@ -205,7 +205,8 @@ class Searcher:
 
 async def _count(session: ReadSession, query: p.Query, now: datetime) -> int:
     only = session.visible(plan.R)
-    rows = await session.fetch(plan.count_statement(query, now=now, only=only))
+    hops = plan.hops_of(session)
+    rows = await session.fetch(plan.count_statement(query, now=now, only=only, hops=hops))
     return int(rows[0][0])
 
 

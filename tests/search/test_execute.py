@@ -126,3 +126,29 @@ async def test_the_cache_filters_slots_by_the_labels_a_role_sees(admin: Context)
     assert ids(await searchset(admin, "Slot", QUERY), "match") == [
         f"Slot/slot{n}" for n in range(3)
     ]
+
+
+async def test_chains_read_only_through_the_caller_s_rows(admin: Context) -> None:
+    """A chain or ``_has`` hop reads the rows its caller may see, so it tells nothing of
+    the others: not the CPTS Slot a regulator may not see, not the Schedule and
+    Practitioner that are not the vendor's."""
+    regulator = admin.acting_for(REGULATOR)
+    for hidden in ("slot1", "slot2"):  # CPTS, unlabelled: not a regulator's
+        query = f"_has:Slot:schedule:_id={hidden}"
+        assert ids(await searchset(admin, "Schedule", query), "match") == ["Schedule/s1"]
+        assert ids(await searchset(regulator, "Schedule", query), "match") == []
+        counted = await searchset(regulator, "Schedule", query + "&_summary=count")
+        assert counted["total"] == 0
+    shown = await searchset(regulator, "Schedule", "_has:Slot:schedule:_id=slot0")
+    assert ids(shown, "match") == ["Schedule/s1"]
+    # the SOS shape: a date pair read through idx_ref_date, then the caller's Slots
+    sos = "_has:Slot:schedule:start=ge2026-06-02T09:30:00%2B02:00&_has:Slot:schedule:status=free"
+    assert ids(await searchset(admin, "Schedule", sos), "match") == ["Schedule/s1"]
+    assert ids(await searchset(regulator, "Schedule", sos), "match") == []
+
+    vendor = admin.acting_for(VENDOR)
+    forward = "schedule.actor:Practitioner.active=true"
+    everyone = [f"Slot/slot{n}" for n in range(3)]
+    assert ids(await searchset(admin, "Slot", forward), "match") == everyone
+    assert ids(await searchset(vendor, "Slot", forward), "match") == []  # not its Schedule
+    assert ids(await searchset(vendor, "Slot", "status=free"), "match") == everyone

@@ -204,6 +204,7 @@ def page_statement(
     columns: Sequence[Any] = (),
     now: datetime | None = None,
     only: ColumnElement[bool] | None = None,
+    hops: plan.Hops | None = None,
 ) -> plan.AnySelect:
     """``limit`` matches after ``position``: the ``columns`` (of ``resources``), ``res_id``,
     then the sort values. Rows come in page order (reversed when going backward)."""
@@ -211,7 +212,7 @@ def page_statement(
     wanted = [*columns, plan.R.c.res_id]
     inner = (
         select(*wanted, *(s.value.label(f"_k{i}") for i, s in enumerate(sort)))
-        .where(*plan.conditions(query, now=now), *([] if only is None else [only]))
+        .where(*plan.conditions(query, now=now, hops=hops), *([] if only is None else [only]))
         .subquery("matches")
     )
     # By position: ``res_id`` may be asked for twice (then SQLAlchemy renames the copy).
@@ -258,6 +259,7 @@ async def search_page(
         columns=columns,
         now=now or fhirtime.utcnow(),
         only=session.visible(plan.R),  # the caller's rows only (storage.port, ``visible``)
+        hops=plan.hops_of(session),  # and their chains read through the caller's rows
     )
     rows = [tuple(r) for r in await session.fetch(stmt)]
     more, rows = len(rows) > limit, rows[:limit]

@@ -167,7 +167,7 @@ async def _filtered_reverse(
         return []
     points = p.Criterion(narrow.param.code, narrow.param, None, values, "")
     query = p.Query(spec.source, criteria=[points, *narrow.criteria])
-    stmt = select(*COLUMNS).where(*plan.conditions(query))
+    stmt = select(*COLUMNS).where(*plan.conditions(query, hops=plan.hops_of(session)))
     return await _visible_rows(session, stmt)
 
 

@@ -27,11 +27,16 @@ both engines turn into semi-joins and may drive from the most selective side):
 
 Chains follow relative references only (``url IS NULL``): an absolute URL names a resource
 on another server even when its tail looks like one of ours.
+
+Every hop reads only the rows the caller may see (``Hops``, from the session's read scope):
+else a chain or ``_has`` would tell a vendor which of another vendor's Appointments point
+at a slot, or a regulator which Schedules hold a Slot of a type it may not see. A hop on a
+type the caller sees whole costs nothing more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
@@ -63,11 +68,29 @@ from fhir_server.search.query.matchers import Match, Span, any_of, any_value, da
 from fhir_server.search.query.matchers import approximate_range as approximate_range
 from fhir_server.search.registry.parameters import Registry, SearchParameter
 from fhir_server.storage import schema
+from fhir_server.storage.port import ReadSession
 
 AnySelect = Select[*tuple[Any, ...]]
 R = schema.resources
 REF = schema.idx_reference
 _ROW_CODES = frozenset({"_id", "_lastUpdated"})  # columns of resources, not index rows
+# The rows of ``resources`` (an alias given) of these types the caller may see on a chain's
+# hop: a condition, or None when it sees every row of them (``run.hops_of`` builds it).
+Hops = Callable[[Sequence[str], FromClause], ColumnElement[bool] | None]
+
+
+def hops_of(session: ReadSession) -> Hops | None:
+    """The hops ``session``'s caller may read through (None: every row of every type)."""
+    scope = session.scope
+    if scope.everything:
+        return None
+
+    def hops(types: Sequence[str], rows: FromClause) -> ColumnElement[bool] | None:
+        if all(scope.whole_type(t) for t in types):
+            return None
+        return session.visible(rows)
+
+    return hops
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,7 @@ class _Scope:
     types: tuple[str, ...]
     row: FromClause | None
     alias: _Aliases
+    hops: Hops | None = None  # None: every row of every hop (the server's own searches)
 
 
 class _Aliases:
@@ -196,13 +220,18 @@ def _probes(scope: _Scope, c: p.Criterion, types: Sequence[str], now: datetime) 
     )
 
 
-def _points(ref: FromClause, c: p.Criterion, alias: _Aliases, now: datetime) -> Match:
+def _points(
+    ref: FromClause, c: p.Criterion, alias: _Aliases, now: datetime, hops: Hops | None
+) -> Match:
     """The rows of ``ref`` (target_type, target_id) pointing at a match of the rest of
-    ``c``'s chain: ``code[:Type].rest``."""
+    ``c``'s chain: ``code[:Type].rest``, among the targets the caller may see."""
     link, rest = c.path[0], replace(c, path=c.path[1:])
     target = alias(R)
-    (inner,) = _group([rest], _Scope(target.c.pk, link.targets, target, alias), now)
+    (inner,) = _group([rest], _Scope(target.c.pk, link.targets, target, alias, hops), now)
     where = [_in(target.c.res_type, link.targets), target.c.deleted == false(), inner.sql]
+    seen = hops(link.targets, target) if hops is not None else None
+    if seen is not None:
+        where.append(seen)
     points: ColumnElement[bool]
     if len(link.targets) == 1:
         ids = select(target.c.res_id).where(*where)
@@ -216,7 +245,7 @@ def _points(ref: FromClause, c: p.Criterion, alias: _Aliases, now: datetime) -> 
 def _forward(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
     """``code[:Type].rest``: the scope's ``code`` reference points at a match of ``rest``."""
     link, ref = c.path[0], scope.alias(REF)
-    points = _points(ref, c, scope.alias, now)
+    points = _points(ref, c, scope.alias, now, scope.hops)
     rows = select(ref.c.res_pk).where(
         _in(ref.c.res_type, link.sources), ref.c.param == link.code, ref.c.url.is_(None), points.sql
     )
@@ -227,14 +256,14 @@ def _forward(scope: _Scope, c: p.Criterion, now: datetime) -> Match:
 
 
 def _pair_target(
-    rd: FromClause, c: p.Criterion, pair: composites.Pair, alias: _Aliases, now: datetime
+    rd: FromClause, c: p.Criterion, pair: composites.Pair, scope: _Scope, now: datetime
 ) -> Match | None:
     """``c`` as a condition on an ``idx_ref_date`` row, when it is about ``pair.reference``:
     a chain starting with it, or plain relative references without a modifier."""
     if c.path:
         if c.path[0].reverse or c.path[0].code != pair.reference:
             return None
-        return _points(rd, c, alias, now)
+        return _points(rd, c, scope.alias, now, scope.hops)
     if c.param.code != pair.reference or c.modifier is not None:
         return None
     if not c.values:  # a prefetched chain that reached nothing
@@ -267,7 +296,7 @@ def _fused(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> dic
             continue
         rd = scope.alias(schema.idx_ref_date)
         for i, c in enumerate(criteria):
-            target = None if i in out else _pair_target(rd, c, pair, scope.alias, now)
+            target = None if i in out else _pair_target(rd, c, pair, scope, now)
             if target is None:
                 continue
             windows = _windows(rd, pair, [criteria[j] for j in dates], now)
@@ -337,14 +366,23 @@ def _reverse(scope: _Scope, link: Link, members: list[p.Criterion], now: datetim
         ref = scope.alias(REF)
         where = [ref.c.res_type == source, ref.c.param == link.code, ref.c.url.is_(None)]
     where.append(_in(ref.c.target_type, link.targets))
-    if members and _needs_row(members):
+    # the pointing resources are among the caller's rows (tested on the table: no alias
+    # is taken, so the statement of a caller who sees them all is the same)
+    hidden = scope.hops is not None and scope.hops(link.sources, R) is not None
+    if hidden or (members and _needs_row(members)):
         row = scope.alias(R)
-        inner = _group(members, _Scope(row.c.pk, link.sources, row, scope.alias), now)
+        sub = _Scope(row.c.pk, link.sources, row, scope.alias, scope.hops)
+        inner = _group(members, sub, now)
         pks = select(row.c.pk).where(row.c.res_type == source, row.c.deleted == false())
+        seen = scope.hops(link.sources, row) if scope.hops is not None else None
+        if seen is not None:
+            pks = pks.where(seen)
+            texts.append(f"{source} the caller may see")
         where.append(ref.c.res_pk.in_(pks.where(*_sqls(inner))))
         texts += [m.text for m in inner]
     elif members:
-        inner = _group(members, _Scope(ref.c.res_pk, link.sources, None, scope.alias), now)
+        sub = _Scope(ref.c.res_pk, link.sources, None, scope.alias, scope.hops)
+        inner = _group(members, sub, now)
         where += _sqls(inner)
         texts += [m.text for m in inner]
     if len(scope.types) == 1:
@@ -388,9 +426,9 @@ def _group(criteria: Sequence[p.Criterion], scope: _Scope, now: datetime) -> lis
     ]
 
 
-def _labelled(query: p.Query, now: datetime) -> list[tuple[str, Match]]:
+def _labelled(query: p.Query, now: datetime, hops: Hops | None) -> list[tuple[str, Match]]:
     """Top-level matches with the criteria they come from, as received."""
-    scope = _Scope(R.c.pk, (query.res_type,), R, _Aliases())
+    scope = _Scope(R.c.pk, (query.res_type,), R, _Aliases(), hops)
     matches = _group(query.criteria, scope, now)
     labels: list[str] = []
     seen: dict[Link, int] = {}
@@ -502,20 +540,29 @@ def _order_text(query: p.Query) -> str:
 # -- statements ---------------------------------------------------------------------------
 
 
-def conditions(query: p.Query, *, now: datetime | None = None) -> list[ColumnElement[bool]]:
-    """The WHERE conditions (ANDed) selecting the query's matches in ``resources``."""
+def conditions(
+    query: p.Query, *, now: datetime | None = None, hops: Hops | None = None
+) -> list[ColumnElement[bool]]:
+    """The WHERE conditions (ANDed) selecting the query's matches in ``resources``; chains
+    read through ``hops`` (None: every row). The matches' own rows are the caller's to
+    limit (``session.visible``)."""
     moment = now or fhirtime.utcnow()
     base = [R.c.res_type == query.res_type, R.c.deleted == false()]
-    return base + _sqls([m for _, m in _labelled(query, moment)])
+    return base + _sqls([m for _, m in _labelled(query, moment, hops)])
 
 
 def statement(
-    query: p.Query, *, now: datetime | None = None, columns: Sequence[Any] | None = None
+    query: p.Query,
+    *,
+    now: datetime | None = None,
+    columns: Sequence[Any] | None = None,
+    hops: Hops | None = None,
 ) -> AnySelect:
     """Matches in result order, ``_offset`` and ``_count`` applied (default columns: pk,
     res_id, last_updated). Without ``_sort`` the order is creation order (``pk``)."""
     cols = list(columns) if columns is not None else [R.c.pk, R.c.res_id, R.c.last_updated]
-    stmt = select(*cols).where(*conditions(query, now=now)).order_by(*order_by(sort_columns(query)))
+    where = conditions(query, now=now, hops=hops)
+    stmt = select(*cols).where(*where).order_by(*order_by(sort_columns(query)))
     if query.offset:
         stmt = stmt.offset(query.offset)
     if query.count is not None:
@@ -524,19 +571,23 @@ def statement(
 
 
 def count_statement(
-    query: p.Query, *, now: datetime | None = None, only: ColumnElement[bool] | None = None
+    query: p.Query,
+    *,
+    now: datetime | None = None,
+    only: ColumnElement[bool] | None = None,
+    hops: Hops | None = None,
 ) -> AnySelect:
     """The number of matches (``_count`` and ``_offset`` ignored); ``only``: the rows of
     ``resources`` the caller may see (None: all)."""
-    stmt = select(func.count()).select_from(R).where(*conditions(query, now=now))
+    stmt = select(func.count()).select_from(R).where(*conditions(query, now=now, hops=hops))
     return stmt if only is None else stmt.where(only)
 
 
-def explain(query: p.Query, *, now: datetime | None = None) -> str:
+def explain(query: p.Query, *, now: datetime | None = None, hops: Hops | None = None) -> str:
     """The plan in words: one line per criterion (a ``_has`` group on one line), then
     the order and window."""
     moment = now or fhirtime.utcnow()
-    lines = [f"{label} -> {m.text}" for label, m in _labelled(query, moment)]
+    lines = [f"{label} -> {m.text}" for label, m in _labelled(query, moment, hops)]
     window = f", offset {query.offset}" if query.offset else ""
     window += f", limit {query.count}" if query.count is not None else ""
     lines.append(f"{query.res_type}: not deleted, order by {_order_text(query)}{window}")
@@ -547,7 +598,7 @@ def explain(query: p.Query, *, now: datetime | None = None) -> str:
 
 
 def chain_targets(
-    registry: Registry, c: p.Criterion, now: datetime, limit: int
+    registry: Registry, c: p.Criterion, now: datetime, limit: int, hops: Hops | None = None
 ) -> tuple[AnySelect, SearchParameter] | None:
     """The statement listing (type, id) of what a forward chain's first link reaches, at
     most ``limit`` rows, and that link's parameter; None when the link is not a reference."""
@@ -558,10 +609,11 @@ def chain_targets(
     aliases = _Aliases()
     target = aliases(R)
     rest = replace(c, path=c.path[1:])
-    (inner,) = _group([rest], _Scope(target.c.pk, link.targets, target, aliases), now)
+    (inner,) = _group([rest], _Scope(target.c.pk, link.targets, target, aliases, hops), now)
     stmt = (
         select(target.c.res_type, target.c.res_id)
         .where(_in(target.c.res_type, link.targets), target.c.deleted == false(), inner.sql)
         .limit(limit)
     )
-    return stmt, param
+    seen = hops(link.targets, target) if hops is not None else None
+    return (stmt if seen is None else stmt.where(seen)), param

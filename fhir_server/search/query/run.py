@@ -50,7 +50,7 @@ async def prefetch_chains(
 async def _prefetched(
     session: ReadSession, registry: Registry, c: p.Criterion, now: datetime
 ) -> p.Criterion | None:
-    built = plan.chain_targets(registry, c, now, MAX_PREFETCH + 1)
+    built = plan.chain_targets(registry, c, now, MAX_PREFETCH + 1, plan.hops_of(session))
     if built is None:
         return None
     statement, param = built
@@ -76,7 +76,8 @@ async def search_ids(
     if query.count == 0:
         return [], query
     query = await prefetch_chains(session, registry, query, now=now)
-    stmt = plan.statement(query, now=now, columns=[schema.resources.c.res_id])
+    hops = plan.hops_of(session)
+    stmt = plan.statement(query, now=now, columns=[schema.resources.c.res_id], hops=hops)
     only = session.visible(plan.R)  # a conditional write or an identifier check: the
     if only is not None:  # caller's rows only, or it would act on (or return) another's
         stmt = stmt.where(only)
