@@ -51,9 +51,9 @@ from fhir_server.package_cache import read_manifest
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.packages import registry_for
 from fhir_server.settings import Settings
+from fhir_server.storage.listen import Listener, asyncpg_dsn
 from fhir_server.storage.migrate import SchemaState
 from fhir_server.storage.port import Store
-from fhir_server.storage.listen import Listener, asyncpg_dsn
 from fhir_server.subscriptions.hub import CHANNEL, Hub
 from fhir_server.subscriptions.matcher import Active, Matcher
 from fhir_server.subscriptions.rules import Rules

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -50,7 +51,7 @@ async def _bind(wiring: Wiring, caller: Caller, sub_id: str) -> str | None:
     return None
 
 
-def _frame(message: dict[str, Any]) -> tuple[str, str] | None:
+def _frame(message: Mapping[str, Any]) -> tuple[str, str] | None:
     """(command, argument) of a received frame, or None for a frame that is not text."""
     text = message.get("text")
     if not isinstance(text, str):

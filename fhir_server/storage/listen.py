@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ from fhir_server.storage.port import WriteSession
 
 log = structlog.get_logger("fhir_server.storage")
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+APPLICATION_NAME = "fhir-server listen"  # and the pid: pg_stat_activity names each process's
 MAX_PAYLOAD = 7999  # PostgreSQL refuses a payload of 8000 bytes or more
 
 
@@ -86,14 +88,6 @@ class Listener:
                 await task
         await self._close()
 
-    async def wait_listening(self, timeout: float) -> bool:
-        """Whether a connection listens within ``timeout`` seconds."""
-        try:
-            await asyncio.wait_for(self.listening.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
     async def _run(self) -> None:
         delay = self.backoff_first
         while True:  # until stop() cancels it; each turn waits at least ``delay``
@@ -102,7 +96,7 @@ class Listener:
                 await self._listen_once()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: connect again later
+            except Exception as exc:
                 log.warning(
                     "listen connection lost",
                     channel=self.channel,
@@ -119,7 +113,11 @@ class Listener:
 
     async def _listen_once(self) -> None:
         lost = asyncio.Event()
-        conn = await asyncpg.connect(self.dsn, timeout=self.connect_timeout)
+        conn = await asyncpg.connect(
+            self.dsn,
+            timeout=self.connect_timeout,
+            server_settings={"application_name": f"{APPLICATION_NAME} {os.getpid()}"},
+        )
         self._conn = conn
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(self.channel, self._on_notification)
@@ -136,7 +134,7 @@ class Listener:
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
             self.deliver(payload)
-        except Exception:  # noqa: BLE001 - one bad delivery must not stop the listening
+        except Exception:
             log.exception("notification not delivered", channel=self.channel)
 
     async def _close(self) -> None:
@@ -144,5 +142,5 @@ class Listener:
         if conn is not None and not conn.is_closed():
             try:
                 await asyncio.wait_for(conn.close(), 2)
-            except Exception:  # noqa: BLE001 - a dead connection: drop it
+            except Exception:
                 conn.terminate()

@@ -63,9 +63,7 @@ class Rules:
         return out
 
     @staticmethod
-    def _subscriber(
-        caller: Caller, previous: dict[str, Any] | None
-    ) -> tuple[str, frozenset[str]]:
+    def _subscriber(caller: Caller, previous: dict[str, Any] | None) -> tuple[str, frozenset[str]]:
         """The role and SMART scopes the Subscription is matched with."""
         # the first writer's stay (an admin's or the server's correction keeps them)
         if previous is not None and (caller is SYSTEM or caller.role == "admin"):
@@ -85,9 +83,11 @@ class Rules:
                 code="not-supported",
                 expression=["criteria"],
             )
-        if caller is not SYSTEM and not self.policy.may(caller, "search", res_type):
+        # its role, and the SMART scopes of its token: both also limit matching
+        allowed = self.policy.may(caller, "search", res_type) if caller is not SYSTEM else None
+        if allowed is not None and not allowed:
             raise errors.incorrect(
-                f"Subscription.criteria: the {caller.role} role may not search {res_type}",
+                f"Subscription.criteria: {allowed.reason}",
                 code="not-supported",
                 expression=["criteria"],
             )
