@@ -51,6 +51,8 @@ def rolled_back(base: str) -> None:
     appointment = {
         "resourceType": "Appointment",
         "status": "booked",
+        "start": "2026-06-12T16:20:00+02:00",
+        "end": "2026-06-12T16:40:00+02:00",
         "participant": [{"actor": {"display": "Dr Rollback"}, "status": "accepted"}],
     }
     schedule = {"resourceType": "Schedule", "id": "ws-sched", "actor": [{"display": "x"}]}
