@@ -44,7 +44,10 @@ async def _bind(wiring: Wiring, caller: Caller, sub_id: str) -> str | None:
         return f"forbidden: {allowed.reason}"
     # read as the caller: a Subscription is visible to its owner only (admin: any), so
     # another's answers as an unknown one (reads do not return the owner column)
-    stored = await wiring.ctx.store.read(TYPE, sub_id, caller)
+    try:
+        stored = await wiring.ctx.store.read(TYPE, sub_id, caller)
+    except errors.FhirError as exc:  # the database busy or timed out: the client may retry
+        return f"not bound now, retry: {exc}"[:200]
     if stored is None or stored.deleted:
         return "no such subscription of yours"
     sub = Subscription.of(sub_id, stored.version, stored.owner, orjson.loads(stored.content))

@@ -31,7 +31,8 @@ SLOTS = (
     "system/Subscription.read",
     "system/Subscription.write",
 )
-CLIENTS = {"ws-a": WIDE, "ws-b": WIDE, "ws-slots": SLOTS}
+NO_READ = ("system/Slot.read", "system/Subscription.write")
+CLIENTS = {"ws-a": WIDE, "ws-b": WIDE, "ws-slots": SLOTS, "ws-noread": NO_READ}
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +120,17 @@ def test_each_bad_frame_gets_an_error_and_the_connection_stays_usable(
     deleted = subscribe(server.base, a, "Appointment?status=proposed")
     gone = httpx.delete(f"{server.base}/Subscription/{deleted}", headers=a, timeout=10)
     assert gone.status_code in (200, 204), gone.text
+    no_read = token(idp, "ws-noread")  # may write its Subscriptions, not read them
+    written = subscribe(server.base, no_read, "Slot?status=free")
 
     async def scenario() -> dict[str, str]:
         async with connect(ws_url(server.base), additional_headers=a, open_timeout=10) as ws:
+            async with connect(
+                ws_url(server.base), additional_headers=no_read, open_timeout=10
+            ) as other:
+                refused = await ask(other, f"bind {written}")
             answers = {
+                "no read": refused,
                 "unknown": await ask(ws, "bind unknown-sub"),
                 "theirs": await ask(ws, f"bind {theirs}"),
                 "deleted": await ask(ws, f"bind {deleted}"),
@@ -138,6 +146,7 @@ def test_each_bad_frame_gets_an_error_and_the_connection_stays_usable(
             return answers
 
     answers = asyncio.run(scenario())
+    assert answers["no read"].startswith(f"error {written} forbidden: no SMART scope")
     assert answers["unknown"] == "error unknown-sub no such subscription of yours"
     assert answers["theirs"] == f"error {theirs} no such subscription of yours"
     assert answers["deleted"] == f"error {deleted} no such subscription of yours"
