@@ -6,18 +6,19 @@ under those systems are dropped, not trusted."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from auth.policy import Policy
-from auth.scopes import parse_scope
+from auth.policy import Policy, smart_scopes
+from auth.scopes import granted, parse_scope
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.fhirtime import is_instant
 from fhir_server.core.types import is_served
 from fhir_server.search.execute import Searcher
+from fhir_server.search.query.parse import Criterion
 from fhir_server.subscriptions.model import (
     ROLE_TAG,
     SCOPE_TAG,
@@ -103,13 +104,14 @@ class Rules:
                 expression=["criteria"],
             )
         try:
-            self.searcher.parse(res_type, pairs, strict=True)
+            query, _ = self.searcher.parse(res_type, pairs, strict=True)
         except errors.FhirError as exc:
             raise errors.incorrect(
                 f"Subscription.criteria: {exc}",
                 code="not-supported",
                 expression=["criteria"],
             ) from exc
+        _chains_in_scope(caller, query.criteria)
 
     def _channel(self, channel: Any) -> None:
         if not isinstance(channel, dict) or channel.get("type") not in CHANNELS:
@@ -146,6 +148,26 @@ class Rules:
                 " (FHIR_SUBSCRIPTION_ALLOWED_HOSTS)",
                 expression=["channel.endpoint"],
             )
+
+
+def _chains_in_scope(caller: Caller, criteria: Sequence[Criterion]) -> None:
+    """A chain (``schedule.actor=…``, ``_has:…``) reads the types it goes through: a token
+    with SMART scopes must be able to read each served one (matching would otherwise learn,
+    through the chain, what the scopes hide)."""
+    scopes = smart_scopes(caller.scopes)
+    if not scopes:
+        return  # its role alone: the role may read what a chain of its criteria reaches
+    for criterion in criteria:
+        for link in criterion.path:
+            for res_type in link.sources if link.reverse else link.targets:
+                if is_served(res_type) and not granted(scopes, res_type, "read"):
+                    raise errors.incorrect(
+                        f"Subscription.criteria: {criterion.name} reads {res_type} resources,"
+                        f" which no SMART scope of the token grants (needs"
+                        f" system/{res_type}.read or user/{res_type}.read)",
+                        code="not-supported",
+                        expression=["criteria"],
+                    )
 
 
 def _with_subscriber(meta: Any, role: str, scopes: frozenset[str]) -> dict[str, Any]:

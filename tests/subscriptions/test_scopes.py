@@ -128,3 +128,22 @@ async def test_matching_reads_with_the_recorded_scopes(
     assert await notified(store, told.stored.res_id) == [booked.stored.res_id]
     assert await notified(store, everything.stored.res_id) == [booked.stored.res_id]
     assert await notified(store, not_told.stored.res_id) == []
+
+
+async def test_a_chain_through_a_type_the_scopes_hide_is_refused(
+    ctx: Context,  # noqa: F811
+    store: Store,
+) -> None:
+    chained = "Slot?schedule.actor=Practitioner/p1"
+    with pytest.raises(errors.Incorrect, match=r"schedule\.actor reads Schedule") as caught:
+        await create(ctx.acting_for(platform(SLOTS_ONLY)), "Subscription", subscription(chained))
+    assert "system/Schedule.read" in str(caught.value)
+    assert await stored_subscriptions(store) == 0
+    # a plain reference to a Schedule reads no Schedule: accepted
+    plain = subscription("Slot?schedule=Schedule/s1&status=free")
+    await create(ctx.acting_for(platform(SLOTS_ONLY)), "Subscription", plain)
+    # the scope of the type it goes through: accepted; no scope at all: its role decides
+    wider = platform(SLOTS_ONLY | {"system/Schedule.read"})
+    await create(ctx.acting_for(wider), "Subscription", subscription(chained))
+    await create(ctx.acting_for(platform(frozenset())), "Subscription", subscription(chained))
+    assert await stored_subscriptions(store) == 3
