@@ -139,3 +139,48 @@ def test_pings_cross_processes_never_for_a_rollback_and_survive_a_killed_listene
 
         asyncio.run(scenario())
     assert "listen connection lost" in a.log.read_text()
+
+
+def test_serve_workers_each_listen_and_every_connection_is_pinged(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """``serve --workers 2``: the kernel spreads connections over both workers (each its own
+    socket, SO_REUSEPORT); every one of them hears each write, whichever worker made it."""
+    env = environment(pg_url)
+    assert run([str(BIN / "fhir-server"), "migrate"], env).returncode == 0
+    dsn = asyncpg_dsn(pg_url)
+    with started(env, tmp_path / "serve.log", "--workers", "2") as served:
+        sub = websocket_subscription(served.base)
+
+        async def listening() -> int:
+            conn = await asyncpg.connect(dsn)
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    count = await conn.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1",
+                        f"{APPLICATION_NAME} %",
+                    )
+                    if count >= 2:
+                        break
+                    await asyncio.sleep(0.1)
+                return int(count)
+            finally:
+                await conn.close()
+
+        async def scenario() -> tuple[int, list[list[str]]]:
+            workers = await listening()
+            clients = [await bind(ws_url(served.base), sub) for _ in range(8)]
+            try:
+                for _ in range(3):  # three writes: each through whichever worker takes it
+                    await asyncio.to_thread(book, served.base)
+                # the pings wait in each socket: the first read waits longest
+                heard = [await frames(ws, 2.0 if i == 0 else 0.3) for i, ws in enumerate(clients)]
+                return workers, heard
+            finally:
+                for ws in clients:
+                    await ws.close()
+
+        workers, heard = asyncio.run(scenario())
+    assert workers == 2
+    assert heard == [[f"ping {sub}"] * 3 for _ in range(8)]
