@@ -51,9 +51,10 @@ from fhir_server.package_cache import read_manifest
 from fhir_server.search.execute import Searcher
 from fhir_server.search.registry.packages import registry_for
 from fhir_server.settings import Settings
+from fhir_server.storage.listen import Listener, asyncpg_dsn
 from fhir_server.storage.migrate import SchemaState
 from fhir_server.storage.port import Store
-from fhir_server.subscriptions.hub import Hub
+from fhir_server.subscriptions.hub import CHANNEL, Hub
 from fhir_server.subscriptions.matcher import Active, Matcher
 from fhir_server.subscriptions.rules import Rules
 from fhir_server.subscriptions.sender import RestHookSender
@@ -412,6 +413,23 @@ def make_forwarder(settings: Settings) -> RemoteBooking | None:
     return RemoteBooking(owners)
 
 
+def make_ping_listener(settings: Settings, store: Store, hub: Hub) -> Listener | None:
+    """PostgreSQL: this process's one LISTEN connection feeding its websocket hub with the
+    pings of every process's writes (docs/subscriptions.md). None on SQLite (one process:
+    the writer pings its own hub)."""
+    from fhir_server.storage.postgres import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        return None
+    return Listener(
+        asyncpg_dsn(store.engine.url),
+        CHANNEL,
+        hub.notified,
+        backoff_max=settings.subscription_listen_backoff_max,
+        check_every=settings.subscription_listen_check,
+    )
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or Settings()
     fhir_logging.configure(settings.log_level, settings.log_format)
@@ -459,11 +477,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             notifier.start()
         app.state.subscriptions = notifier
         # the websocket channel: this process's bound connections, pinged after commits
-        app.state.subscription_hub = Hub()
-        matcher_of(app.state.wiring.ctx).ping = app.state.subscription_hub.ping
+        app.state.subscription_hub = hub = Hub()
+        matcher = matcher_of(app.state.wiring.ctx)
+        matcher.ping = hub.ping
+        listener = make_ping_listener(settings, active, hub)  # PostgreSQL: every process's
+        if listener is not None:
+            matcher.listening = listener.listening.is_set
+            listener.start()
         try:
             yield
         finally:
+            if listener is not None:
+                await listener.stop()
             if notifier is not None:
                 await notifier.stop()
             if sender is not None:

@@ -103,6 +103,23 @@ class TlsHttpProtocol(HttpToolsProtocol):
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
 
+    def handle_websocket_upgrade(self) -> None:
+        # uvicorn's websocket protocol runs config.loaded_app, not this connection's app:
+        # hand it the app with the TLS extension, or a client certificate never
+        # authenticates a websocket (the subscription channel, docs/subscriptions.md)
+        app, original = self.app, self.ws_protocol_class
+
+        def with_this_app(**kwargs: Any) -> Any:
+            protocol: Any = original(**kwargs)  # type: ignore[misc]
+            protocol.app = app
+            return protocol
+
+        self.ws_protocol_class = with_this_app  # type: ignore[assignment]
+        try:
+            super().handle_websocket_upgrade()
+        finally:
+            self.ws_protocol_class = original
+
 
 class _HandshakeTimeout:
     """An event loop whose TLS servers close connections that do not finish the handshake

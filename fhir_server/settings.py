@@ -425,6 +425,22 @@ class Settings(BaseSettings):
         "the SSRF stance, docs/subscriptions.md)",
     )
 
+    # -- wsfan: websocket pings across processes (PostgreSQL LISTEN, docs/subscriptions.md) --
+    subscription_listen_check: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds between probes of a process's idle LISTEN connection "
+        "(PostgreSQL): a connection cut without notice is replaced at most this late",
+    )
+    subscription_listen_backoff_max: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Longest wait, in seconds, between two attempts to connect the LISTEN "
+        "connection again (PostgreSQL; from 0.1 s, doubled each failure)",
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

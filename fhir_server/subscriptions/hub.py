@@ -1,13 +1,19 @@
 """This process's websocket subscribers (R4 websocket channel, docs/subscriptions.md):
-a connection binds subscription ids, and each matching write of this process pings them
-(``ping <id>``) once its transaction commits. Nothing is persisted: a client that was not
-connected misses the ping (it searches again when it reconnects)."""
+a connection binds subscription ids, and each matching write pings them (``ping <id>``)
+once its transaction commits. On SQLite the write's own process pings its hub after the
+commit; on PostgreSQL the write notifies ``CHANNEL`` in its transaction and every process's
+listener (``storage/listen.py``) feeds its hub, so a client hears of writes made by any
+process. Nothing is persisted: a client that was not connected misses the ping (it
+searches again when it reconnects)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
 
+from fhir_server.core.types import is_valid_id
+
+CHANNEL = "fhir_subscription_ping"  # PostgreSQL NOTIFY channel; the payload: a subscription id
 QUEUE_SIZE = 1000  # pings waiting for one slow connection; more are dropped
 MAX_BINDS = 100  # subscriptions one connection may bind
 
@@ -32,6 +38,11 @@ class Hub:
         for queue in self._bound.get(sub_id, ()):
             if not queue.full():
                 queue.put_nowait(f"ping {sub_id}")
+
+    def notified(self, payload: str) -> None:
+        """A notification from another process (or this one): a subscription id."""
+        if is_valid_id(payload):
+            self.ping(payload)
 
     def bound(self, sub_id: str) -> int:
         return len(self._bound.get(sub_id, ()))

@@ -9,7 +9,11 @@ process may have. A write of a type no live subscription watches costs nothing m
 A criteria is evaluated by the server's own search, in the write's transaction (its index
 rows just written are visible: chains such as ``schedule.actor`` are resolved by SQL
 against them), restricted to the written resource (``_id``) and run with the SUBSCRIBER's
-visibility (``Scoped``): a vendor is never notified of a resource it may not read."""
+visibility (``Scoped``: its role, owner and the SMART scopes of the token that created the
+Subscription): a vendor is never notified of a resource it may not read.
+
+A websocket subscription is not queued: its bound clients are pinged after the commit
+(``hub.py``), on PostgreSQL through ``NOTIFY`` so that every process's clients hear it."""
 
 from __future__ import annotations
 
@@ -30,8 +34,10 @@ from fhir_server.core.fhirtime import utcnow
 from fhir_server.delivery.queue import Message, enqueue
 from fhir_server.search.execute import Searcher
 from fhir_server.storage.access import clause
+from fhir_server.storage.listen import notify
 from fhir_server.storage.port import ReadSession, Stored, WriteSession
 from fhir_server.storage.schema import resources
+from fhir_server.subscriptions.hub import CHANNEL
 from fhir_server.subscriptions.model import TYPE, Subscription, channel_of
 
 log = structlog.get_logger("fhir_server.subscriptions")
@@ -112,6 +118,9 @@ class Matcher:
         self.active = active
         self.wake = wake
         self.ping = ping  # websocket subscriptions: told after the commit, not queued
+        # whether this process's hub hears PostgreSQL's notifications now (app.py starts
+        # the listener): its own writes' pings come back that way, else they go direct
+        self.listening: Callable[[], bool] = _never
         self._needles: dict[tuple[str, int], tuple[tuple[bytes, ...], ...]] = {}
 
     async def wrote(self, session: WriteSession, stored: Stored, previous: Stored | None) -> None:
@@ -125,6 +134,8 @@ class Matcher:
         watching = [s for s in subs.values() if s.res_type == stored.res_type and s.live(now)]
         content = stored.content.lower() if watching else b""
         for sub in watching:
+            if not self.policy.read_scope(sub.subscriber).type_ok(stored.res_type):
+                continue  # its role or the scopes of the token that created it hide the type
             if not self.may_match(sub, content):
                 continue  # a value the criteria needs is nowhere in the resource
             if await self.matches(session, sub, stored, now):
@@ -152,9 +163,7 @@ class Matcher:
 
     async def _notify(self, session: WriteSession, sub: Subscription, stored: Stored) -> None:
         if sub.channel == "websocket":
-            if self.ping is not None:
-                ping, sub_id = self.ping, sub.id
-                session.after_commit(lambda: ping(sub_id))
+            await self._ping(session, sub.id)
             return
         await enqueue(
             session,
@@ -169,6 +178,19 @@ class Matcher:
         )
         if self.wake is not None:
             session.after_commit(self.wake)
+
+    async def _ping(self, session: WriteSession, sub_id: str) -> None:
+        """The websocket clients bound to ``sub_id``, in every process, after the commit."""
+        shared = session.dialect == "postgresql"
+        if shared:  # delivered at commit to each process's listener (its hub), this one too
+            await notify(session, CHANNEL, sub_id)
+        if self.ping is not None and not (shared and self.listening()):
+            ping = self.ping
+            session.after_commit(lambda: ping(sub_id))
+
+
+def _never() -> bool:
+    return False
 
 
 def needles_of(searcher: Searcher, sub: Subscription) -> tuple[tuple[bytes, ...], ...]:

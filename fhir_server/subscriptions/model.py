@@ -14,6 +14,8 @@ TYPE = "Subscription"
 CHANNEL_PREFIX = "subscription/"
 # the server records the subscriber's role here (meta.tag), never the client
 ROLE_TAG = "urn:fhir-server:subscriber-role"
+# and, one tag each, the SMART scopes of the token that created it (none: its role decides)
+SCOPE_TAG = "urn:fhir-server:subscriber-scope"
 
 
 def channel_of(sub_id: str) -> str:
@@ -26,12 +28,24 @@ def split_criteria(criteria: str) -> tuple[str, list[tuple[str, str]]]:
     return res_type.strip(), parse_qsl(query, keep_blank_values=True)
 
 
+def _codes(resource: dict[str, Any], system: str) -> list[str]:
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return [
+        t["code"]
+        for t in tags or []
+        if isinstance(t, dict) and t.get("system") == system and isinstance(t.get("code"), str)
+    ]
+
+
 def role_of(resource: dict[str, Any]) -> str | None:
-    for tag in (resource.get("meta") or {}).get("tag") or []:
-        if isinstance(tag, dict) and tag.get("system") == ROLE_TAG:
-            code = tag.get("code")
-            return code if isinstance(code, str) else None
-    return None
+    codes = _codes(resource, ROLE_TAG)
+    return codes[0] if codes else None
+
+
+def scopes_of(resource: dict[str, Any]) -> frozenset[str]:
+    """The scopes the server recorded (``SCOPE_TAG``) when the Subscription was stored."""
+    return frozenset(_codes(resource, SCOPE_TAG))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +62,13 @@ class Subscription:
     payload: str | None  # None: empty notifications
     headers: tuple[tuple[str, str], ...]
     end: datetime | None
+    scopes: frozenset[str] = frozenset()  # the creating token's SMART scopes (SCOPE_TAG)
 
     @property
     def subscriber(self) -> Caller:
-        """Who notifications are evaluated for: the subscriber's role and owner."""
-        return Caller(role=self.role, client_id=self.owner)
+        """Who notifications are evaluated for: the subscriber's role and owner, limited by
+        the SMART scopes of the token that created the Subscription."""
+        return Caller(role=self.role, client_id=self.owner, scopes=self.scopes)
 
     def live(self, now: datetime) -> bool:
         return self.status == "active" and (self.end is None or self.end > now)
@@ -83,4 +99,5 @@ class Subscription:
             payload=channel.get("payload") or None,
             headers=tuple(headers),
             end=end,
+            scopes=scopes_of(resource),
         )

@@ -1,21 +1,31 @@
 """What a Subscription must be to be stored (``accept``): a 400 OperationOutcome otherwise,
 before anything is written. The server sets ``status`` (requested -> active) and records
-the subscriber's role (``model.ROLE_TAG``)."""
+the subscriber's role (``model.ROLE_TAG``) and the SMART scopes of its token
+(``model.SCOPE_TAG``): matching reads as that subscriber, never more. Tags a client sends
+under those systems are dropped, not trusted."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from auth.policy import Policy
+from auth.policy import Policy, smart_scopes
+from auth.scopes import granted, parse_scope
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM, Caller
 from fhir_server.core.fhirtime import is_instant
 from fhir_server.core.types import is_served
 from fhir_server.search.execute import Searcher
-from fhir_server.subscriptions.model import ROLE_TAG, role_of, split_criteria
+from fhir_server.search.query.parse import Criterion
+from fhir_server.subscriptions.model import (
+    ROLE_TAG,
+    SCOPE_TAG,
+    role_of,
+    scopes_of,
+    split_criteria,
+)
 
 CHANNELS = ("rest-hook", "websocket")
 PAYLOADS = ("application/fhir+json",)
@@ -49,15 +59,17 @@ class Rules:
             out["status"] = "active"  # accepted: the server activates it at once
         if status in ("requested", "active"):
             out.pop("error", None)  # a client resumes a subscription in error
-        out["meta"] = _with_role(out.get("meta"), self._role(caller, previous))
+        role, scopes = self._subscriber(caller, previous)
+        out["meta"] = _with_subscriber(out.get("meta"), role, scopes)
         return out
 
     @staticmethod
-    def _role(caller: Caller, previous: dict[str, Any] | None) -> str:
-        # the first writer's role stays (an admin's or the server's correction keeps it)
+    def _subscriber(caller: Caller, previous: dict[str, Any] | None) -> tuple[str, frozenset[str]]:
+        """The role and SMART scopes the Subscription is matched with."""
+        # the first writer's stay (an admin's or the server's correction keeps them)
         if previous is not None and (caller is SYSTEM or caller.role == "admin"):
-            return role_of(previous) or caller.role
-        return caller.role
+            return role_of(previous) or caller.role, scopes_of(previous)
+        return caller.role, frozenset(s for s in caller.scopes if parse_scope(s) is not None)
 
     def _criteria(self, caller: Caller, criteria: Any) -> None:
         if not isinstance(criteria, str) or "?" not in criteria:
@@ -72,9 +84,11 @@ class Rules:
                 code="not-supported",
                 expression=["criteria"],
             )
-        if caller is not SYSTEM and not self.policy.may(caller, "search", res_type):
+        # its role, and the SMART scopes of its token: both also limit matching
+        allowed = self.policy.may(caller, "search", res_type) if caller is not SYSTEM else None
+        if allowed is not None and not allowed:
             raise errors.incorrect(
-                f"Subscription.criteria: the {caller.role} role may not search {res_type}",
+                f"Subscription.criteria: {allowed.reason}",
                 code="not-supported",
                 expression=["criteria"],
             )
@@ -90,13 +104,14 @@ class Rules:
                 expression=["criteria"],
             )
         try:
-            self.searcher.parse(res_type, pairs, strict=True)
+            query, _ = self.searcher.parse(res_type, pairs, strict=True)
         except errors.FhirError as exc:
             raise errors.incorrect(
                 f"Subscription.criteria: {exc}",
                 code="not-supported",
                 expression=["criteria"],
             ) from exc
+        _chains_in_scope(caller, query.criteria)
 
     def _channel(self, channel: Any) -> None:
         if not isinstance(channel, dict) or channel.get("type") not in CHANNELS:
@@ -135,11 +150,33 @@ class Rules:
             )
 
 
-def _with_role(meta: Any, role: str) -> dict[str, Any]:
+def _chains_in_scope(caller: Caller, criteria: Sequence[Criterion]) -> None:
+    """A chain (``schedule.actor=…``, ``_has:…``) reads the types it goes through: a token
+    with SMART scopes must be able to read each served one (matching would otherwise learn,
+    through the chain, what the scopes hide)."""
+    scopes = smart_scopes(caller.scopes)
+    if not scopes:
+        return  # its role alone: the role may read what a chain of its criteria reaches
+    for criterion in criteria:
+        for link in criterion.path:
+            for res_type in link.sources if link.reverse else link.targets:
+                if is_served(res_type) and not granted(scopes, res_type, "read"):
+                    raise errors.incorrect(
+                        f"Subscription.criteria: {criterion.name} reads {res_type} resources,"
+                        f" which no SMART scope of the token grants (needs"
+                        f" system/{res_type}.read or user/{res_type}.read)",
+                        code="not-supported",
+                        expression=["criteria"],
+                    )
+
+
+def _with_subscriber(meta: Any, role: str, scopes: frozenset[str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(meta) if isinstance(meta, dict) else {}
+    ours = (ROLE_TAG, SCOPE_TAG)
     tags = [
-        t for t in out.get("tag") or [] if not (isinstance(t, dict) and t.get("system") == ROLE_TAG)
+        t for t in out.get("tag") or [] if not (isinstance(t, dict) and t.get("system") in ours)
     ]
     tags.append({"system": ROLE_TAG, "code": role})
+    tags.extend({"system": SCOPE_TAG, "code": scope} for scope in sorted(scopes))
     out["tag"] = tags
     return out
