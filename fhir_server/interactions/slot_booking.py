@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from fhir_server.booking import forwarding, rules, sas_content
+from fhir_server.booking import forwarding, patient, rules, sas_content
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM
 from fhir_server.core.fhirtime import format_instant, utcnow
@@ -60,6 +60,8 @@ async def apply(
     # deletion removes a record booked here, and gives its time back.
     if ctx.role not in BOOKING_ROLES and not (appointment is None and ctx.role == "admin"):
         return
+    if appointment is not None:  # the minimal patient data, or none (422)
+        patient.check(appointment, utcnow().astimezone(ctx.timezone).date())
     if appointment is not None and ctx.role in _MUST_BOOK and not rules.slot_ids(appointment):
         raise errors.incorrect(
             f"a {ctx.role}'s Appointment books a Slot: Appointment.slot is required",
