@@ -471,3 +471,21 @@ async def test_the_form_values_are_never_logged(
     assert "booked from the page" in text and "booking form incomplete" in text
     for value in ("Durand", "Zoé", "1987", "06 12", "+336", "612345678"):
         assert value not in text, value
+
+
+async def test_typed_markup_is_shown_as_text_never_as_html(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    hostile = '"><script>alert(1)</script>'
+    sent = {**form, **FILLED, "given": hostile, "phone": ""}
+    again = await browser.post("/booking?slot=s-free", data=sent)
+    assert again.status_code == 422
+    assert "<script>" not in again.text and "&lt;script&gt;" in again.text
+    done = await browser.post("/booking?slot=s-free", data={**sent, "phone": FILLED["phone"]})
+    assert done.status_code == 303, done.text
+    confirmation = await browser.get(done.headers["location"])
+    assert "<script>" not in confirmation.text and "&lt;script&gt;" in confirmation.text
+    [booked] = await appointments(app)
+    assert booked["contained"][0]["name"][0]["given"] == [hostile]
