@@ -5,15 +5,23 @@ element, and nothing changes (no Appointment, the slot still free)."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import date
 from typing import Any
 
+import httpx
 import pytest
 
+from fhir_server.app import create_app
 from fhir_server.booking.patient import PatientData
+from fhir_server.settings import Settings
+from fhir_server.storage.port import Store
+from tests.api.conftest import BASE, FHIR, PACKAGES
 from tests.api.test_policy import JSON_PATCH, Api
 from tests.booking.conftest import appointments, at, booking, put_slot, send, slot_status
 
+PROFILE = "http://sas.fr/fhir/StructureDefinition/FrAppointmentSAS"
+EXAMPLE = PACKAGES / "ans.fhir.fr.sas#1.2.0" / "package" / "example" / "Appointment-1.json"
 DATA = PatientData("Dupont", "Marie", date(1980, 5, 4), "+33612345678")
 
 
@@ -139,3 +147,39 @@ async def test_an_update_or_patch_adding_data_changes_nothing(api: Api) -> None:
     r = await send(api, "regulator", "PUT", f"/Appointment/{res_id}", fixed)
     assert r.status_code == 200, r.text
     assert await slot_status(api, "s1") == ("busy", "2")
+
+
+async def test_a_contained_patient_passes_a_required_fr_appointment_sas(store: Store) -> None:
+    """Under ``FHIR_REQUIRED_PROFILES`` (FrAppointmentSAS required of the platform's
+    Appointments), the guide's example with the minimal patient passes; with more, the
+    patient rule still names the element."""
+    if not EXAMPLE.is_file():
+        pytest.skip(f"SAS example not found at {EXAMPLE}")
+    settings = Settings(
+        package_path=PACKAGES,
+        audit=False,
+        default_role="platform",
+        required_profiles={"platform": {"Appointment": [PROFILE]}},
+    )
+    example: dict[str, Any] = json.loads(EXAMPLE.read_text())
+    example.pop("id")
+    example.pop("text", None)
+    example["contained"] = [DATA.resource()]
+    example["participant"].append(PatientData.participant())
+    app = create_app(settings, store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            more = copy.deepcopy(example)
+            _address(more["contained"][0])
+            r = await c.post("/Appointment", json=more, headers={"Content-Type": FHIR})
+            assert named(r) == {"Appointment.contained[0].address"}
+            unreferenced = copy.deepcopy(example)
+            unreferenced["participant"].pop()
+            r = await c.post("/Appointment", json=unreferenced, headers={"Content-Type": FHIR})
+            assert r.status_code == 422, r.text  # dom-3 (the profile) or the rule
+            r = await c.post("/Appointment", json=example, headers={"Content-Type": FHIR})
+            assert r.status_code == 201, r.text
+            assert r.json()["contained"] == [DATA.resource()]
+            r = await c.get("/Appointment")
+            assert r.json()["total"] == 1
