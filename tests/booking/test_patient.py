@@ -266,3 +266,31 @@ def test_diagnostics_never_repeat_the_values() -> None:
     text = " ".join(i.diagnostics for i in patient.problems(appointment(resource), TODAY))
     for value in ("Secretname", "Hiddengiven", "2999", "0699999999"):
         assert value not in text
+
+
+def test_the_slots_owner_gets_the_minimal_patient_and_it_validates() -> None:
+    """A booking forwarded to the owner of a pulled slot (the practitioner's agenda) keeps
+    the contained Patient and its participant, so the owner knows whom to expect; another
+    participant's local reference still leaves (our ids mean nothing there)."""
+    from fhir_server.booking.forward import for_owner
+    from fhir_server.validation.packages import load_conformance
+    from fhir_server.validation.validator import Validator
+    from tests.conftest import REFERENCE
+    from tests.delivery.appointments import sas_appointment
+
+    body = sas_appointment(contained=[DATA.resource()], slot=[{"reference": "Slot/ours"}])
+    body["participant"][0]["actor"]["reference"] = "Practitioner/ours"
+    body["participant"].append(patient.PatientData.participant())
+    key = {"system": "urn:oid:1.2.3", "value": "k-1"}
+    out = for_owner(body, "theirs", key)
+    assert out["contained"] == [DATA.resource()]
+    assert out["participant"][1] == patient.PatientData.participant()
+    assert "reference" not in out["participant"][0]["actor"]
+    no_patient = for_owner(sas_appointment(), "theirs", key)
+    assert "contained" not in no_patient
+    cache = REFERENCE / "fhir-packages"
+    if not (cache / "ans.fhir.fr.sas#1.1.0" / "package").is_dir():
+        pytest.skip(f"the SAS package is not in {cache} (../shared/reference)")
+    validator = Validator(load_conformance(cache, ["ans.fhir.fr.sas#1.1.0"], []))
+    issues = [i for i in validator.validate(out) if i.severity in ("error", "fatal")]
+    assert issues == []
