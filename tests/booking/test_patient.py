@@ -294,3 +294,21 @@ def test_the_slots_owner_gets_the_minimal_patient_and_it_validates() -> None:
     validator = Validator(load_conformance(cache, ["ans.fhir.fr.sas#1.1.0"], []))
     issues = [i for i in validator.validate(out) if i.severity in ("error", "fatal")]
     assert issues == []
+
+
+@given(
+    st.integers(min_value=1, max_value=9),
+    st.lists(st.integers(min_value=0, max_value=9), min_size=8, max_size=8),
+    st.sampled_from(["", " ", ".", "-"]),
+    st.booleans(),
+)
+def test_every_french_number_however_written_is_one_e164_value(
+    first: int, rest: list[int], sep: str, international: bool
+) -> None:
+    digits = [first, *rest]
+    pairs = [str(digits[0])] + ["".join(map(str, digits[i : i + 2])) for i in (1, 3, 5, 7)]
+    typed = ("+33 " if international else "0") + sep.join(pairs)
+    stored = patient.normalise_phone(typed)
+    assert stored == "+33" + "".join(map(str, digits))
+    assert patient.phone_problem(stored) is None
+    assert patient.normalise_phone(stored) == stored  # normalising twice changes nothing
