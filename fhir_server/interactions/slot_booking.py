@@ -60,14 +60,14 @@ async def apply(
     # deletion removes a record booked here, and gives its time back.
     if ctx.role not in BOOKING_ROLES and not (appointment is None and ctx.role == "admin"):
         return
-    if appointment is not None:  # the minimal patient data, or none (422)
-        patient.check(appointment, utcnow().astimezone(ctx.timezone).date())
     if appointment is not None and ctx.role in _MUST_BOOK and not rules.slot_ids(appointment):
         raise errors.incorrect(
             f"a {ctx.role}'s Appointment books a Slot: Appointment.slot is required",
             code="required",
             expression=["Appointment.slot"],
         )
+    if appointment is not None:  # the minimal patient data, or none (422)
+        patient.check(appointment, utcnow().astimezone(ctx.timezone).date())
     before = _content(previous)
     change = rules.change(before, appointment)
     now = utcnow()
