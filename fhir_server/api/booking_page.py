@@ -3,10 +3,12 @@
 The SAS platform sends a regulator to the URL in a slot's ``comment`` (appending
 ``&origin=sas``). Not signed in: the web sign-in (``api/login.py``) and back here. Signed
 in: the slot (``booking_view.py``) and, for a role the policy lets create Appointments, a
-short form. Its POST books through the create interaction, the same path as the API's
-``POST /Appointment`` (acting for the signed-in person), with ``If-None-Exist`` on the
-form's one-time identifier: a form sent twice books once. Every refusal is a French page
-with the matching HTTP status, never an OperationOutcome. See docs/booking-page.md.
+short form: the patient's minimal data (``booking_form.py``) and a confirmation. Its POST
+books through the create interaction, the same path as the API's ``POST /Appointment``
+(acting for the signed-in person), with ``If-None-Exist`` on the form's one-time
+identifier: a form sent twice books once. Every refusal is a French page
+with the matching HTTP status, never an OperationOutcome. The form's values are never
+logged. See docs/booking-page.md.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from fhir_server.api import booking_form
 from fhir_server.api.booking_view import IDNPS_TYPE, RPPS_SYSTEM, SlotView, slot_view
 from fhir_server.api.login import LOGIN_PATH, WebLogin, current_session, page
 from fhir_server.api.sessions import WebSession
+from fhir_server.booking.patient import PatientData
 from fhir_server.core import errors
 from fhir_server.core.caller import Caller
 from fhir_server.interactions import create, read, search
@@ -68,7 +72,8 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
         if problem is not None:
             return problem
         assert view is not None
-        return _form_page(web, session, view, origin, f"urn:uuid:{uuid.uuid4()}", {}, 200)
+        form_id = f"urn:uuid:{uuid.uuid4()}"
+        return _form_page(web, session, view, origin, form_id, {}, {}, 200)
 
     @api.post(BOOKING_PATH, include_in_schema=False)
     async def book(request: Request) -> Response:
@@ -104,12 +109,18 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
         if problem is not None:
             return await _already_sent(ctx, form_id) or problem
         assert view is not None
-        if form.get("confirm") != "oui":
-            field_errors = {
-                "confirm": "Cochez cette case pour confirmer que le patient accepte ce créneau."
-            }
-            return _form_page(web, session, view, origin, form_id, field_errors, 422)
-        body = appointment(view, session, form_id, origin)
+        reading = booking_form.read(form, datetime.now(ctx.timezone).date())
+        if reading.data is None:  # which fields, not what was typed in them
+            log.info(
+                "booking form incomplete",
+                user_id=session.national_id,
+                slot=slot_id,
+                fields=sorted(reading.errors),
+            )
+            return _form_page(
+                web, session, view, origin, form_id, reading.values, reading.errors, 422
+            )
+        body = appointment(view, session, form_id, origin, reading.data)
         try:
             result = await create.create(
                 ctx, "Appointment", body, if_none_exist=f"identifier={FORM_ID_SYSTEM}|{form_id}"
@@ -150,6 +161,7 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
             "booking_done.html",
             title="Rendez-vous confirmé",
             reference=f"Appointment/{stored.res_id}",
+            patient=booking_form.display_name(orjson.loads(stored.content)),
             base=base_url(request),
         )
 
@@ -157,10 +169,15 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
 
 
 def appointment(
-    view: SlotView, session: WebSession, form_id: str, origin: str | None
+    view: SlotView,
+    session: WebSession,
+    form_id: str,
+    origin: str | None,
+    patient: PatientData,
 ) -> dict[str, Any]:
     """The FrAppointmentSAS the page books: the regulator as operator, the slot's times and
-    practitioner. No patient data: the profile carries none."""
+    practitioner, and the patient's minimal data as the one contained Patient (for the
+    practitioner; the SAS platform never receives it: ``delivery/sas.py``)."""
     meta: dict[str, Any] = {"profile": [APPOINTMENT_PROFILE]}
     if origin:
         meta["tag"] = [{"system": ORIGIN_TAG, "code": origin}]
@@ -179,13 +196,14 @@ def appointment(
                 },
             }
         ],
+        "contained": [patient.resource()],
         "identifier": [{"system": FORM_ID_SYSTEM, "value": form_id}],
         "status": "booked",
         "start": view.start_text,
         "end": view.end_text,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "slot": [{"reference": f"Slot/{view.slot_id}"}],
-        "participant": [dict(p) for p in view.participants],
+        "participant": [*(dict(p) for p in view.participants), patient.participant()],
     }
 
 
@@ -287,6 +305,7 @@ def _form_page(
     view: SlotView,
     origin: str | None,
     form_id: str,
+    values: dict[str, str],
     field_errors: dict[str, str],
     status: int,
 ) -> HTMLResponse:
@@ -300,6 +319,7 @@ def _form_page(
         origin=origin,
         form_id=form_id,
         csrf=web.cookies.csrf_token(session, _csrf_form(view.slot_id, form_id)),
+        values=values,
         errors=field_errors,
     )
 

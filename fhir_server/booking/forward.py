@@ -36,6 +36,8 @@ import httpx
 import orjson
 import structlog
 
+from fhir_server.booking import patient
+
 log = structlog.get_logger(__name__)
 
 FhirJson = dict[str, Any]
@@ -118,10 +120,15 @@ def booking_key(appointment: FhirJson) -> FhirJson:
 
 def for_owner(appointment: FhirJson, remote_slot: str | list[str], key: FhirJson) -> FhirJson:
     """The Appointment as the owner gets it (FrAppointmentSAS): its slot by the owner's id,
-    people by identifier only (our ids mean nothing there), exactly one identifier."""
+    people by identifier only (our ids mean nothing there), exactly one identifier. The
+    patient's minimal data (``patient.py``) goes with it, contained and referenced as here:
+    the owner is the practitioner's agenda, who must know whom to expect."""
     out = copy.deepcopy(appointment)
-    for local in ("id", "text", "contained"):
+    for local in ("id", "text"):
         out.pop(local, None)
+    contained = [c for c in out.pop("contained", None) or () if _the_patient(c)]
+    if contained:
+        out["contained"] = contained
     meta = out.pop("meta", None)
     if isinstance(meta, dict) and meta.get("profile"):
         out["meta"] = {"profile": meta["profile"]}  # versionId, lastUpdated: ours
@@ -135,6 +142,8 @@ def for_owner(appointment: FhirJson, remote_slot: str | list[str], key: FhirJson
         actor = participant.get("actor")
         if isinstance(actor, dict):
             kept = {k: actor[k] for k in ("identifier", "display") if k in actor}
+            if contained and actor.get("reference") == patient.REFERENCE:
+                kept = {"reference": patient.REFERENCE, "type": "Patient"}
             if kept:
                 participant["actor"] = kept
             else:
@@ -143,6 +152,14 @@ def for_owner(appointment: FhirJson, remote_slot: str | list[str], key: FhirJson
     if participants:
         out["participant"] = participants
     return out
+
+
+def _the_patient(resource: Any) -> bool:
+    return (
+        isinstance(resource, dict)
+        and resource.get("resourceType") == "Patient"
+        and resource.get("id") == patient.PATIENT_ID
+    )
 
 
 @dataclass(frozen=True)

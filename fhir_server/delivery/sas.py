@@ -11,8 +11,10 @@ fulfilled or noshow is sent as cancelled: the platform has no delete.
 The body is the stored version made for the platform: no ``id`` (the platform has its
 own), ``meta`` reduced to its profile, exactly one ``identifier`` (the profile allows one):
 the one of system ``FHIR_SAS_IDENTIFIER_SYSTEM``, else that system with our resource id,
-and no Patient or RelatedPerson participant (no patient data leaves for the SAS; the
-guide's examples carry none). The first version known to the platform is a ``POST
+no ``contained`` resource and no participant that is a Patient, a RelatedPerson or a
+contained resource (``#id``): no patient data leaves for the SAS (the minimal patient data
+booked here, ``booking/patient.py``, is for the practitioner; the guide's examples carry
+none), and no reference is left dangling. The first version known to the platform is a ``POST
 /Appointment``, later ones ``PUT /Appointment?identifier=system|value``.
 """
 
@@ -68,10 +70,9 @@ def _a_patient(participant: Any) -> bool:
     actor = participant.get("actor") if isinstance(participant, dict) else None
     reference = actor.get("reference") if isinstance(actor, dict) else None
     kind = actor.get("type") if isinstance(actor, dict) else None
-    return (isinstance(reference, str) and reference.startswith(PATIENT_TYPES)) or kind in (
-        "Patient",
-        "RelatedPerson",
-    )
+    if isinstance(reference, str) and reference.startswith(("#", *PATIENT_TYPES)):
+        return True  # "#…": a contained resource, which is not sent
+    return kind in ("Patient", "RelatedPerson")
 
 
 class SasOutbox:

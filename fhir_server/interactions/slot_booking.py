@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from fhir_server.booking import forwarding, rules, sas_content
+from fhir_server.booking import forwarding, patient, rules, sas_content
 from fhir_server.core import errors
 from fhir_server.core.caller import SYSTEM
 from fhir_server.core.fhirtime import format_instant, utcnow
@@ -66,6 +66,8 @@ async def apply(
             code="required",
             expression=["Appointment.slot"],
         )
+    if appointment is not None:  # the minimal patient data, or none (422)
+        patient.check(appointment, utcnow().astimezone(ctx.timezone).date())
     before = _content(previous)
     change = rules.change(before, appointment)
     now = utcnow()

@@ -7,6 +7,7 @@ The same in a real browser against real processes: tests/e2e/test_booking_page.p
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,14 @@ PARIS = ZoneInfo("Europe/Paris")
 OTHER_REGULATOR = "819999000029"  # the dev IdP's "regulateur-exemple"
 GENERALIST = "819999000037"  # "generaliste-modele", made an admin below
 ANOTHER_FORM = "urn:uuid:11111111-1111-4111-8111-111111111111"
+# the patient's minimal data as a regulator types it, and the confirmation
+FILLED = {
+    "family": "Durand-Lévêque",
+    "given": "Zoé Anne",
+    "birth_date": "1987-03-14",
+    "phone": "06 12 34 56 78",
+    "confirm": "oui",
+}
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +177,7 @@ async def test_a_regulator_books_and_sees_the_confirmation(
 ) -> None:
     await signed_in(browser, idp)
     form = await open_form(browser, "s-free")
-    answer = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
+    answer = await browser.post("/booking?slot=s-free", data={**form, **FILLED})
     assert answer.status_code == 303, answer.text
     done = await browser.get(answer.headers["location"])
     assert done.status_code == 200
@@ -179,10 +188,24 @@ async def test_a_regulator_books_and_sees_the_confirmation(
     operator = booked["extension"][0]["valueReference"]["identifier"]
     assert operator["value"] == REGULATOR_ID
     assert booked["meta"]["tag"][0]["code"] == "sas"
-    assert "patient" not in orjson.dumps(booked).decode().lower()
+    assert booked["contained"] == [
+        {
+            "resourceType": "Patient",
+            "id": "patient",
+            "name": [{"family": "Durand-Lévêque", "given": ["Zoé Anne"]}],
+            "birthDate": "1987-03-14",
+            "telecom": [{"system": "phone", "value": "+33612345678"}],
+        }
+    ]
+    assert {
+        "actor": {"reference": "#patient", "type": "Patient"},
+        "required": "required",
+        "status": "accepted",
+    } in booked["participant"]
+    assert "Zoé Anne DURAND-LÉVÊQUE" in unescape(done.text)
     assert await slot_status(app, "s-free") == "busy"
     # the same form again (back button, double click): nothing more is booked
-    again = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
+    again = await browser.post("/booking?slot=s-free", data={**form, **FILLED})
     assert again.status_code == 409
     assert "déjà servi" in unescape(again.text)
     assert len(await appointments(app)) == 1
@@ -202,7 +225,7 @@ async def test_a_forged_form_books_nothing(
 ) -> None:
     await signed_in(browser, idp)
     form = await open_form(browser, "s-free")
-    answer = await browser.post("/booking?slot=s-free", data={**change(form), "confirm": "oui"})
+    answer = await browser.post("/booking?slot=s-free", data={**change(form), **FILLED})
     assert answer.status_code == 403, answer.text
     assert "Aucun rendez-vous n'a été pris" in unescape(answer.text)
     assert await appointments(app) == []
@@ -216,9 +239,9 @@ async def test_a_token_of_another_session_or_slot_books_nothing(
     mine = await open_form(browser, "s-free")
     async with client_of(app) as other:
         await signed_in(other, idp, "regulateur-exemple")
-        stolen = await other.post("/booking?slot=s-free", data={**mine, "confirm": "oui"})
+        stolen = await other.post("/booking?slot=s-free", data={**mine, **FILLED})
         assert stolen.status_code == 403
-    moved = await browser.post("/booking?slot=s-other", data={**mine, "confirm": "oui"})
+    moved = await browser.post("/booking?slot=s-other", data={**mine, **FILLED})
     assert moved.status_code == 403
     assert await appointments(app) == []
 
@@ -265,9 +288,9 @@ async def test_a_slot_taken_meanwhile_is_refused_in_french(
     async with client_of(app) as other:  # another regulator is quicker
         await signed_in(other, idp, "regulateur-exemple")
         theirs = await open_form(other, "s-free")
-        won = await other.post("/booking?slot=s-free", data={**theirs, "confirm": "oui"})
+        won = await other.post("/booking?slot=s-free", data={**theirs, **FILLED})
         assert won.status_code == 303
-    lost = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
+    lost = await browser.post("/booking?slot=s-free", data={**form, **FILLED})
     assert lost.status_code == 409
     assert "vient d'être réservé" in unescape(lost.text)
     assert len(await appointments(app)) == 1
@@ -289,7 +312,7 @@ async def test_a_slot_booked_through_the_api_is_taken_for_the_page_too(
     }
     api_regulator = Caller(role="regulator", client_id="regulation-sw", user_id=OTHER_REGULATOR)
     await create.create(system(app).acting_for(api_regulator), "Appointment", body)
-    lost = await browser.post("/booking?slot=s-free", data={**form, "confirm": "oui"})
+    lost = await browser.post("/booking?slot=s-free", data={**form, **FILLED})
     assert lost.status_code == 409
     assert len(await appointments(app)) == 1
 
@@ -301,7 +324,7 @@ async def test_a_role_that_does_not_book_gets_a_clear_refusal(
     page = await browser.get("/booking", params={"slot": "s-free"})
     assert page.status_code == 403
     assert "ne permet pas de prendre rendez-vous" in unescape(page.text)
-    forged = await browser.post("/booking?slot=s-free", data={"confirm": "oui"})
+    forged = await browser.post("/booking?slot=s-free", data=FILLED)
     assert forged.status_code == 403
     assert await appointments(app) == []
 
@@ -309,7 +332,7 @@ async def test_a_role_that_does_not_book_gets_a_clear_refusal(
 async def test_without_sign_in_a_post_books_nothing(
     app: FastAPI, browser: httpx.AsyncClient
 ) -> None:
-    answer = await browser.post("/booking?slot=s-free", data={"confirm": "oui"})
+    answer = await browser.post("/booking?slot=s-free", data=FILLED)
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/auth/login?")
     assert await appointments(app) == []
@@ -319,10 +342,150 @@ async def test_one_form_sent_twice_at_once_books_once(
     app: FastAPI, browser: httpx.AsyncClient, idp: Idp
 ) -> None:
     await signed_in(browser, idp)
-    form = {**(await open_form(browser, "s-free")), "confirm": "oui"}
+    form = {**(await open_form(browser, "s-free")), **FILLED}
     answers = await asyncio.gather(
         browser.post("/booking?slot=s-free", data=form),
         browser.post("/booking?slot=s-free", data=form),
     )
     assert sorted(a.status_code for a in answers) == [303, 409]
     assert len(await appointments(app)) == 1
+
+
+async def test_the_form_asks_the_patients_minimal_data_accessibly(
+    browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    html = unescape((await browser.get("/booking", params={"slot": "s-free"})).text)
+    for field, label, kind, autocomplete in (
+        ("family", "Nom", "text", "family-name"),
+        ("given", "Prénom", "text", "given-name"),
+        ("birth_date", "Date de naissance", "date", "bday"),
+        ("phone", "Téléphone", "tel", "tel"),
+    ):
+        assert f'<label for="{field}">{label}</label>' in html
+        tag = re.search(rf'<input type="{kind}" id="{field}" name="{field}"[^>]*>', html, re.S)
+        assert tag is not None, field
+        assert f'autocomplete="{autocomplete}"' in tag[0] and " required" in tag[0]
+    assert '<select id="gender" name="gender" autocomplete="sex"' in html
+    assert "<legend>Le patient</legend>" in html
+    assert "ne sont pas transmises à la plateforme SAS" in html
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("family", "", "Indiquez le nom du patient."),
+        ("family", "   ", "Indiquez le nom du patient."),
+        ("family", "D" * 101, "Le nom ne doit pas dépasser 100 caractères."),
+        ("given", "", "Indiquez le prénom du patient."),
+        ("birth_date", "", "Indiquez la date de naissance du patient."),
+        ("birth_date", "2999-01-01", "La date de naissance ne peut pas être dans le futur."),
+        ("birth_date", "1987-02-30", "La date de naissance doit être une date complète"),
+        ("birth_date", "1987", "La date de naissance doit être une date complète"),
+        ("birth_date", "1850-01-01", "trop ancienne"),
+        ("phone", "", "Indiquez un numéro de téléphone pour rappeler le patient."),
+        ("phone", "12 34", "Le numéro de téléphone n'est pas valide"),
+        ("phone", "06 12 34 56 7a", "Le numéro de téléphone n'est pas valide"),
+        ("gender", "F", "Choisissez le sexe dans la liste"),
+        ("confirm", "", "Cochez cette case"),
+    ],
+)
+async def test_a_missing_or_invalid_field_is_shown_again_with_its_message(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp, field: str, value: str, message: str
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    sent = {**form, **FILLED, field: value}
+    answer = await browser.post("/booking?slot=s-free", data=sent)
+    assert answer.status_code == 422, answer.text
+    html = unescape(answer.text)
+    assert "Le formulaire contient 1 erreur</h2>" in html
+    link = re.search(rf'<li><a href="#{field}">([^<]*)</a></li>', html)
+    assert link is not None and message in link[1], html
+    assert f'id="{field}-erreur"' in html and 'aria-invalid="true"' in html
+    for name in ("family", "given", "birth_date", "phone"):  # what was typed is kept
+        if name != field:
+            assert f'name="{name}" value="{FILLED[name]}"' in html
+    if field != "confirm" and value and field != "gender":
+        assert f'name="{field}" value="{value}"' in html
+    assert form_of(answer.text)["form_id"] == form["form_id"]
+    assert await appointments(app) == []
+    assert await slot_status(app, "s-free") == "free"
+
+
+async def test_every_error_is_listed_in_page_order(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    answer = await browser.post("/booking?slot=s-free", data=form)
+    assert answer.status_code == 422
+    html = unescape(answer.text)
+    assert "Le formulaire contient 5 erreurs" in html
+    links = re.findall(r'<li><a href="#(\w+)">', html)
+    assert links == ["family", "given", "birth_date", "phone", "confirm"]
+    assert await appointments(app) == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ({"birth_date": "14/03/1987"}, {"birthDate": "1987-03-14"}),
+        (
+            {"phone": "+33 6 12 34 56 78"},
+            {"telecom": [{"system": "phone", "value": "+33612345678"}]},
+        ),
+        (
+            {"phone": "+44 20 7123 4567"},
+            {"telecom": [{"system": "phone", "value": "+442071234567"}]},
+        ),
+        ({"gender": "female"}, {"gender": "female"}),
+        ({"family": "  Martin  "}, {"name": [{"family": "Martin", "given": ["Zoé Anne"]}]}),
+    ],
+)
+async def test_what_is_typed_is_stored_normalised(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp, typed: dict[str, str], stored: Any
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    answer = await browser.post("/booking?slot=s-free", data={**form, **FILLED, **typed})
+    assert answer.status_code == 303, answer.text
+    [booked] = await appointments(app)
+    patient = booked["contained"][0]
+    for key, value in stored.items():
+        assert patient[key] == value
+
+
+async def test_the_form_values_are_never_logged(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp, caplog: pytest.LogCaptureFixture
+) -> None:
+    await signed_in(browser, idp)
+    with caplog.at_level(logging.DEBUG):
+        form = await open_form(browser, "s-free")
+        bad = await browser.post("/booking?slot=s-free", data={**form, **FILLED, "phone": "1"})
+        assert bad.status_code == 422
+        good = await browser.post("/booking?slot=s-free", data={**form, **FILLED})
+        assert good.status_code == 303
+        await browser.get(good.headers["location"])
+    text = caplog.text
+    assert "booked from the page" in text and "booking form incomplete" in text
+    for value in ("Durand", "Zoé", "1987", "06 12", "+336", "612345678"):
+        assert value not in text, value
+
+
+async def test_typed_markup_is_shown_as_text_never_as_html(
+    app: FastAPI, browser: httpx.AsyncClient, idp: Idp
+) -> None:
+    await signed_in(browser, idp)
+    form = await open_form(browser, "s-free")
+    hostile = '"><script>alert(1)</script>'
+    sent = {**form, **FILLED, "given": hostile, "phone": ""}
+    again = await browser.post("/booking?slot=s-free", data=sent)
+    assert again.status_code == 422
+    assert "<script>" not in again.text and "&lt;script&gt;" in again.text
+    done = await browser.post("/booking?slot=s-free", data={**sent, "phone": FILLED["phone"]})
+    assert done.status_code == 303, done.text
+    confirmation = await browser.get(done.headers["location"])
+    assert "<script>" not in confirmation.text and "&lt;script&gt;" in confirmation.text
+    [booked] = await appointments(app)
+    assert booked["contained"][0]["name"][0]["given"] == [hostile]

@@ -113,3 +113,31 @@ def test_what_is_sent_conforms_to_fr_appointment_sas(status: str) -> None:
     issues = validator.validate(orjson.loads(body))
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     assert errors == [], errors
+
+
+def test_the_minimal_patient_booked_here_never_reaches_the_platform() -> None:
+    """The contained Patient (booking/patient.py) and its participant are dropped; what is
+    left still conforms to FrAppointmentSAS (no dangling ``#patient``)."""
+    from datetime import date
+
+    from fhir_server.booking.patient import PatientData
+    from fhir_server.validation.packages import load_conformance
+    from fhir_server.validation.validator import Validator
+
+    data = PatientData("Dupont", "Marie", date(1980, 5, 4), "+33612345678", "female")
+    appointment = sas_appointment(contained=[data.resource()])
+    appointment["participant"].append(PatientData.participant())
+    body, _ = platform_body({**appointment, "id": "a1"}, "a1", SYSTEM)
+    sent = orjson.loads(body)
+    assert "contained" not in sent
+    assert sent["participant"] == sas_appointment()["participant"]
+    for value in ("Dupont", "Marie", "1980-05-04", "+33612345678", "#patient", "Patient"):
+        assert value not in body.decode()
+    cache = REFERENCE / "fhir-packages"
+    if not (cache / "ans.fhir.fr.sas#1.1.0" / "package").is_dir():
+        pytest.skip(f"the SAS package is not in {cache} (../shared/reference)")
+    validator = Validator(load_conformance(cache, ["ans.fhir.fr.sas#1.1.0"], []))
+    stored_issues = validator.validate(appointment)  # what is stored here is valid too
+    assert [i for i in stored_issues if i.severity in ("error", "fatal")] == []
+    issues = validator.validate(sent)
+    assert [i for i in issues if i.severity in ("error", "fatal")] == []

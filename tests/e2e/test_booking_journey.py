@@ -1,9 +1,10 @@
 """The whole SAS journey, end to end, through real processes on loopback (SQLite and
 PostgreSQL): a vendor's agenda is ingested; regulation software and the vendor subscribe
 (rest-hook); a regulator finds the slot with the SAS search, opens its booking link in
-Debian's headless chromium, signs in through the dev IdP, books; the next search no longer
-shows the slot; the SAS platform receives the Appointment (INT_R03, over mutual TLS, from
-the persistent outbox) and both subscribers are notified.
+Debian's headless chromium, signs in through the dev IdP, fills the patient's minimal data,
+books; the next search no longer shows the slot; the stored Appointment holds the patient's
+data for the practitioner, the SAS platform receives the Appointment without any of it
+(INT_R03, over mutual TLS, from the persistent outbox) and both subscribers are notified.
 
 The API runs anonymous as admin here (the page's sign-in is real): who may see and
 subscribe to what is tested in tests/subscriptions and tests/api/test_policy.py.
@@ -25,8 +26,10 @@ from tests.delivery.receiver import receiving as platform_receiving
 from tests.e2e.test_booking_page import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    PATIENT,
     RPPS,
     booking_stack,
+    fill,
     free_slots,
     ingest_slot,
 )
@@ -81,6 +84,7 @@ def test_search_link_sign_in_book_then_every_party_knows(database_url: str, tmp_
                 page = chromium.new_context(java_script_enabled=False, locale="fr-FR").new_page()
                 page.goto(slot["comment"] + "&origin=sas")
                 page.click('button[value="regulateur-fictif"]')  # the dev IdP's sign-in
+                fill(page, PATIENT)
                 page.get_by_label("Le patient accepte ce créneau").check()
                 page.get_by_role("button", name="Réserver ce créneau").click()
                 assert page.locator("h1").inner_text() == "Rendez-vous confirmé"
@@ -90,6 +94,15 @@ def test_search_link_sign_in_book_then_every_party_knows(database_url: str, tmp_
         appointment_id = reference.removeprefix("Appointment/")
 
         assert free_slots(base) == []  # gone from the next search
+
+        # Stored here, for the practitioner: the patient's minimal data, contained.
+        stored = httpx.get(f"{base}/Appointment/{appointment_id}", timeout=30).json()
+        [patient] = stored["contained"]
+        assert patient["name"] == [{"family": "Bérard", "given": ["Lucien"]}]
+        assert patient["telecom"] == [{"system": "phone", "value": "+33798765432"}]
+        assert {"reference": "#patient", "type": "Patient"} in [
+            p["actor"] for p in stored["participant"]
+        ]
 
         # The SAS platform: the Appointment over mTLS, with the regulator and the
         # practitioner by their national ids (FrAppointmentSAS).
@@ -103,6 +116,14 @@ def test_search_link_sign_in_book_then_every_party_knows(database_url: str, tmp_
             p["actor"].get("identifier", {}).get("value") for p in sent.body["participant"]
         ]
         assert "8" + RPPS in practitioners
+        # ...and no patient data at all: no contained Patient, no participant for it
+        assert "contained" not in sent.body
+        assert all(
+            not p["actor"].get("reference", "").startswith("#") for p in sent.body["participant"]
+        )
+        raw = orjson.dumps(sent.body).decode()
+        for value in ("Bérard", "Lucien", "1952-11-03", "798765432", "Patient"):
+            assert value not in raw, value
 
         # Regulation software: the booked Appointment; the vendor: its slot, now busy.
         [booked] = hooks.wait_for("/ok/regulation/", 1)

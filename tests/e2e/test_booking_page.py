@@ -4,9 +4,12 @@ SQLite and PostgreSQL.
 
 A vendor feed is ingested (``$ingest``): its slot's ``comment`` is the server's booking link.
 A regulator opens it (with the platform's ``&origin=sas``), is sent to sign in, picks a
-fictional regulator on the dev IdP's page, comes back, sees the slot, books, sees the
-confirmation; the next SAS search no longer shows the slot; a second regulator who opened
-the same slot meanwhile is told in French that it was taken; the replayed form books nothing.
+fictional regulator on the dev IdP's page, comes back, sees the slot, fills the patient's
+minimal data (a wrong birth date first: the French error, the values kept), books, sees the
+confirmation with the patient's name; the stored Appointment holds the contained Patient and
+the server's log none of it; the next SAS search no longer shows the slot; a second
+regulator who opened the same slot meanwhile is told in French that it was taken; the
+replayed form books nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ CHROMIUM_ARGS = [
 CLIENT, SECRET = "sas-fhir-server-browser", "browser-test-secret"
 REGULATORS = {"819999000011": "regulator", "819999000029": "regulator"}
 RPPS = "10000000001"
+# the patient's minimal data, typed by the regulator (labels of the form's fields)
+PATIENT = {
+    "Nom": "Bérard",
+    "Prénom": "Lucien",
+    "Date de naissance": "1952-11-03",
+    "Téléphone": "07 98 76 54 32",
+}
 
 
 def need_chromium() -> None:
@@ -84,7 +94,8 @@ def process(args: list[str], env: dict[str, str], log: Path, ready: str) -> Iter
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[str]:
-    with booking_stack(database_url, tmp_path) as base:
+    # info level: the page's log lines are written, and must carry no patient data
+    with booking_stack(database_url, tmp_path, FHIR_LOG_LEVEL="info") as base:
         yield base
 
 
@@ -167,7 +178,15 @@ def free_slots(base: str) -> list[dict[str, Any]]:
     return [e["resource"] for e in entries if e["resource"]["resourceType"] == "Slot"]
 
 
-def test_a_regulator_books_from_the_slot_link_in_a_real_browser(server: str) -> None:
+def fill(page: Any, values: dict[str, str]) -> None:
+    """Type the patient's data into the fields, found by their labels."""
+    for label, value in values.items():
+        page.get_by_label(label, exact=True).fill(value)
+
+
+def test_a_regulator_books_from_the_slot_link_in_a_real_browser(
+    server: str, tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     base = server
@@ -194,21 +213,44 @@ def test_a_regulator_books_from_the_slot_link_in_a_real_browser(server: str) -> 
                 for name in ("csrf", "form_id", "origin")
             }
 
+            fill(mine, {**PATIENT, "Date de naissance": "2999-01-01"})
+            mine.get_by_label("Le patient accepte ce créneau").check()
+            mine.get_by_role("button", name="Réserver ce créneau").click()
+            assert mine.locator("h1").inner_text() == "Erreur : réserver ce créneau"
+            summary = mine.locator("#erreurs")
+            assert "ne peut pas être dans le futur" in summary.inner_text()
+            summary.get_by_role("link").click()  # the summary's link leads to the field
+            assert mine.url.endswith("#birth_date")
+            assert mine.get_by_label("Nom", exact=True).input_value() == PATIENT["Nom"]
+            assert mine.get_by_label("Téléphone").input_value() == PATIENT["Téléphone"]
+            assert mine.locator("#birth_date").get_attribute("aria-invalid") == "true"
+            assert free_slots(base) != []  # nothing booked
+
+            fill(mine, {"Date de naissance": PATIENT["Date de naissance"]})
             mine.get_by_label("Le patient accepte ce créneau").check()
             mine.get_by_role("button", name="Réserver ce créneau").click()
             assert mine.locator("h1").inner_text() == "Rendez-vous confirmé"
             reference = mine.locator("#reference").inner_text()
             assert reference.startswith("Appointment/")
+            assert mine.locator("#patient").inner_text() == "Lucien BÉRARD"
 
             assert free_slots(base) == []  # the next SAS search no longer shows it
 
+            fill(theirs, PATIENT)
             theirs.get_by_label("Le patient accepte ce créneau").check()
             theirs.get_by_role("button", name="Réserver ce créneau").click()
             assert theirs.locator("h1").inner_text() == "Créneau déjà pris"
             assert "vient d'être réservé" in theirs.locator("#message").inner_text()
 
             action = f"{base}/booking?slot={slot['id']}"
-            again = first.request.post(action, form={**replay, "confirm": "oui"})
+            typed = {
+                "family": "Bérard",
+                "given": "Lucien",
+                "birth_date": "1952-11-03",
+                "phone": "0798765432",
+                "confirm": "oui",
+            }
+            again = first.request.post(action, form={**replay, **typed})
             assert again.status == 409
             assert "déjà servi" in again.text()
             forged = first.request.post(action, form={"form_id": replay["form_id"]})
@@ -217,3 +259,11 @@ def test_a_regulator_books_from_the_slot_link_in_a_real_browser(server: str) -> 
             chromium.close()
     booked = httpx.get(f"{base}/Appointment", timeout=30).json().get("entry", [])
     assert [e["resource"]["id"] for e in booked] == [reference.removeprefix("Appointment/")]
+    [patient] = booked[0]["resource"]["contained"]
+    assert patient["name"] == [{"family": "Bérard", "given": ["Lucien"]}]
+    assert patient["birthDate"] == "1952-11-03"
+    assert patient["telecom"] == [{"system": "phone", "value": "+33798765432"}]
+    log = (tmp_path / "server.log").read_text(errors="replace")
+    assert "booked from the page" in log
+    for value in ("Bérard", "B\\u00e9rard", "Lucien", "1952", "798765432", "07 98"):
+        assert value not in log, value
