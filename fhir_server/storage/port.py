@@ -62,6 +62,9 @@ class Stored(NamedTuple):
     # ``WriteSession.current`` (what a write checks), not by plain reads.
     owner: str | None = None
     labels: str | None = None
+    # An Appointment's second reader: the owner of the slot(s) it books (the slot's vendor
+    # reads it and records what happens at the practice); None for other types.
+    party: str | None = None
 
 
 class KeyRecord(NamedTuple):
