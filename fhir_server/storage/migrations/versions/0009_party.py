@@ -57,9 +57,10 @@ def _owners(conn: Any, slot_ids: set[str]) -> dict[str, str | None]:
 def _fill(table: str, key: str) -> None:
     conn = op.get_bind()
     history = table == "history"
-    order: list[Any] = [sa.column(key)] + ([sa.column("version")] if history else [])
-    rows = sa.table(table, *order, sa.column("res_type"), sa.column("content"))
-    target = sa.table(table, *order, sa.column("party"))
+    names = [key, "version"] if history else [key]
+    rows = sa.table(table, *map(sa.column, names), sa.column("res_type"), sa.column("content"))
+    target = sa.table(table, *map(sa.column, names), sa.column("party"))
+    order = [rows.c[n] for n in names]
     after: tuple[Any, ...] = ()
     while True:
         stmt = sa.select(*order, rows.c.content).where(rows.c.res_type == "Appointment")
