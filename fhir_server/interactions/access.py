@@ -39,9 +39,12 @@ def require_change(
     res_type: str,
     previous: Stored | None,
     resource: dict[str, Any] | None = None,
+    *,
+    unpatched: bool = False,
 ) -> None:
     """403 unless the caller may write ``res_type`` and, for a stored resource, owns it or
-    is its party and changes only what a party may (``resource``: the new content)."""
+    is its party and changes only what a party may (``resource``: the new content;
+    ``unpatched``: a patch not applied yet, its content checked when written)."""
     if ctx.caller is SYSTEM:
         return
     if previous is None:
@@ -57,7 +60,7 @@ def require_change(
         previous.owner,
         party=previous.party,
         before=before,
-        after=resource,
+        after=before if unpatched else resource,
     )
     if not decision:
         _refuse(ctx, interaction, res_type, decision.reason, decision.element)
