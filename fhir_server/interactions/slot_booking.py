@@ -114,7 +114,8 @@ async def _apply(
     party = await _party(session, appointment, previous, owners)
     if change.empty:
         return party
-    if ctx.forwarder is not None:
+    # the party is the slots' owner telling what happened in its agenda: nobody to ask
+    if ctx.forwarder is not None and not access.is_party(ctx, previous):
         _owner_first(
             ctx,
             appointment,
