@@ -130,3 +130,19 @@ async def test_the_partys_status_changes_go_to_the_sas_platform(ctx: Context, st
         )
     assert [orjson.loads(r.body)["status"] for r in rows] == ["booked", "noshow", "cancelled"]
     assert [orjson.loads(r.headers)["method"] for r in rows] == ["POST", "PUT", "PUT"]
+
+
+async def test_the_partys_rebooking_adds_no_operator_of_its_own(ctx: Context, store: Store) -> None:
+    """The FrAppointmentOperator is the regulator who booked; a vendor's person re-booking
+    a cancelled appointment (the patient came back) is not one."""
+    person = Caller(role="vendor", client_id="agenda-a", user_id="810001111111")
+    res_id = await book(ctx, await vendor_slot(ctx, VENDOR_A, "s-a", 48))
+    for status in ("cancelled", "booked"):
+        ops = [{"op": "replace", "path": "/status", "value": status}]
+        done = await patch(ctx.acting_for(person), "Appointment", res_id, ops)
+    content = orjson.loads(done.stored.content)
+    assert content["status"] == "booked"
+    operators = [e for e in content["extension"] if e["url"].endswith("FrAppointmentOperator")]
+    assert len(operators) == 1
+    assert "810001111111" not in orjson.dumps(content).decode()
+    assert "810009999999" in orjson.dumps(operators).decode()
