@@ -260,3 +260,35 @@ async def test_a_transaction_reads_what_the_party_may(api: Api) -> None:
     assert r.json()["entry"][0]["response"]["status"].startswith("200")
     r = await send(api, "vendor-b", "POST", "/", bundle)
     assert r.json()["entry"][0]["response"]["status"].startswith("404")
+
+
+async def test_the_partys_conditional_update_and_transaction_entries(api: Api) -> None:
+    slot = await vendor_slot(api, "vendor", "s-a", at(48))
+    identifier = {"system": "urn:oid:1.2.250.1.999.9", "value": "rdv-1"}
+    r = await send(api, "regulator", "POST", "/Appointment", booking(slot, identifier=[identifier]))
+    assert r.status_code == 201, r.text
+    apt = r.json()
+    query = "/Appointment?identifier=urn:oid:1.2.250.1.999.9|rdv-1"
+    r = await send(api, "vendor", "PUT", query, {**apt, "status": "arrived"})
+    assert r.status_code == 200, r.text
+    arrived = r.json()
+    assert (arrived["id"], arrived["status"]) == (apt["id"], "arrived")
+    # a transaction whose one entry moves the appointment is refused whole
+    entries = [
+        {
+            "resource": {**arrived, "status": "fulfilled"},
+            "request": {"method": "PUT", "url": f"Appointment/{apt['id']}"},
+        },
+        {
+            "resource": {**arrived, "start": at(72).isoformat()},
+            "request": {"method": "PUT", "url": f"Appointment/{apt['id']}"},
+        },
+    ]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    refused(await send(api, "vendor", "POST", "/", bundle), 403)
+    assert (await send(api, "vendor", "GET", f"/Appointment/{apt['id']}")).json() == arrived
+    bundle["entry"] = entries[:1]
+    r = await send(api, "vendor", "POST", "/", bundle)
+    assert r.status_code == 200, r.text
+    r = await send(api, "vendor", "GET", f"/Appointment/{apt['id']}")
+    assert r.json()["status"] == "fulfilled"
