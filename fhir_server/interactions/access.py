@@ -51,14 +51,16 @@ def require_change(
         require(ctx, "create" if interaction != "delete" else interaction, res_type)
         return
     # A deleted resource's id stays its owner's: nobody else recreates it.
-    before = None if previous.deleted else orjson.loads(previous.content)
+    # the content matters only to a party's change (parsed for the rows that have one)
+    party = previous.party
+    before = None if party is None or previous.deleted else orjson.loads(previous.content)
     decision = ctx.policy.may_change(
         ctx.caller,
         interaction,
         res_type,
         previous.res_id,
         previous.owner,
-        party=previous.party,
+        party=party,
         before=before,
         after=before if unpatched else resource,
     )
