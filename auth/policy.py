@@ -9,7 +9,9 @@ cached slot labels). Roles (docs/design.md, Security):
 - **vendor**: an agenda vendor's system. Writes its own directory and slots (Practitioner,
   PractitionerRole, Schedule, Slot, and the Location/Organization/HealthcareService the CPTS
   and SOS answers carry) and the Appointments it sends the platform (INT_R03); reads only
-  what it wrote (the owner is recorded at write time).
+  what it wrote (the owner is recorded at write time), and the Appointments booked on its
+  slots (it is their *party*: the slots' owner, recorded at booking), of which it changes
+  only the status (``PARTY_STATUSES``) and the elements of ``PARTY_ELEMENTS``.
 - **regulator**: searches and reads everything but AuditEvent, Slots only of the types
   (TRE-R314 labels in ``meta.security``) its role may see; creates Appointments (booking)
   and may correct the ones it made.
@@ -21,7 +23,8 @@ cached slot labels). Roles (docs/design.md, Security):
 
 A caller with SMART scopes (``auth/scopes.py``) is limited to them as well; without any, its
 role alone decides. Only admin changes a resource someone else owns; a resource written by
-the server itself (``fhir-server load``) has no owner. ``python -m auth.policy`` writes the
+the server itself (``fhir-server load``) has no owner; an Appointment's party changes
+what happens at the practice (``may_change``). ``python -m auth.policy`` writes the
 role x interaction x type table (docs/policy.md).
 """
 
@@ -126,6 +129,7 @@ class Who(Protocol):
 class Decision:
     allowed: bool
     reason: str = ""
+    element: str | None = None  # the element a refused change touches (FHIRPath)
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -144,6 +148,8 @@ class ReadScope:
     never: frozenset[str] = frozenset()
     slot_labels: frozenset[str] | None = None  # Slots with one of these labels (None: all)
     own_types: frozenset[str] = frozenset()  # of these types, only the rows ``owner`` owns
+    # of these types, also the rows whose party is ``owner`` (with ``owner_only``)
+    party_types: frozenset[str] = frozenset()
 
     @property
     def everything(self) -> bool:
@@ -163,12 +169,16 @@ class ReadScope:
     def labels_ok(self, labels: str | None) -> bool:
         return self.slot_labels is None or not self.slot_labels.isdisjoint(label_set(labels))
 
-    def admits(self, res_type: str, owner: str | None, labels: str | None) -> bool:
+    def admits(
+        self, res_type: str, owner: str | None, labels: str | None, party: str | None = None
+    ) -> bool:
         """Whether one stored row is visible (rows already read, e.g. a transaction's GET)."""
         if not self.type_ok(res_type):
             return False
         if (self.owner_only or res_type in self.own_types) and owner != self.owner:
-            return False
+            is_party = res_type in self.party_types and party is not None
+            if not (self.owner_only and is_party and party == self.owner):
+                return False
         return res_type != "Slot" or self.labels_ok(labels)
 
 
@@ -215,6 +225,14 @@ READ_RULES: Mapping[str, frozenset[str]] = {
     "admin": frozenset(TYPES),
 }
 OWNER_ONLY_READS = frozenset({"vendor"})
+# The types with a party (``resources.party``: an Appointment's slot owner), who reads them
+# besides their owner and changes only what happens at the practice: the status (to one of
+# PARTY_STATUSES), and the elements below. Everything else stays the booker's (403).
+PARTY_TYPES = frozenset({"Appointment"})
+PARTY_STATUSES = frozenset({"booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled"})
+PARTY_ELEMENTS = frozenset({"status", "cancelationReason", "comment"})
+# meta the server stamps at every write: a party's PUT may carry the old values or none
+_STAMPED_META = frozenset({"versionId", "lastUpdated", "source"})
 # types every role but admin reads only its own rows of (a Subscription's channel headers
 # may hold the subscriber's secrets: docs/subscriptions.md)
 OWN_TYPES = frozenset({"Subscription"})
@@ -304,18 +322,68 @@ class Policy:
         return who.client_id or who.user_id
 
     def may_change(
-        self, who: Who, interaction: str, res_type: str, res_id: str, owner: str | None
+        self,
+        who: Who,
+        interaction: str,
+        res_type: str,
+        res_id: str,
+        owner: str | None,
+        party: str | None = None,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
     ) -> Decision:
-        """``may`` plus: a stored resource is changed only by its owner, or by admin."""
+        """``may`` plus: a stored resource is changed only by its owner, or by admin, or
+        (``PARTY_TYPES``) by its party within ``party_change``'s limits (``before``: the
+        stored content, ``after``: the new one; None: unknown, refused)."""
         decision = self.may(who, interaction, res_type)
         if not decision or who.role == "admin":
             return decision
-        if owner != self.owner_of(who):
+        me = self.owner_of(who)
+        if owner == me:
+            return ALLOWED
+        if res_type in PARTY_TYPES and party is not None and party == me:
+            if interaction not in ("update", "patch") or before is None or after is None:
+                return Decision(
+                    False,
+                    f"the {who.role} role may not {interaction} {res_type}/{res_id}: as the"
+                    " party of its slots it only updates its status",
+                )
+            return self.party_change(res_type, res_id, before, after)
+        return Decision(
+            False,
+            f"the {who.role} role may not {interaction} {res_type}/{res_id}:"
+            " it was written by another client",
+        )
+
+    @staticmethod
+    def party_change(
+        res_type: str, res_id: str, before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> Decision:
+        """A party's change: the status to one of ``PARTY_STATUSES``, ``PARTY_ELEMENTS``
+        and the participants' ``status``; the first other element changed is named."""
+        status = after.get("status")
+        if status != before.get("status") and status not in PARTY_STATUSES:
             return Decision(
                 False,
-                f"the {who.role} role may not {interaction} {res_type}/{res_id}:"
-                " it was written by another client",
+                f"the party of {res_type}/{res_id} may set its status to"
+                f" {', '.join(sorted(PARTY_STATUSES))}, not {status!r}",
+                f"{res_type}.status",
             )
+        for key in sorted({*before, *after} - PARTY_ELEMENTS):
+            if key == "meta":
+                changed = _meta(before.get(key)) != _meta(after.get(key))
+            elif key == "participant":
+                changed = _participants(before.get(key)) != _participants(after.get(key))
+            else:
+                changed = before.get(key) != after.get(key)
+            if changed:
+                return Decision(
+                    False,
+                    f"the party of {res_type}/{res_id} (the owner of its slots) may change"
+                    f" only its status, {', '.join(sorted(PARTY_ELEMENTS - {'status'}))}"
+                    f" and participant.status, not {key}",
+                    f"{res_type}.{key}",
+                )
         return ALLOWED
 
     def read_scope(self, who: Who) -> ReadScope:
@@ -346,6 +414,7 @@ class Policy:
         own_types = OWN_TYPES if role != "admin" else frozenset()
         return ReadScope(
             owner_only=owner_only,
+            party_types=PARTY_TYPES & readable if owner_only else frozenset(),
             owner=self.owner_of(who) if owner_only or own_types else None,
             own_types=own_types,
             types=types,
@@ -373,6 +442,11 @@ class Policy:
             "(the owner recorded at write time: its client id, else its user id); **-**: 403.",
             "A caller with SMART v1 scopes (`system/Slot.read`, `user/*.write`...) is limited",
             "to them as well. Invisible resources answer 404 (their existence is not revealed).",
+            "**party**: also on the Appointments booked on the caller's slots (the slots' owner,",
+            "recorded at booking), changing only `status`, `"
+            + "`, `".join(sorted(PARTY_ELEMENTS - {"status"}))
+            + "` and `participant.status`",
+            "(status to " + ", ".join(sorted(PARTY_STATUSES)) + "; docs/booking.md).",
             "",
             "Operations: `$ingest` for "
             + ", ".join(r for r in ROLES if self.may_ingest(_Anonymous(r)))
@@ -394,7 +468,11 @@ class Policy:
                     if not self.may(who, interaction, res_type):
                         cells.append("-")
                     elif interaction in READS:
-                        cells.append("Y" if scope.whole_type(res_type) else "own")
+                        if scope.whole_type(res_type):
+                            cells.append("Y")
+                        else:
+                            mine = res_type in scope.party_types
+                            cells.append("own, party" if mine else "own")
                         if (
                             res_type == "Slot"
                             and not scope.owner_only
@@ -403,7 +481,9 @@ class Policy:
                             cells[-1] = "labels"
                     else:
                         changes_stored = interaction != "create" and role != "admin"
-                        cells.append("own" if changes_stored else "Y")
+                        party = res_type in PARTY_TYPES and interaction in ("update", "patch")
+                        cell = "own, party" if party else "own"
+                        cells.append(cell if changes_stored else "Y")
                 lines.append(f"| {res_type} | " + " | ".join(cells) + " |")
             lines.append("")
         lines += [
@@ -420,6 +500,24 @@ class Policy:
             shown = self.slot_visibility.get(role, frozenset(LABELS))
             lines.append(f"| {role} | {', '.join(c for c in LABELS if c in shown)} |")
         return "\n".join(lines) + "\n"
+
+
+def _meta(meta: Any) -> Any:
+    """``meta`` without what the server stamps (a party's PUT need not echo it)."""
+    if not isinstance(meta, Mapping):
+        return meta
+    kept = {k: v for k, v in meta.items() if k not in _STAMPED_META}
+    return kept or None
+
+
+def _participants(participants: Any) -> Any:
+    """The participants without their status (the party may change each one's)."""
+    if not isinstance(participants, list):
+        return participants
+    return [
+        {k: v for k, v in p.items() if k != "status"} if isinstance(p, Mapping) else p
+        for p in participants
+    ]
 
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "policy.md"

@@ -96,17 +96,20 @@ async def write_version(
     requires, identifier uniqueness and referential integrity (``references.py``). The
     references are checked now, unless the caller collects them in ``references`` to check
     a whole unit (a transaction) at its end. The access policy is checked first: the
-    caller may write this type, and a stored resource only if it owns it (403)."""
-    access.require_change(ctx, _INTERACTIONS[method], res_type, previous)
+    caller may write this type, and a stored resource only if it owns it, or is the party
+    of an Appointment changing its status (403)."""
+    access.require_change(ctx, _INTERACTIONS[method], res_type, previous, resource)
     if resource is not None and res_type == "Subscription" and ctx.subscription_rules:
         before = orjson.loads(previous.content) if previous and not previous.deleted else None
         resource = ctx.subscription_rules.accept(ctx.caller, resource, before)
     if resource is not None:
         check_required_profiles(ctx, res_type, resource)
         await check_unique_identifiers(ctx, session, res_type, res_id, resource)
+    party = None
     if res_type == "Appointment":
-        # takes and leaves its slots in this transaction (409/422 before anything is written)
-        await slot_booking.apply(ctx, session, resource, previous)
+        # takes and leaves its slots in this transaction (409/422 before anything is written);
+        # its party is their owner
+        party = await slot_booking.apply(ctx, session, resource, previous)
     now = utcnow()
     version = (previous.version + 1) if previous else 1
     if resource is None:
@@ -127,6 +130,7 @@ async def write_version(
         method=method,
         owner=access.owner_for(ctx, previous),
         labels=access.labels_of(resource, previous),
+        party=party,
     )
     await session.put(stored, index, previous)
     for hook in ctx.write_hooks:  # the outboxes: their rows commit with this version

@@ -3,14 +3,16 @@
 The decisions are ``auth/policy.py``'s (``ctx.policy``, the store's own object); this module
 only turns a refusal into a 403 OperationOutcome naming role, interaction and type (or the
 missing scope), and stamps what a write records for later decisions: the owner and a
-Slot's labels. Reads are limited where rows are selected (``storage``, ``visible``), so an
-invisible resource is simply absent (404 on read: its existence is not revealed).
+Slot's labels (an Appointment's party is the booking's: ``slot_booking.apply``). Reads are
+limited where rows are selected (``storage``, ``visible``), so an invisible resource is
+simply absent (404 on read: its existence is not revealed).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import structlog
 
 from auth.policy import slot_labels
@@ -31,19 +33,48 @@ def require(ctx: Context, interaction: str, res_type: str) -> None:
         _refuse(ctx, interaction, res_type, decision.reason)
 
 
-def require_change(ctx: Context, interaction: str, res_type: str, previous: Stored | None) -> None:
-    """403 unless the caller may write ``res_type`` and, for a stored resource, owns it."""
+def require_change(
+    ctx: Context,
+    interaction: str,
+    res_type: str,
+    previous: Stored | None,
+    resource: dict[str, Any] | None = None,
+    *,
+    unpatched: bool = False,
+) -> None:
+    """403 unless the caller may write ``res_type`` and, for a stored resource, owns it or
+    is its party and changes only what a party may (``resource``: the new content;
+    ``unpatched``: a patch not applied yet, its content checked when written)."""
     if ctx.caller is SYSTEM:
         return
     if previous is None:
         require(ctx, "create" if interaction != "delete" else interaction, res_type)
         return
     # A deleted resource's id stays its owner's: nobody else recreates it.
+    # the content matters only to a party's change (parsed for the rows that have one)
+    party = previous.party
+    before = None if party is None or previous.deleted else orjson.loads(previous.content)
     decision = ctx.policy.may_change(
-        ctx.caller, interaction, res_type, previous.res_id, previous.owner
+        ctx.caller,
+        interaction,
+        res_type,
+        previous.res_id,
+        previous.owner,
+        party=party,
+        before=before,
+        after=before if unpatched else resource,
     )
     if not decision:
-        _refuse(ctx, interaction, res_type, decision.reason)
+        _refuse(ctx, interaction, res_type, decision.reason, decision.element)
+
+
+def is_party(ctx: Context, previous: Stored | None) -> bool:
+    """Whether the caller changes ``previous`` as its party (its slots' owner), not its
+    owner: its status changes take and leave slots as a booking's do."""
+    if ctx.caller is SYSTEM or previous is None or previous.party is None:
+        return False
+    me = ctx.policy.owner_of(ctx.caller)
+    return previous.party == me and previous.owner != me
 
 
 def owner_for(ctx: Context, previous: Stored | None) -> str | None:
@@ -68,10 +99,12 @@ def visible_row(ctx: Context, stored: Stored) -> bool:
     if ctx.caller is SYSTEM:
         return True
     scope = ctx.policy.read_scope(ctx.caller)
-    return scope.admits(stored.res_type, stored.owner, stored.labels)
+    return scope.admits(stored.res_type, stored.owner, stored.labels, stored.party)
 
 
-def _refuse(ctx: Context, interaction: str, res_type: str, reason: str) -> None:
+def _refuse(
+    ctx: Context, interaction: str, res_type: str, reason: str, element: str | None = None
+) -> None:
     # No ids of people in the log: the role and the client are enough to follow it up.
     log.info(
         "access refused",
@@ -80,4 +113,5 @@ def _refuse(ctx: Context, interaction: str, res_type: str, reason: str) -> None:
         interaction=interaction,
         res_type=res_type,
     )
-    raise errors.forbidden(f"forbidden: {reason}", code="forbidden")
+    where = [element] if element else []
+    raise errors.forbidden(f"forbidden: {reason}", code="forbidden", expression=where)

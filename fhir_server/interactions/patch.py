@@ -58,7 +58,8 @@ async def patch_in(
     access.require(ctx, "patch", res_type)
     current = await session.current(res_type, res_id)
     if current is not None and not current.deleted:
-        access.require_change(ctx, "patch", res_type, current)  # before the patch is applied
+        # before the patch is applied (a party's change is checked once it is)
+        access.require_change(ctx, "patch", res_type, current, unpatched=True)
     if current is None:
         raise errors.not_found(f"{res_type}/{res_id} is not known")
     if current.deleted:

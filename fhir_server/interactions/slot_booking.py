@@ -13,6 +13,13 @@ what it knew of that Schedule (``storage/schema.py``, ``idx_watch``).
 The slot versions are written by the server for the booking, not by the caller: a regulator
 may not write Slots, yet its booking makes them busy. The slot keeps its owner and labels.
 
+The party. ``apply`` returns the Appointment version's *party*: the owner of the first slot
+it references (its vendor, who then reads it: ``auth/policy.py``), read in this
+transaction; the previous version's when no slot changes. The party's own status changes
+(cancelled, noshow... at the practice) take and leave slots as a booking's do: its cancel
+of a future appointment frees the slot, its re-booking of a cancelled one takes it (409 if
+taken meanwhile).
+
 Remote owners. ``ctx.forwarder`` (None: every slot is ours) says whether the slots a write
 takes and leaves have a remote owner. If so the owner must have confirmed this change
 BEFORE the transaction (``ctx.asked``); otherwise ``NeedsOwner`` rolls it back and
@@ -51,15 +58,26 @@ async def apply(
     session: WriteSession,
     appointment: dict[str, Any] | None,
     previous: Stored | None,
-) -> None:
+) -> str | None:
     """Take and leave the slots this Appointment version changes, or raise (409/422/400)
-    before anything is written."""
+    before anything is written; the version's party."""
+    kept = previous.party if previous is not None else None
     if ctx.caller is SYSTEM:
-        return
+        return kept
     # Appointments are cancelled, never deleted, by clients (auth/policy.py): an admin's
     # deletion removes a record booked here, and gives its time back.
-    if ctx.role not in BOOKING_ROLES and not (appointment is None and ctx.role == "admin"):
-        return
+    books = ctx.role in BOOKING_ROLES or access.is_party(ctx, previous)
+    if not books and not (appointment is None and ctx.role == "admin"):
+        return kept
+    return await _apply(ctx, session, appointment, previous)
+
+
+async def _apply(
+    ctx: Context,
+    session: WriteSession,
+    appointment: dict[str, Any] | None,
+    previous: Stored | None,
+) -> str | None:
     if appointment is not None and ctx.role in _MUST_BOOK and not rules.slot_ids(appointment):
         raise errors.incorrect(
             f"a {ctx.role}'s Appointment books a Slot: Appointment.slot is required",
@@ -74,9 +92,12 @@ async def apply(
     kept = [s for s in rules.held(appointment) if s not in change.take]
     # One lock order for every transaction (sorted ids): two bookings never wait on each other.
     stored: dict[str, Stored | None] = {}
+    owners: dict[str, str | None] = {}  # of every slot read, deleted ones too
     for slot_id in sorted({*change.take, *change.leave, *kept}):
         current = await session.current("Slot", slot_id)
         stored[slot_id] = current if current is not None and not current.deleted else None
+        if current is not None:
+            owners[slot_id] = current.owner
     states: dict[str, rules.SlotState] = {}
     for slot_id, row in stored.items():
         if row is not None:
@@ -92,9 +113,11 @@ async def apply(
                         f"Slot/{slot_id} does not exist (unknown or deleted)", code="not-found"
                     )
             rules.check_fits(appointment, [states[s] for s in rules.held(appointment)])
+    party = await _party(session, appointment, previous, owners)
     if change.empty:
-        return
-    if ctx.forwarder is not None:
+        return party
+    # the party is the slots' owner telling what happened in its agenda: nobody to ask
+    if ctx.forwarder is not None and not access.is_party(ctx, previous):
         _owner_first(
             ctx,
             appointment,
@@ -112,6 +135,30 @@ async def apply(
         state = states.get(slot_id)
         if row is not None and state is not None and rules.frees(state, now):
             await _write_status(ctx, session, row, "free")
+    return party
+
+
+async def _party(
+    session: WriteSession,
+    appointment: dict[str, Any] | None,
+    previous: Stored | None,
+    owners: dict[str, str | None],
+) -> str | None:
+    """The owner of the Appointment's first slot (one Schedule: one owner); the previous
+    version's when its slots are the same and were not read (a deletion keeps it)."""
+    kept = previous.party if previous is not None else None
+    slots = rules.slot_ids(appointment)
+    if not slots:
+        return kept
+    if slots[0] in owners:
+        return owners[slots[0]]
+    if previous is not None and slots == rules.slot_ids(_content(previous)):
+        return kept
+    res = schema.resources
+    rows = await session.fetch(
+        select(res.c.owner).where(res.c.res_type == "Slot", res.c.res_id == slots[0])
+    )
+    return rows[0].owner if rows else None
 
 
 def _owner_first(

@@ -112,6 +112,7 @@ _UPDATE = (
         content=bindparam("b_content"),
         owner=bindparam("b_owner"),
         labels=bindparam("b_labels"),
+        party=bindparam("b_party"),
     )
 )
 
@@ -143,6 +144,7 @@ def resource_values(stored: Stored) -> dict[str, Any]:
         "content": stored.content,
         "owner": stored.owner,
         "labels": stored.labels,
+        "party": stored.party,
     }
 
 

@@ -2,7 +2,7 @@
 
 The access policy (``auth/policy.py``) decides a ``ReadScope`` per caller; this module turns
 it into one condition on ``resources`` or ``history`` (or an alias: both have ``res_type``,
-``owner`` and ``labels``), which every select of resources for that caller adds.
+``owner``, ``labels`` and ``party``), which every select of resources for that caller adds.
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ def clause(scope: ReadScope, rows: FromClause) -> ColumnElement[bool] | None:
     if scope.never:
         conditions.append(c.res_type.not_in(sorted(scope.never)))
     if scope.owner_only:
-        conditions.append(c.owner.is_(None) if scope.owner is None else c.owner == scope.owner)
+        mine = c.owner.is_(None) if scope.owner is None else c.owner == scope.owner
+        if scope.party_types and scope.owner is not None:
+            # ...or a row of a party type it is party to (an Appointment on its slots)
+            party = and_(c.party == scope.owner, c.res_type.in_(sorted(scope.party_types)))
+            mine = or_(mine, party)
+        conditions.append(mine)
     if scope.own_types and not scope.owner_only:
         mine = c.owner.is_(None) if scope.owner is None else c.owner == scope.owner
         conditions.append(or_(c.res_type.not_in(sorted(scope.own_types)), mine))

@@ -13,7 +13,7 @@ Who is asking. Every read and write carries a ``Caller`` (``core/caller.py``): `
 cached, the availability cache). The store's own selects (``read``, ``vread``,
 ``history``, ``scan``) add it; statements that search builds add ``session.visible(table)``
 where they select resources. A write session's ``current`` reads every row, with its
-``owner`` and ``labels``: the interactions refuse (403) a change of another's resource
+``owner``, ``labels`` and ``party``: the interactions refuse (403) a change of another's resource
 instead of mistaking it for a free id. Without a caller, the methods act for ``SYSTEM``,
 the server's own work (preload, reindex, load), which sees every row and owns nothing.
 
@@ -62,6 +62,9 @@ class Stored(NamedTuple):
     # ``WriteSession.current`` (what a write checks), not by plain reads.
     owner: str | None = None
     labels: str | None = None
+    # An Appointment's second reader: the owner of the slot(s) it books (the slot's vendor
+    # reads it and records what happens at the practice); None for other types.
+    party: str | None = None
 
 
 class KeyRecord(NamedTuple):

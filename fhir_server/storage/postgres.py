@@ -52,6 +52,7 @@ _UPDATED = (
     "content",
     "owner",
     "labels",
+    "party",
 )  # what an update changes
 _RESOURCE_COLUMNS = ("res_type", "res_id", *_UPDATED)
 # Column types an array of Python values binds to without surprise; any other (a JSON or an
@@ -133,12 +134,13 @@ _INSERT_RESOURCES = text(
 _UPDATE_RESOURCES = text(
     "UPDATE resources AS r"
     " SET version = v.version, last_updated = v.last_updated, deleted = v.deleted,"
-    " content = v.content, owner = v.owner, labels = v.labels"
+    " content = v.content, owner = v.owner, labels = v.labels,"
+    " party = v.party"
     " FROM unnest(CAST(:pk AS BIGINT[]), CAST(:previous AS INTEGER[]),"
     " CAST(:version AS INTEGER[]), CAST(:last_updated AS TIMESTAMP WITH TIME ZONE[]),"
     " CAST(:deleted AS BOOLEAN[]), CAST(:content AS BYTEA[]), CAST(:owner AS VARCHAR[]),"
-    " CAST(:labels AS TEXT[]))"
-    " AS v(pk, previous, version, last_updated, deleted, content, owner, labels)"
+    " CAST(:labels AS TEXT[]), CAST(:party AS VARCHAR[]))"
+    " AS v(pk, previous, version, last_updated, deleted, content, owner, labels, party)"
     " WHERE r.pk = v.pk AND r.version = v.previous"
 )
 
@@ -184,7 +186,7 @@ def _compiled(statement: Executable, dialect: Dialect) -> SQLCompiler:
 # the join is an index lookup per pair whatever the statistics.
 _CURRENT_ROWS = text(
     "SELECT r.pk, r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content,"
-    " r.owner, r.labels FROM unnest(CAST(:types AS VARCHAR[]), CAST(:ids AS VARCHAR[]))"
+    " r.owner, r.labels, r.party FROM unnest(CAST(:types AS VARCHAR[]), CAST(:ids AS VARCHAR[]))"
     " AS k(res_type, res_id) JOIN resources AS r"
     " ON r.res_type = k.res_type AND r.res_id = k.res_id FOR UPDATE OF r"
 ).columns(*OWNED_COLUMNS)
@@ -212,6 +214,7 @@ class PostgresWriteSession(SqlWriteSession):
             "c5": [s.content for s in creates],
             "c6": [s.owner for s in creates],
             "c7": [s.labels for s in creates],
+            "c8": [s.party for s in creates],
         }
         result = await self.conn.execute(_INSERT_RESOURCES, params)
         return {(t, i): pk for pk, t, i in result.all()}

@@ -39,8 +39,8 @@ HISTORY_COLUMNS = (
     H.c.method,
 )
 
-# ``STORED_COLUMNS`` with the owner and labels: what a write reads of the current version.
-OWNED_COLUMNS = (*STORED_COLUMNS, R.c.owner, R.c.labels)
+# ``STORED_COLUMNS`` with the owner, labels and party: what a write reads of the current version.
+OWNED_COLUMNS = (*STORED_COLUMNS, R.c.owner, R.c.labels, R.c.party)
 
 
 def stored_from_row(row: Sequence[Any]) -> Stored:
@@ -52,5 +52,15 @@ def stored_from_row(row: Sequence[Any]) -> Stored:
 def owned_from_row(row: Sequence[Any]) -> Stored:
     """A ``Stored`` from a row of ``OWNED_COLUMNS``."""
     return Stored(
-        row[1], row[2], row[3], row[4], bool(row[5]), bytes(row[6]), "", row[0], row[7], row[8]
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        bool(row[5]),
+        bytes(row[6]),
+        "",
+        row[0],
+        row[7],
+        row[8],
+        row[9],
     )

@@ -50,8 +50,18 @@ resources = Table(
     Column("owner", String(128), nullable=True),
     # a Slot's TRE-R314 codes, "|PRO|PUBLIC|" (auth.policy.slot_labels); NULL: other types
     Column("labels", Text, nullable=True),
+    # an Appointment's slot owner, who reads it too (auth.policy ReadScope.party_types)
+    Column("party", String(128), nullable=True),
     Index("ux_resources_type_id", "res_type", "res_id", unique=True),
     Index("ix_resources_type_updated", "res_type", "last_updated"),
+    # a vendor's "rows I am party to": only Appointments have one, so a partial index
+    Index(
+        "ix_resources_party",
+        "party",
+        "res_type",
+        postgresql_where=text("party IS NOT NULL"),
+        sqlite_where=text("party IS NOT NULL"),
+    ),
 )
 
 history = Table(
@@ -67,6 +77,7 @@ history = Table(
     Column("content", LargeBinary, nullable=False),
     Column("owner", String(128), nullable=True),  # as in ``resources``, per version
     Column("labels", Text, nullable=True),
+    Column("party", String(128), nullable=True),  # per version, as owner
     Index("ux_history_type_id_version", "res_type", "res_id", "version", unique=True),
     Index("ix_history_updated", "last_updated"),
     Index("ix_history_type_updated", "res_type", "last_updated"),
