@@ -424,6 +424,29 @@ class Settings(BaseSettings):
         description="Host names a rest-hook endpoint may name (JSON list; empty: any host; "
         "the SSRF stance, docs/subscriptions.md)",
     )
+    # -- issue 13, sender: retention of the outbox and of Idempotency-Key records
+    # (delivery/retention.py, `fhir-server purge`, docs/delivery.md) --
+    delivery_keep_hours: int = Field(
+        168,
+        ge=1,
+        le=24 * 3650,
+        description="Hours a sent message of the outbox is kept after it was sent, then purged",
+    )
+    delivery_keep_failed_hours: int = Field(
+        720,
+        ge=1,
+        le=24 * 3650,
+        description="Hours a failed message (reported by $delivery-status) is kept after it "
+        "was queued, then purged; pending messages are never purged",
+    )
+    delivery_purge_every: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Seconds between two purges of sent and failed messages and expired "
+        "Idempotency-Key records by a process's sender (one process at a time; 0: only "
+        "`fhir-server purge`)",
+    )
 
     @field_validator("timezone")
     @classmethod
