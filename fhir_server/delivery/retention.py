@@ -16,6 +16,7 @@ writers. Run by a sender's housekeeping (``loop.SenderLoop``) every few minutes 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -92,9 +93,14 @@ async def count(store: Store, targets: list[Target]) -> Purged:
 
 
 async def purge(
-    store: Store, targets: list[Target], batch: int = BATCH, max_batches: int = MAX_BATCHES
+    store: Store,
+    targets: list[Target],
+    batch: int = BATCH,
+    max_batches: int = MAX_BATCHES,
+    progress: Callable[[str, int], None] | None = None,
 ) -> Purged:
-    """Delete the targets' rows, in batches (see the module docstring)."""
+    """Delete the targets' rows, in batches (see the module docstring); ``progress`` is
+    told each batch's target and count."""
     out = Purged(counts={t.name: 0 for t in targets})
     for t in targets:
         keys = _keys(t.table)
@@ -113,6 +119,8 @@ async def purge(
                     chosen_now = chosen
                 removed = await session.execute(delete(t.table).where(key.in_(chosen_now)))
             out.counts[t.name] += removed
+            if progress is not None:
+                progress(t.name, removed)
             if removed < batch:
                 break
         else:
