@@ -296,7 +296,7 @@ def deliver(
     async def run() -> tuple[Round, dict[str, int]]:
         store = make_store(settings)
         await store.migrate()
-        sender = make_sender(settings, store)
+        sender = make_sender(settings, store, purging=not once)  # it purges too
         assert sender is not None
         total = Round()
         try:
@@ -352,7 +352,7 @@ async def _deliver_subscriptions(settings: Settings, once: bool) -> bool:
     try:
         await store.migrate()
         sender = make_subscription_sender(
-            settings, make_context(settings, store).acting_for(SYSTEM)
+            settings, make_context(settings, store).acting_for(SYSTEM), purging=not once
         )
         await sender.subscriptions()
         if not len(sender.active):

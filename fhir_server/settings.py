@@ -406,8 +406,9 @@ class Settings(BaseSettings):
         5,
         ge=1,
         le=1000,
-        description="Consecutive failed sends of a rest-hook notification after which its "
-        "Subscription is set to status=error and no longer delivered",
+        description="Consecutive failed rest-hook notifications of a Subscription (across its "
+        "messages; a success clears the count) after which it is set to status=error, its "
+        "notifications held until the client resumes it",
     )
     subscription_timeout: float = Field(
         5.0, gt=0, le=300, description="Seconds one rest-hook notification may take"

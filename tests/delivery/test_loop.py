@@ -5,10 +5,8 @@ message (bounded below and above); the queue's ``next_due`` sees only what may b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import update
 
 from fhir_server.core.fhirtime import PARIS, utcnow
@@ -22,21 +20,10 @@ from fhir_server.search.registry.parameters import default_registry
 from fhir_server.storage import schema
 from fhir_server.storage.port import Store
 from tests.delivery.appointments import SYSTEM, sas_appointment
-from tests.delivery.receiver import Pki, Receiver, make_pki, receiving
+from tests.delivery.receiver import Receiver
 from tests.delivery.test_sender import until
 
 LONG_TICK = 600.0  # the tick never fires within a test: what happens comes from elsewhere
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def receiver(pki: Pki) -> Iterator[Receiver]:
-    with receiving(pki) as r:
-        yield r
 
 
 def sas_sender(store: Store, receiver: Receiver, backoff: Backoff) -> SasSender:
@@ -45,17 +32,22 @@ def sas_sender(store: Store, receiver: Receiver, backoff: Backoff) -> SasSender:
     return SasSender(Queue(store, "p1", backoff), target, timeout=2.0, tick=LONG_TICK)
 
 
+def waking(s: SasSender) -> Context:
+    """A context whose SAS appointments wake ``s`` once written."""
+    return Context(
+        store=s.queue.store,
+        registry=default_registry(),
+        timezone=PARIS,
+        write_hooks=(SasOutbox(SYSTEM, s.wake),),
+    )
+
+
 async def test_a_failed_send_is_retried_at_its_next_attempt_not_at_the_tick(
     store: Store, receiver: Receiver
 ) -> None:
     receiver.mode = "500-once"
     s = sas_sender(store, receiver, Backoff(first=0.5, cap=0.5))
-    ctx = Context(
-        store=store,
-        registry=default_registry(),
-        timezone=PARIS,
-        write_hooks=(SasOutbox(SYSTEM, s.wake),),
-    )
+    ctx = waking(s)
     s.start()
     try:
         await create.create(ctx, "Appointment", sas_appointment("rdv-retry"))
@@ -119,12 +111,7 @@ async def test_a_wake_starts_a_round_at_once_and_stop_ends_the_loop(
     store: Store, receiver: Receiver
 ) -> None:
     s = sas_sender(store, receiver, Backoff())
-    ctx = Context(
-        store=store,
-        registry=default_registry(),
-        timezone=PARIS,
-        write_hooks=(SasOutbox(SYSTEM, s.wake),),
-    )
+    ctx = waking(s)
     s.start()
     try:
         await asyncio.sleep(0.2)  # the loop sleeps on its 600 s tick
