@@ -31,6 +31,10 @@ API (stable: the SAS sender and the subscriptions use it)
     counts, not ours).
   - ``status(channel_prefix="")``: per channel, counts per state, messages being retried,
     the age of the oldest unsent one, the last error.
+  - ``next_due(channel_prefix="")``: when the next message that waits comes due (a retry's
+    ``next_attempt``, an expiring lease): a sender sleeps until then (``loop.py``).
+- ``hurry(session, channel)``: the channel's pending messages due now, in the writer's
+  transaction (a Subscription resumed by its client).
 - ``Backoff(first, cap)``: the delay before attempt n+1, ``first * 2**(n-1)`` capped at
   ``cap``, drawn uniformly in its upper half (jitter: failed senders do not retry in step).
 
