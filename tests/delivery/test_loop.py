@@ -120,3 +120,28 @@ async def test_a_wake_starts_a_round_at_once_and_stop_ends_the_loop(
     finally:
         await s.stop()
     assert s._task is None and s._client is None
+
+
+async def test_the_housekeeping_runs_in_the_background_and_a_failure_stops_nothing(
+    store: Store, receiver: Receiver
+) -> None:
+    runs: list[int] = []
+
+    async def chores() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("the database went away")
+
+    s = sas_sender(store, receiver, Backoff())
+    s.tick = 0.05  # a round every 50 ms: the housekeeping keeps its own pace
+    s.housekeeping, s.housekeeping_every = chores, 0.1
+    s.start()
+    try:
+
+        async def twice() -> bool:
+            return len(runs) >= 2
+
+        await until(twice)
+    finally:
+        await s.stop()
+    assert s._chores is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, insert, select, update
 
@@ -19,7 +20,8 @@ from fhir_server.settings import Settings
 from fhir_server.storage import schema
 from fhir_server.storage.port import Store
 from tests.conftest import open_store
-from tests.servers import BIN, run
+from tests.delivery.test_sender import until
+from tests.servers import BIN, run, started, with_packages
 
 D = schema.deliveries.c
 K = schema.idempotency_keys.c
@@ -167,4 +169,33 @@ def _rows(text: str) -> list[str]:
         line
         for line in text.splitlines()
         if line.count("│") >= 3 and ("messages" in line or "keys" in line)
+    ]
+
+
+async def test_a_serve_process_purges_in_the_background(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    await seed(store)
+    env = with_packages(
+        {
+            **os.environ,
+            "FHIR_DATABASE_URL": database_url,
+            "FHIR_AUTH": "none",
+            "FHIR_AUDIT": "false",
+            "FHIR_DELIVERY_PURGE_EVERY": "0.5",
+        }
+    )
+    with started(env, tmp_path / "serve.log", "--migrate"):
+
+        async def purged() -> bool:
+            return len(await keys_left(store)) == 6
+
+        await until(purged, seconds=20)
+    assert await keys_left(store) == [
+        "failed-new",
+        "leased-old",
+        "pending-old",
+        "sent-late",
+        "sent-new",
+        "key:k-new",
     ]
