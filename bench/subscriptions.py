@@ -50,7 +50,6 @@ from fhir_server.interactions import create  # noqa: E402
 from fhir_server.settings import Settings  # noqa: E402
 from fhir_server.subscriptions.matcher import Matcher  # noqa: E402
 from tests.subscriptions.receiver import Receiver, receiving  # noqa: E402
-from tests.subscriptions.scripted import scripted  # noqa: E402
 
 BLOCK = 50  # writes per block; the arms alternate block by block
 REGULATOR = Caller(role="regulator", client_id="bench-regulation")
@@ -94,7 +93,7 @@ def percentiles(prefix: str, latencies: list[float], out: dict[str, float]) -> N
 
 async def after_one_failure(ctx: Any, writer: Any, samples: int, out: dict[str, float]) -> None:
     """Phase 3: commit -> receipt of the retry that follows one failed notification."""
-    with scripted(*([500, 200] * samples)) as flaky:
+    with receiving(hang=0, script=[500, 200] * samples) as flaky:
         flaky_sub = subscription("Appointment?status=booked", f"{flaky.url}/flaky")
         await create.create(ctx, "Subscription", flaky_sub)
         await asyncio.sleep(1.5)  # every cache of this process knows it
@@ -110,7 +109,7 @@ async def after_one_failure(ctx: Any, writer: Any, samples: int, out: dict[str, 
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"retry sample {i}: no retry within 90 s")
                     await asyncio.sleep(0.001)
-                latencies.append(flaky.hits[seen + 1][3] - committed)
+                latencies.append(flaky.hits[seen + 1].at - committed)
                 bar.advance(task)
     percentiles("retry_", latencies, out)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.servers import started
-from tests.subscriptions.scripted import scripted
+from tests.subscriptions.receiver import receiving
 from tests.subscriptions.test_e2e import FHIR, book, environment, subscribe, subscription
 
 TICK = "300"  # the longest allowed: never fires within a test (its 20 s deadlines); only a
@@ -21,10 +21,11 @@ def test_a_failed_notification_is_retried_before_the_tick(
     database_url: str, tmp_path: Path
 ) -> None:
     env = environment(database_url, FHIR_DELIVERY_TICK=TICK, FHIR_DELIVERY_BACKOFF_FIRST="0.5")
-    with scripted(500) as hook, started(env, tmp_path / "serve.log", "--migrate") as s:
+    with receiving(script=(500,)) as hook, started(env, tmp_path / "serve.log", "--migrate") as s:
         sub = subscribe(s.base, f"{hook.url}/hook")
         book(s.base)
-        assert hook.wait_for(2, timeout=20) == [500, 200]  # the deadline, not a speed bound
+        hits = hook.wait_for("/hook", 2, timeout=20)  # the deadline, not a speed bound
+        assert [h.code for h in hits] == [500, 200]
         assert subscription(s.base, sub)["status"] == "active"
 
 
@@ -37,10 +38,13 @@ def test_an_errored_subscription_is_notified_once_resumed(
         FHIR_DELIVERY_BACKOFF_FIRST="0.1",
         FHIR_SUBSCRIPTION_FAILURES="2",
     )
-    with scripted(500, 500) as hook, started(env, tmp_path / "serve.log", "--migrate") as s:
+    with (
+        receiving(script=(500, 500)) as hook,
+        started(env, tmp_path / "serve.log", "--migrate") as s,
+    ):
         sub = subscribe(s.base, f"{hook.url}/hook")
         book(s.base)
-        hook.wait_for(2, timeout=20)
+        hook.wait_for("/hook", 2, timeout=20)
         current = subscription(s.base, sub)
         for _ in range(200):  # the error is written just after the second failure
             if current["status"] == "error":
@@ -53,5 +57,5 @@ def test_an_errored_subscription_is_notified_once_resumed(
         r = httpx.put(f"{s.base}/Subscription/{sub}", json=resumed, headers=FHIR, timeout=10)
         assert r.status_code == 200, r.text
         # the held notification leaves at once (the resume wakes the sender)
-        assert hook.wait_for(3, timeout=20) == [500, 500, 200]
+        assert [h.code for h in hook.wait_for("/hook", 3, timeout=20)] == [500, 500, 200]
         assert subscription(s.base, sub)["status"] == "active"

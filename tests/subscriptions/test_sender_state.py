@@ -23,7 +23,7 @@ from fhir_server.subscriptions import failures
 from fhir_server.subscriptions.model import channel_of
 from fhir_server.subscriptions.sender import RestHookSender
 from tests.api.conftest import PACKAGES
-from tests.subscriptions.scripted import scripted
+from tests.subscriptions.receiver import receiving
 
 REGULATOR = Caller(role="regulator", client_id="regulation")
 D = deliveries.c
@@ -85,7 +85,7 @@ async def run(ctx: Context, failures_: int, concurrency: int, rounds: int = 1000
 async def test_failures_are_counted_across_messages_and_held_until_resumed(
     ctx: Context, store: Store
 ) -> None:
-    with scripted(500, 500, 500, 500) as hook:
+    with receiving(script=(500, 500, 500, 500)) as hook:
         sub = await subscribe(ctx, f"{hook.url}/hook")
         await queue_two(store, sub)
         # round 1: a and b fail (2 failures); round 2: the third failure sets the error,
@@ -115,7 +115,7 @@ async def test_failures_are_counted_across_messages_and_held_until_resumed(
 
 
 async def test_a_success_clears_the_count(ctx: Context, store: Store) -> None:
-    with scripted(500, 200, 500, 200) as hook:
+    with receiving(script=(500, 200, 500, 200)) as hook:
         sub = await subscribe(ctx, f"{hook.url}/hook")
         await queue_two(store, sub)
         # one at a time: a fails, a is sent (cleared), b fails (1, not 2), b is sent
@@ -127,7 +127,7 @@ async def test_a_success_clears_the_count(ctx: Context, store: Store) -> None:
 
 
 async def test_a_count_is_per_subscription(ctx: Context, store: Store) -> None:
-    with scripted(500, 500) as hook:
+    with receiving(script=(500, 500)) as hook:
         first = await subscribe(ctx, f"{hook.url}/one")
         second = await subscribe(ctx, f"{hook.url}/two")
         async with store.writing() as session:
@@ -141,7 +141,7 @@ async def test_a_count_is_per_subscription(ctx: Context, store: Store) -> None:
 
 
 async def test_messages_of_an_ended_subscription_are_dropped(ctx: Context, store: Store) -> None:
-    with scripted() as hook:
+    with receiving() as hook:
         sub = await subscribe(ctx, f"{hook.url}/hook")
         await queue_two(store, sub)
         current = await resource(store, sub)
