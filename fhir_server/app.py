@@ -10,6 +10,7 @@ import gc
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
@@ -37,15 +38,19 @@ from fhir_server.availability.search import AvailabilitySearch
 from fhir_server.booking.forward import Limits
 from fhir_server.booking.remote import RemoteBooking
 from fhir_server.core.caller import Caller
+from fhir_server.core.fhirtime import utcnow
 from fhir_server.delivery.hooks import WriteHook
+from fhir_server.delivery.loop import Housekeeping, process_id
 from fhir_server.delivery.queue import Backoff, Queue
+from fhir_server.delivery.retention import Purged, Target, delivery_targets, purge
 from fhir_server.delivery.sas import SasOutbox
-from fhir_server.delivery.sender import SasSender, SasTarget, process_id
+from fhir_server.delivery.sender import SasSender, SasTarget
 from fhir_server.ingest.pull.config import load_sources
 from fhir_server.ingest.pull.owners import remote_owners
 from fhir_server.ingest.pull.scheduler import Puller
 from fhir_server.ingest.pull.state import states_of
 from fhir_server.interactions.context import Context
+from fhir_server.interactions.idempotency import expired_keys
 from fhir_server.interactions.subscription_state import set_error
 from fhir_server.package_cache import read_manifest
 from fhir_server.search.execute import Searcher
@@ -56,6 +61,7 @@ from fhir_server.storage.migrate import SchemaState
 from fhir_server.storage.port import Store
 from fhir_server.subscriptions.hub import CHANNEL, Hub
 from fhir_server.subscriptions.matcher import Active, Matcher
+from fhir_server.subscriptions.resume import Resume
 from fhir_server.subscriptions.rules import Rules
 from fhir_server.subscriptions.sender import RestHookSender
 from fhir_server.validation.packages import log_missing_packages
@@ -191,6 +197,7 @@ def make_context(
         write_hooks=(
             *make_write_hooks(settings, wake),
             Matcher(searcher, store.policy, Active()),
+            Resume(),
         ),
         subscription_rules=Rules(
             searcher, store.policy, frozenset(settings.subscription_allowed_hosts)
@@ -204,9 +211,31 @@ def matcher_of(ctx: Context) -> Matcher:
     return next(h for h in ctx.write_hooks if isinstance(h, Matcher))
 
 
-def make_subscription_sender(settings: Settings, ctx: Context) -> RestHookSender:
+def purge_targets(settings: Settings) -> list[Target]:
+    """What the purge deletes now (FHIR_DELIVERY_KEEP_*, FHIR_IDEMPOTENCY_KEY_HOURS)."""
+    now = utcnow()
+    keep_keys = timedelta(hours=settings.idempotency_key_hours)
+    return [
+        *delivery_targets(settings.delivery_keep_hours, settings.delivery_keep_failed_hours, now),
+        expired_keys(keep_keys, now),
+    ]
+
+
+def make_purge(settings: Settings, store: Store) -> Housekeeping:
+    """The purge a sender runs every FHIR_DELIVERY_PURGE_EVERY seconds (docs/delivery.md)."""
+
+    async def run() -> Purged:
+        return await purge(store, purge_targets(settings))
+
+    return run
+
+
+def make_subscription_sender(
+    settings: Settings, ctx: Context, purging: bool = False
+) -> RestHookSender:
     """This process's rest-hook sender (docs/subscriptions.md), woken by the writes of
-    ``ctx`` that queued a notification."""
+    ``ctx`` that queued a notification or resumed a Subscription; ``purging``: it runs
+    the purge too."""
     matcher = matcher_of(ctx)
     backoff = Backoff(settings.delivery_backoff_first, settings.delivery_backoff_max)
 
@@ -222,8 +251,13 @@ def make_subscription_sender(settings: Settings, ctx: Context) -> RestHookSender
         timeout=settings.subscription_timeout,
         concurrency=settings.subscription_concurrency,
         tick=settings.delivery_tick,
+        housekeeping=make_purge(settings, ctx.store) if purging else None,
+        housekeeping_every=settings.delivery_purge_every,
     )
     matcher.wake = sender.wake
+    for hook in ctx.write_hooks:
+        if isinstance(hook, Resume):
+            hook.wake = sender.wake
     return sender
 
 
@@ -235,8 +269,9 @@ def make_write_hooks(settings: Settings, wake: Callable[[], None] | None) -> tup
     return (SasOutbox(settings.sas_identifier_system, wake),)
 
 
-def make_sender(settings: Settings, store: Store) -> SasSender | None:
-    """This process's SAS sender (FHIR_SAS_*, FHIR_DELIVERY_*); None without a SAS URL."""
+def make_sender(settings: Settings, store: Store, purging: bool = False) -> SasSender | None:
+    """This process's SAS sender (FHIR_SAS_*, FHIR_DELIVERY_*); None without a SAS URL.
+    ``purging``: it runs the purge too."""
     if not settings.sas_appointments_url:
         return None
     backoff = Backoff(settings.delivery_backoff_first, settings.delivery_backoff_max)
@@ -252,6 +287,8 @@ def make_sender(settings: Settings, store: Store) -> SasSender | None:
         timeout=settings.delivery_timeout,
         batch=settings.delivery_batch,
         tick=settings.delivery_tick,
+        housekeeping=make_purge(settings, store) if purging else None,
+        housekeeping_every=settings.delivery_purge_every,
     )
 
 
@@ -473,7 +510,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         # the rest-hook notifications (docs/subscriptions.md): every process sends them too
         notifier = None
         if settings.delivery_in_serve:
-            notifier = make_subscription_sender(settings, app.state.wiring.ctx)
+            # it purges too (the outbox, expired Idempotency-Key records)
+            notifier = make_subscription_sender(settings, app.state.wiring.ctx, purging=True)
             notifier.start()
         app.state.subscriptions = notifier
         # the websocket channel: this process's bound connections, pinged after commits

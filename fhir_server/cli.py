@@ -296,7 +296,7 @@ def deliver(
     async def run() -> tuple[Round, dict[str, int]]:
         store = make_store(settings)
         await store.migrate()
-        sender = make_sender(settings, store)
+        sender = make_sender(settings, store, purging=not once)  # it purges too
         assert sender is not None
         total = Round()
         try:
@@ -352,7 +352,7 @@ async def _deliver_subscriptions(settings: Settings, once: bool) -> bool:
     try:
         await store.migrate()
         sender = make_subscription_sender(
-            settings, make_context(settings, store).acting_for(SYSTEM)
+            settings, make_context(settings, store).acting_for(SYSTEM), purging=not once
         )
         await sender.subscriptions()
         if not len(sender.active):
@@ -372,6 +372,58 @@ async def _deliver_subscriptions(settings: Settings, once: bool) -> bool:
         return True
     finally:
         await store.close()
+
+
+@app.command()
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be purged, delete nothing")
+    ] = False,
+) -> None:
+    """Delete the outbox's sent messages older than FHIR_DELIVERY_KEEP_HOURS, its failed
+    ones older than FHIR_DELIVERY_KEEP_FAILED_HOURS and the Idempotency-Key records older
+    than FHIR_IDEMPOTENCY_KEY_HOURS, in batches (docs/delivery.md); pending messages are
+    never purged. The senders of `serve` and `deliver` do it every
+    FHIR_DELIVERY_PURGE_EVERY seconds; this runs it now. Exit 1 when another process was
+    purging or rows are left (run it again)."""
+    from fhir_server.app import make_store, purge_targets
+    from fhir_server.delivery import retention
+
+    settings = _batch_settings()
+    _require_schema(settings, migrate=False)
+
+    async def run() -> retention.Purged:
+        store = make_store(settings)
+        try:
+            targets = purge_targets(settings)
+            if dry_run:
+                return await retention.count(store, targets)
+            planned = await retention.count(store, targets)
+            with _counting_progress() as progress:
+                bars = {
+                    t.name: progress.add_task(t.name, total=planned.counts[t.name]) for t in targets
+                }
+
+                def advance(name: str, n: int) -> None:
+                    progress.advance(bars[name], n)
+
+                return await retention.purge(store, targets, progress=advance)
+        finally:
+            await store.close()
+
+    done = asyncio.run(run())
+    table_out = Table(title="purge (dry run: nothing deleted)" if dry_run else "purge")
+    table_out.add_column("rows")
+    table_out.add_column("would be deleted" if dry_run else "deleted", justify="right")
+    for name, n in done.counts.items():
+        table_out.add_row(name, str(n))
+    console.print(table_out)
+    if done.busy:
+        _say("another process is purging: stopped (run it again later)", "yellow")
+    if not done.complete:
+        _say("rows are left (a run deletes a bounded number): run it again", "yellow")
+    if done.busy or not done.complete:
+        raise typer.Exit(1)
 
 
 @app.command("dev-certs")

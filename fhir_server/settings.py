@@ -406,8 +406,9 @@ class Settings(BaseSettings):
         5,
         ge=1,
         le=1000,
-        description="Consecutive failed sends of a rest-hook notification after which its "
-        "Subscription is set to status=error and no longer delivered",
+        description="Consecutive failed rest-hook notifications of a Subscription (across its "
+        "messages; a success clears the count) after which it is set to status=error, its "
+        "notifications held until the client resumes it",
     )
     subscription_timeout: float = Field(
         5.0, gt=0, le=300, description="Seconds one rest-hook notification may take"
@@ -423,6 +424,29 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Host names a rest-hook endpoint may name (JSON list; empty: any host; "
         "the SSRF stance, docs/subscriptions.md)",
+    )
+    # -- issue 13, sender: retention of the outbox and of Idempotency-Key records
+    # (delivery/retention.py, `fhir-server purge`, docs/delivery.md) --
+    delivery_keep_hours: int = Field(
+        168,
+        ge=1,
+        le=24 * 3650,
+        description="Hours a sent message of the outbox is kept after it was sent, then purged",
+    )
+    delivery_keep_failed_hours: int = Field(
+        720,
+        ge=1,
+        le=24 * 3650,
+        description="Hours a failed message (reported by $delivery-status) is kept after it "
+        "was queued, then purged; pending messages are never purged",
+    )
+    delivery_purge_every: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Seconds between two purges of sent and failed messages and expired "
+        "Idempotency-Key records by a process's sender (one process at a time; 0: only "
+        "`fhir-server purge`)",
     )
 
     # -- wsfan: websocket pings across processes (PostgreSQL LISTEN, docs/subscriptions.md) --

@@ -31,6 +31,10 @@ API (stable: the SAS sender and the subscriptions use it)
     counts, not ours).
   - ``status(channel_prefix="")``: per channel, counts per state, messages being retried,
     the age of the oldest unsent one, the last error.
+  - ``next_due(channel_prefix="")``: when the next message that waits comes due (a retry's
+    ``next_attempt``, an expiring lease): a sender sleeps until then (``loop.py``).
+- ``hurry(session, channel)``: the channel's pending messages due now, in the writer's
+  transaction (a Subscription resumed by its client).
 - ``Backoff(first, cap)``: the delay before attempt n+1, ``first * 2**(n-1)`` capped at
   ``cap``, drawn uniformly in its upper half (jitter: failed senders do not retry in step).
 
@@ -48,6 +52,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.sql import Executable
 
 from fhir_server.core.fhirtime import utcnow
 from fhir_server.storage.port import Store, WriteSession
@@ -105,14 +110,16 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of a claimed message: ``SENT``, ``PENDING`` (retry after the backoff;
-    ``untried``: given back, due at once, the attempt not counted) or ``FAILED``."""
+    """What became of a claimed message: ``SENT``, ``PENDING`` (retry after the backoff, or
+    ``later``; ``untried``: given back, due at once, the attempt not counted) or
+    ``FAILED``."""
 
     delivery: Delivery
     state: str
     status: int | None = None  # the receiver's HTTP status
     error: str | None = None
     untried: bool = False
+    later: float | None = None  # PENDING: due again after this many seconds (not the backoff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +173,17 @@ async def enqueue(session: WriteSession, message: Message) -> None:
             "created": now,
             "sent": None,
         },
+    )
+
+
+async def hurry(session: WriteSession, channel: str) -> int:
+    """Make the pending messages of ``channel`` due now, in the writer's transaction (a
+    Subscription resumed by its client: its held messages leave at once); how many."""
+    now = utcnow()
+    return await session.execute(
+        update(deliveries)
+        .where(_D.channel == channel, _D.state == PENDING, _D.next_attempt > now)
+        .values(next_attempt=now)
     )
 
 
@@ -240,28 +258,52 @@ class Queue:
     async def failed(self, delivery: Delivery, error: str, status: int | None = None) -> bool:
         return (await self.settle([Outcome(delivery, FAILED, status, error)]))[0]
 
-    async def release(self, delivery: Delivery) -> bool:
-        """Give the message back untried: due at once, the attempt not counted."""
-        return (await self.settle([Outcome(delivery, PENDING, untried=True)]))[0]
+    async def release(self, delivery: Delivery, later: float | None = None) -> bool:
+        """Give the message back untried: due at once (or ``later`` seconds from now), the
+        attempt not counted."""
+        return (await self.settle([Outcome(delivery, PENDING, untried=True, later=later)]))[0]
 
-    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+    async def settle(
+        self, outcomes: Sequence[Outcome], also: Sequence[Executable] = ()
+    ) -> list[bool]:
         """Record several outcomes in one transaction (a sender's round: one commit, not
-        one per message); per outcome, False when the lease was lost."""
+        one per message), with the statements ``also`` (a sender's own bookkeeping); per
+        outcome, False when the lease was lost."""
         if not outcomes:
             return []
         now = utcnow()
         async with self.store.writing() as session:
-            return [await session.execute(self._statement(o, now)) == 1 for o in outcomes]
+            held = [await session.execute(self._statement(o, now)) == 1 for o in outcomes]
+            for statement in also:
+                await session.execute(statement)
+            return held
+
+    async def next_due(self, channel_prefix: str = "") -> datetime | None:
+        """When the earliest message of these channels that waits for its time comes due:
+        a pending one not held behind an earlier message of its key (that one's end wakes
+        its sender), or a lease that expires (its process died); None: nothing waits."""
+        pending = select(func.min(_D.next_attempt)).where(_D.state == PENDING, _unblocked())
+        leased = select(func.min(_D.lease_until)).where(_D.state == SENDING)
+        if channel_prefix:
+            match = _D.channel.startswith(channel_prefix, autoescape=True)
+            pending, leased = pending.where(match), leased.where(match)
+        async with self.store.reading() as session:
+            times = [(await session.fetch(s))[0][0] for s in (pending, leased)]
+        return min((t for t in times if t is not None), default=None)
 
     def _statement(self, outcome: Outcome, now: datetime) -> Any:
         values: dict[str, Any]
         if outcome.state == SENT:
             values = {"state": SENT, "sent": now, "last_error": None}
-        elif outcome.untried:
-            values = {"state": PENDING, "attempts": _D.attempts - 1}
         elif outcome.state == PENDING:
-            delay = self.backoff.delay(outcome.delivery.attempts)
-            values = {"state": PENDING, "next_attempt": now + timedelta(seconds=delay)}
+            values = {"state": PENDING}
+            if outcome.untried:
+                values["attempts"] = _D.attempts - 1
+            delay = outcome.later
+            if delay is None and not outcome.untried:
+                delay = self.backoff.delay(outcome.delivery.attempts)
+            if delay is not None:
+                values["next_attempt"] = now + timedelta(seconds=delay)
         else:
             values = {"state": FAILED}
         if not outcome.untried:

@@ -2,9 +2,9 @@
 
 Inside every ``serve`` process (``FHIR_DELIVERY_IN_SERVE``) and as ``fhir-server deliver``.
 A round claims up to ``batch`` due messages (one per appointment at most: the queue keeps
-each appointment's order) and sends them at once; a write of this process wakes the loop
-(``wake``) when it commits, so a message leaves within milliseconds; otherwise the loop
-looks every ``tick`` seconds (messages written by other processes, retries coming due).
+each appointment's order) and sends them at once; the loop (``loop.SenderLoop``) runs the
+rounds: at once when a write of this process wakes it, when a retry's ``next_attempt``
+comes, or at the ``tick`` (messages written by other processes).
 
 What counts as what (docs/delivery.md):
 - 2xx: sent.
@@ -25,32 +25,23 @@ or a certificate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import random
-import secrets
-import socket
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import orjson
-import structlog
 
-from fhir_server.delivery.queue import FAILED, PENDING, SENT, Delivery, Outcome, Queue
+from fhir_server.delivery.loop import SenderLoop, log, process_id
+from fhir_server.delivery.queue import FAILED, PENDING, SENT, Delivery, Outcome
 from fhir_server.delivery.sas import CHANNEL
 
-log = structlog.get_logger("fhir_server.delivery")
 RETRIED_STATUSES = frozenset({408, 429})
 MAX_ROUNDS = 10_000  # ``run_once``: rounds before it stops, whatever is left
 
-
-def process_id() -> str:
-    """This process's lease name: host, pid and a random part (a restarted pid differs)."""
-    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(3)}"
+__all__ = ["MAX_ROUNDS", "Round", "SasSender", "SasTarget", "process_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,44 +77,24 @@ class Round:
 
 
 @dataclass
-class SasSender:
-    queue: Queue
+class SasSender(SenderLoop):
     target: SasTarget
-    timeout: float = 10.0
+    _: KW_ONLY
     batch: int = 32
-    tick: float = 1.0
-    rng: random.Random = field(default_factory=random.Random)
-    _event: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
-    _client: httpx.AsyncClient | None = field(default=None, init=False)
-    _stopping: bool = field(default=False, init=False)
 
-    @property
-    def lease(self) -> float:
-        """Seconds a claim holds: a whole send and its bookkeeping, with room to spare."""
-        return 2 * self.timeout + 5
+    name: ClassVar[str] = "delivery"
+    channel_prefix: ClassVar[str] = CHANNEL
 
-    def wake(self) -> None:
-        """A message was committed by this process: send now rather than at the next tick."""
-        self._event.set()
+    def make_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            verify=self.target.tls(),
+            timeout=httpx.Timeout(self.timeout),
+            follow_redirects=False,  # a redirect elsewhere must not get our certificate
+            headers={"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"},
+        )
 
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                verify=self.target.tls(),
-                timeout=httpx.Timeout(self.timeout),
-                follow_redirects=False,  # a redirect elsewhere must not get our certificate
-                headers={
-                    "Accept": "application/fhir+json",
-                    "Content-Type": "application/fhir+json",
-                },
-            )
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+    async def run_round(self) -> int:
+        return (await self.send_due()).claimed
 
     # -- one round, and the rounds of ``deliver --once`` ----------------------------------
 
@@ -208,43 +179,6 @@ class SasSender:
         if status >= 500 or status in RETRIED_STATUSES:
             return Outcome(d, PENDING, status, error)
         return Outcome(d, FAILED, status, error)
-
-    # -- the background loop of a serve process, or ``deliver`` ---------------------------
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run_forever(), name="delivery")
-
-    async def stop(self) -> None:
-        """End the loop after the round in flight (its outcomes recorded: a message the
-        platform accepted is not sent again); past ``lease`` seconds, cancel it: a send
-        in flight gives its message back (released)."""
-        if self._task is not None:
-            self._stopping = True
-            self._event.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.lease)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
-        await self.aclose()
-
-    async def run_forever(self) -> None:
-        log.info("delivery started", channel=CHANNEL, owner=self.queue.owner)
-        while not self._stopping:
-            self._event.clear()  # a wake during the round starts the next one at once
-            try:
-                done = await self.send_due()
-            except Exception:  # the database away for a moment: try again next tick
-                log.exception("delivery round failed")
-                done = Round()
-            if done.claimed or self._stopping:
-                continue
-            # jittered, so that processes started together do not claim in step
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), self.tick * self.rng.uniform(0.8, 1.2))
 
 
 def _short(exc: Exception) -> str:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
 from fhir_server.core import errors
 from fhir_server.core.fhirtime import utcnow
+from fhir_server.delivery.retention import Target
 from fhir_server.interactions.context import Context
 from fhir_server.storage.port import KeyRecord, Stored, WriteSession
+from fhir_server.storage.schema import idempotency_keys
 
 MAX_KEY_LENGTH = 255
 
@@ -83,3 +85,10 @@ async def replayed(ctx: Context, first: KeyRecord) -> Stored:
     if stored is None:  # removed since (an admin's deletion keeps versions: not expected)
         raise errors.gone(f"{first.res_type}/{first.res_id} is no longer available")
     return stored
+
+
+def expired_keys(lifetime: timedelta, now: datetime) -> Target:
+    """The purge's target (``delivery/retention.py``): records older than ``lifetime``, which
+    ``claim`` ignores already (a retry after that runs again, as a new request)."""
+    c = idempotency_keys.c
+    return Target("idempotency keys", idempotency_keys, c.created < now - lifetime)

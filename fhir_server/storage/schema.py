@@ -205,6 +205,8 @@ INDEX_TABLES: dict[str, Table] = {
 # the same transaction as the version it carries, then claimed, sent and marked by the
 # senders of every server process.
 _UNSENT = "state IN ('pending', 'sending')"
+_SENT = "state = 'sent'"
+_FAILED = "state = 'failed'"
 deliveries = Table(
     "deliveries",
     metadata,
@@ -233,6 +235,20 @@ deliveries = Table(
         sqlite_where=text(_UNSENT),
     ),
     Index("ix_deliveries_channel_key", "channel", "key", "id"),
+    # the purge (delivery/retention.py, migration 0010): sent rows by when they were sent,
+    # failed ones by when they were created
+    Index(
+        "ix_deliveries_sent",
+        "sent",
+        postgresql_where=text(_SENT),
+        sqlite_where=text(_SENT),
+    ),
+    Index(
+        "ix_deliveries_failed",
+        "created",
+        postgresql_where=text(_FAILED),
+        sqlite_where=text(_FAILED),
+    ),
 )
 
 # Idempotent retries (``Idempotency-Key`` on POST, docs/booking.md): the first successful
@@ -250,4 +266,16 @@ idempotency_keys = Table(
     Column("version", Integer, nullable=True),
     Column("created", UTC_TIME, nullable=False),
     Index("ix_idempotency_keys_created", "created"),
+)
+
+# A rest-hook Subscription's consecutive failed notifications, across its messages (a
+# success deletes the row; ``FHIR_SUBSCRIPTION_FAILURES`` of them set it to status=error):
+# subscriptions/failures.py, migration 0010.
+subscription_failures = Table(
+    "subscription_failures",
+    metadata,
+    Column("subscription_id", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("updated", UTC_TIME, nullable=False),
 )

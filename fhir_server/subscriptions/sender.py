@@ -6,70 +6,82 @@ each to its Subscription's endpoint (R4 rest-hook, docs/subscriptions.md):
 
 Each message is sent by a task of its own, at most ``concurrency`` at once: a hanging
 endpoint holds its own messages (the queue keeps each subscription's order) and one slot
-for ``timeout`` seconds, never the other subscriptions. A failure (no answer, an error, any
-status but 2xx) is retried after the queue's backoff; the ``failures``-th consecutive one
-marks the message failed and sets its Subscription to ``status=error`` (``on_error``, a new
-version written by the server); later messages of a Subscription that is not active fail at
-once. Headers of the Subscription (its secrets) are sent, never logged."""
+for ``timeout`` seconds, never the other subscriptions. The loop, the client, the wake and
+the retries at their ``next_attempt`` are ``delivery.loop.SenderLoop``'s.
+
+A failure (no answer, an error, any status but 2xx) is retried after the queue's backoff
+and counted against its Subscription (``failures.py``: consecutive failures across its
+messages; a success clears the count). The ``failures``-th sets the Subscription to
+``status=error`` (``on_error``, a new version written by the server); its message and the
+later ones stay queued, held (``HOLD`` seconds at a time), until the client sets it back
+to ``requested`` or ``active`` (``resume.py`` makes them due at once). Messages of a
+Subscription that is deleted, ``off`` or past its ``end`` are dropped (failed). Headers
+of the Subscription (its secrets) are sent, never logged."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
+from typing import ClassVar
 
 import httpx
 import structlog
 
 from fhir_server.core.fhirtime import utcnow
-from fhir_server.delivery.queue import Delivery, Queue
+from fhir_server.delivery.loop import SenderLoop
+from fhir_server.delivery.queue import PENDING, SENT, Delivery, Outcome
 from fhir_server.storage.port import Store
+from fhir_server.subscriptions import failures as counts
 from fhir_server.subscriptions.matcher import Active
 from fhir_server.subscriptions.model import CHANNEL_PREFIX, Subscription
 
 log = structlog.get_logger("fhir_server.subscriptions")
 OnError = Callable[[str, str], Awaitable[None]]
+HOLD = 300.0  # seconds a message of a Subscription in error waits before another look
 
 
 @dataclass
-class RestHookSender:
-    queue: Queue
+class RestHookSender(SenderLoop):
     store: Store
     active: Active
     on_error: OnError
+    _: KW_ONLY
     failures: int = 5
-    timeout: float = 5.0
     concurrency: int = 16
-    tick: float = 1.0
-    rng: random.Random = field(default_factory=random.Random)
-    _event: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False)
     _inflight: set[asyncio.Task[None]] = field(default_factory=set, init=False)
-    _client: httpx.AsyncClient | None = field(default=None, init=False)
-    _stopping: bool = field(default=False, init=False)
 
-    @property
-    def lease(self) -> float:
-        return 2 * self.timeout + 5
+    name: ClassVar[str] = "subscriptions"
+    channel_prefix: ClassVar[str] = CHANNEL_PREFIX
 
-    def wake(self) -> None:
-        self._event.set()
+    def make_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), follow_redirects=False)
 
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout), follow_redirects=False
-            )
-        return self._client
+    def busy(self) -> bool:
+        return len(self._inflight) >= self.concurrency
+
+    def stop_grace(self) -> float:
+        return 0.0  # claims only: the sends in flight are ``drain``'s
+
+    async def drain(self) -> None:
+        """Sends in flight are cancelled and their messages given back."""
+        for task in list(self._inflight):
+            task.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def subscriptions(self) -> None:
         if self.active.stale():
             async with self.store.reading() as session:
                 await self.active.load(session)
 
+    def _sub(self, d: Delivery) -> Subscription | None:
+        return self.active.get(d.channel[len(CHANNEL_PREFIX) :])
+
     # -- one round: claim what the free slots can take, start a task per message -------
+
+    async def run_round(self) -> int:
+        return await self.claim_and_start()
 
     async def claim_and_start(self) -> int:
         free = self.concurrency - len(self._inflight)
@@ -78,6 +90,11 @@ class RestHookSender:
         claimed = await self.queue.claim(free, CHANNEL_PREFIX, lease=self.lease)
         if claimed:
             await self.subscriptions()
+            now = utcnow()
+            if any((s := self._sub(d)) is None or not s.live(now) for d in claimed):
+                # created, resumed or ended in another process since our last look
+                self.active.invalidate()
+                await self.subscriptions()
         for d in claimed:
             task = asyncio.create_task(self.deliver(d), name=f"subscription-{d.id}")
             self._inflight.add(task)
@@ -108,11 +125,11 @@ class RestHookSender:
 
     async def _deliver(self, d: Delivery) -> None:
         sub_id = d.channel[len(CHANNEL_PREFIX) :]
-        sub = self.active.get(sub_id)
-        if sub is None:  # created by another process since our last look
-            self.active.invalidate()
-            await self.subscriptions()
-            sub = self.active.get(sub_id)
+        sub = self._sub(d)
+        if sub is not None and sub.status == "error":
+            await self.queue.release(d, later=HOLD)  # kept for the client's resume
+            log.info("subscription notification held", subscription=sub_id, delivery=d.id)
+            return
         if sub is None or sub.channel != "rest-hook" or not sub.live(utcnow()):
             await self.queue.failed(d, "the subscription is not active")
             log.info("subscription notification dropped", subscription=sub_id, delivery=d.id)
@@ -120,16 +137,20 @@ class RestHookSender:
         status, error = await self._send(sub, d)
         fields = {"subscription": sub_id, "delivery": d.id, "attempt": d.attempts}
         if error is None:
-            await self.queue.sent(d, status)
+            await self.queue.settle([Outcome(d, SENT, status)], also=[counts.cleared(sub_id)])
             log.info("subscription notified", status=status, **fields)
-        elif d.attempts >= self.failures:
-            await self.queue.failed(d, error, status)
-            log.error("subscription failing: status=error", error=error, **fields)
-            await self.on_error(sub_id, f"{d.attempts} failed notifications, last: {error}")
-            self.active.invalidate()
-        else:
+            return
+        failed = await counts.counted(self.store, sub_id, error)
+        if failed < self.failures:
             await self.queue.retry(d, error, status)
-            log.warning("subscription notification retried", error=error, **fields)
+            log.warning("subscription notification retried", error=error, failures=failed, **fields)
+            return
+        # held, not lost: sent again once the client resumes the subscription
+        held = Outcome(d, PENDING, status, error, later=HOLD)
+        await self.queue.settle([held], also=[counts.cleared(sub_id)])
+        log.error("subscription failing: status=error", error=error, failures=failed, **fields)
+        await self.on_error(sub_id, f"{failed} failed notifications in a row, last: {error}")
+        self.active.invalidate()
 
     async def _send(self, sub: Subscription, d: Delivery) -> tuple[int | None, str | None]:
         assert sub.endpoint is not None
@@ -151,40 +172,3 @@ class RestHookSender:
         if 200 <= response.status_code < 300:
             return response.status_code, None
         return response.status_code, f"{method} HTTP {response.status_code}"
-
-    # -- the background loop ------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run_forever(), name="subscriptions")
-
-    async def stop(self) -> None:
-        """Stop claiming; sends in flight are cancelled and their messages given back."""
-        self._stopping = True
-        self._event.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for task in list(self._inflight):
-            task.cancel()
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def run_forever(self) -> None:
-        log.info("subscriptions sender started", owner=self.queue.owner)
-        while not self._stopping:
-            self._event.clear()
-            try:
-                started = await self.claim_and_start()
-            except Exception:  # the database away for a moment: try again next tick
-                log.exception("subscriptions round failed")
-                started = 0
-            if started and len(self._inflight) < self.concurrency:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), self.tick * self.rng.uniform(0.8, 1.2))

@@ -1,6 +1,7 @@
 """A loopback HTTPS receiver playing the SAS platform's appointment API, with mutual TLS:
 it requires a client certificate of the test CA, records what it receives, and answers
-as the test says (``mode``): ``ok`` (201 to a POST, 200 to a PUT), ``500``, ``400``,
+as the test says (``mode``): ``ok`` (201 to a POST, 200 to a PUT), ``500``, ``500-once``
+(500, then ``ok``), ``400``,
 ``hang`` (answers nothing for ``hang`` seconds), or stopped (connections refused)."""
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ class Receiver:
                 with receiver._lock:
                     receiver.attempts += 1
                     mode = receiver.mode
+                    if mode == "500-once":  # this answer fails, the next ones succeed
+                        receiver.mode = "ok"
+                        mode = "500"
                 if mode == "hang":
                     time.sleep(receiver.hang)
                     return self._reply(503, {})

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,10 @@ import httpx
 import pytest
 
 from tests.delivery.appointments import SYSTEM, sas_appointment
-from tests.delivery.receiver import Pki, Receiver, make_pki, receiving
+from tests.delivery.receiver import Pki, Receiver
 from tests.servers import BIN, ROOT, started, with_packages
 
 FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def receiver(pki: Pki) -> Iterator[Receiver]:
-    with receiving(pki) as r:
-        yield r
 
 
 def environment(database_url: str, receiver: Receiver, **extra: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -18,20 +18,9 @@ from fhir_server.interactions.context import Context
 from fhir_server.search.registry.parameters import default_registry
 from fhir_server.storage.port import Store
 from tests.delivery.appointments import SYSTEM, sas_appointment
-from tests.delivery.receiver import Pki, Receiver, make_pki, receiving
+from tests.delivery.receiver import Pki, Receiver, receiving
 
 FAST = Backoff(first=0.05, cap=0.2)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def receiver(pki: Pki) -> Iterator[Receiver]:
-    with receiving(pki) as r:
-        yield r
 
 
 def sender(store: Store, receiver: Receiver, owner: str = "p1", **options: object) -> SasSender:

@@ -1,11 +1,12 @@
 """A loopback HTTP receiver for rest-hook notifications: ``/ok/...`` answers 200,
-``/fail/...`` 500, ``/hang/...`` waits ``hang`` seconds; every request is recorded."""
+``/fail/...`` 500, ``/hang/...`` waits ``hang`` seconds; every request is recorded. A
+``script`` of statuses answers the next requests first, whatever their path."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ class Hit:
     body: bytes
     headers: dict[str, str]
     at: float
+    code: int = 200  # the status answered
 
 
 @dataclass
@@ -25,11 +27,15 @@ class Receiver:
     url: str
     hits: list[Hit] = field(default_factory=list)
     hang: float = 30.0
+    script: list[int] = field(default_factory=list)  # the next answers, in order
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def of(self, prefix: str) -> list[Hit]:
         with self.lock:
             return [h for h in self.hits if h.path.startswith(prefix)]
+
+    def codes(self, prefix: str = "") -> list[int]:
+        return [h.code for h in self.of(prefix)]
 
     def wait_for(self, prefix: str, count: int, timeout: float = 10.0) -> list[Hit]:
         deadline = time.monotonic() + timeout
@@ -42,19 +48,20 @@ class Receiver:
 
 
 @contextmanager
-def receiving(hang: float = 30.0) -> Iterator[Receiver]:
+def receiving(hang: float = 30.0, script: Sequence[int] = ()) -> Iterator[Receiver]:
     receiver: Receiver
 
     class Handler(BaseHTTPRequestHandler):
         def _any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            hit = Hit(self.command, self.path, body, dict(self.headers), time.monotonic())
             with receiver.lock:
+                code = 500 if self.path.startswith("/fail") else 200
+                code = receiver.script.pop(0) if receiver.script else code
+                hit = Hit(self.command, self.path, body, dict(self.headers), time.monotonic(), code)
                 receiver.hits.append(hit)
             if self.path.startswith("/hang"):
                 time.sleep(receiver.hang)
-            code = 500 if self.path.startswith("/fail") else 200
             self.send_response(code)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -66,7 +73,9 @@ def receiving(hang: float = 30.0) -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    receiver = Receiver(f"http://127.0.0.1:{server.server_address[1]}", hang=hang)
+    receiver = Receiver(
+        f"http://127.0.0.1:{server.server_address[1]}", hang=hang, script=list(script)
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
