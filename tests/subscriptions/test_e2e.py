@@ -108,7 +108,7 @@ def test_rest_hook_notified_within_a_second_failing_ones_go_to_error(
         assert hit.headers["Authorization"] == SECRET
         assert (bare.method, bare.body) == ("POST", b"")
         # the failing endpoint: 3 attempts, then status=error; the others unaffected
-        # (retries come at the sender's next tick: 5 s here, more than the first hit's bound)
+        # (retries leave at their next_attempt, after the backoff, whatever the 5 s tick)
         deadline = time.monotonic() + 45
         while subscription(s.base, failing)["status"] != "error" and time.monotonic() < deadline:
             time.sleep(0.1)
