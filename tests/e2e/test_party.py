@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from fhir_server.core.fhirtime import utcnow
-from tests.e2e.test_policy import FHIR, TYPE_CRENEAU, client, server
+from tests.booking.conftest import booking
+from tests.e2e.test_policy import FHIR, client, server
+from tests.interactions import party_data
 
 pytestmark = pytest.mark.e2e
 __all__ = ["server"]  # the fixture: the mTLS server of the policy test (editeur-a, -b)
@@ -24,18 +26,10 @@ JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
 
 def push_slot(vendor: httpx.Client, schedule: str, res_id: str, hours: int) -> dict[str, Any]:
-    sched = {"resourceType": "Schedule", "id": schedule, "actor": [{"display": "Dr"}]}
+    sched = party_data.schedule(schedule)
     assert vendor.put(f"/Schedule/{schedule}", json=sched, headers=FHIR).status_code in (200, 201)
     start = utcnow().replace(second=0, microsecond=0) + timedelta(hours=hours)
-    slot = {
-        "resourceType": "Slot",
-        "id": res_id,
-        "meta": {"security": [{"system": TYPE_CRENEAU, "code": "PUBLIC"}]},
-        "schedule": {"reference": f"Schedule/{schedule}"},
-        "status": "free",
-        "start": start.isoformat(),
-        "end": (start + timedelta(minutes=20)).isoformat(),
-    }
+    slot = party_data.free_slot(res_id, schedule, start)
     r = vendor.put(f"/Slot/{res_id}", json=slot, headers=FHIR)
     assert r.status_code == 201, r.text
     stored: dict[str, Any] = r.json()
@@ -43,15 +37,7 @@ def push_slot(vendor: httpx.Client, schedule: str, res_id: str, hours: int) -> d
 
 
 def book(regulator: httpx.Client, slot: dict[str, Any]) -> dict[str, Any]:
-    appointment = {
-        "resourceType": "Appointment",
-        "status": "booked",
-        "start": slot["start"],
-        "end": slot["end"],
-        "slot": [{"reference": f"Slot/{slot['id']}"}],
-        "participant": [{"status": "accepted", "actor": {"display": "patient"}}],
-    }
-    r = regulator.post("/Appointment", json=appointment, headers=FHIR)
+    r = regulator.post("/Appointment", json=booking(slot), headers=FHIR)
     assert r.status_code == 201, r.text
     booked: dict[str, Any] = r.json()
     return booked

@@ -5,17 +5,17 @@ practice (status only); vendor B sees none of it and changes nothing."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from auth.policy import TYPE_CRENEAU
 from fhir_server.storage import schema
 from fhir_server.storage.port import Store
 from tests.api.test_policy import JSON_PATCH, Api
 from tests.booking.conftest import api, at, booking, certificates, send, slot_status
+from tests.interactions import party_data
 
 __all__ = ["api", "certificates"]  # the booking tests' app (fixtures), both engines
 
@@ -25,18 +25,10 @@ VENDORS = {"vendor": "agenda-a", "vendor-b": "agenda-b"}
 async def vendor_slot(api: Api, who: str, res_id: str, start: datetime) -> dict[str, Any]:
     """A free Slot pushed by vendor ``who`` on its own Schedule (``sched-<who>``)."""
     schedule = f"sched-{who}"
-    sched = {"resourceType": "Schedule", "id": schedule, "actor": [{"display": f"Dr {who}"}]}
+    sched = party_data.schedule(schedule, f"Dr {who}")
     r = await send(api, who, "PUT", f"/Schedule/{schedule}", sched)
     assert r.status_code in (200, 201), r.text
-    slot = {
-        "resourceType": "Slot",
-        "id": res_id,
-        "meta": {"security": [{"system": TYPE_CRENEAU, "code": "PUBLIC"}]},
-        "schedule": {"reference": f"Schedule/{schedule}"},
-        "status": "free",
-        "start": start.isoformat(),
-        "end": (start + timedelta(minutes=20)).isoformat(),
-    }
+    slot = party_data.free_slot(res_id, schedule, start)
     r = await send(api, who, "PUT", f"/Slot/{res_id}", slot)
     assert r.status_code == 201, r.text
     stored: dict[str, Any] = r.json()

@@ -11,7 +11,6 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from auth.policy import TYPE_CRENEAU
 from fhir_server.app import make_context
 from fhir_server.core.caller import Caller
 from fhir_server.core.fhirtime import utcnow
@@ -23,6 +22,8 @@ from fhir_server.settings import Settings
 from fhir_server.storage.port import Store
 from fhir_server.storage.schema import deliveries
 from tests.api.conftest import PACKAGES
+from tests.booking.conftest import booking
+from tests.interactions import party_data
 
 VENDOR_A = Caller(role="vendor", client_id="agenda-a")
 VENDOR_B = Caller(role="vendor", client_id="agenda-b")
@@ -43,33 +44,17 @@ def ctx(store: Store) -> Context:
 async def vendor_slot(ctx: Context, who: Caller, res_id: str, hours: int) -> dict[str, Any]:
     vendor = ctx.acting_for(who)
     schedule = f"sched-{who.client_id}"
-    sched = {"resourceType": "Schedule", "id": schedule, "actor": [{"display": "Dr"}]}
+    sched = party_data.schedule(schedule)
     await update(vendor, "Schedule", schedule, sched)
     start = utcnow().replace(second=0, microsecond=0) + timedelta(hours=hours)
-    slot = {
-        "resourceType": "Slot",
-        "id": res_id,
-        "meta": {"security": [{"system": TYPE_CRENEAU, "code": "PUBLIC"}]},
-        "schedule": {"reference": f"Schedule/{schedule}"},
-        "status": "free",
-        "start": start.isoformat(),
-        "end": (start + timedelta(minutes=20)).isoformat(),
-    }
+    slot = party_data.free_slot(res_id, schedule, start)
     done = await update(vendor, "Slot", res_id, slot)
     content: dict[str, Any] = orjson.loads(done.stored.content)
     return content
 
 
 async def book(ctx: Context, slot: dict[str, Any]) -> str:
-    appointment = {
-        "resourceType": "Appointment",
-        "status": "booked",
-        "start": slot["start"],
-        "end": slot["end"],
-        "slot": [{"reference": f"Slot/{slot['id']}"}],
-        "participant": [{"status": "accepted", "actor": {"display": "patient"}}],
-    }
-    done = await create(ctx.acting_for(REGULATOR), "Appointment", appointment)
+    done = await create(ctx.acting_for(REGULATOR), "Appointment", booking(slot))
     return done.stored.res_id
 
 
