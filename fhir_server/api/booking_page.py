@@ -17,7 +17,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from fhir_server.api import booking_form
 from fhir_server.api.booking_view import IDNPS_TYPE, RPPS_SYSTEM, SlotView, slot_view
-from fhir_server.api.login import LOGIN_PATH, WebLogin, current_session, page
+from fhir_server.api.login import LOGIN_PATH, WebLogin, current_session, page, read_form
 from fhir_server.api.sessions import WebSession
 from fhir_server.booking.patient import PatientData
 from fhir_server.core import errors
@@ -54,12 +54,10 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
 
     @api.get(BOOKING_PATH, include_in_schema=False)
     async def show(request: Request) -> Response:
-        web: WebLogin | None = web_of(request)
-        if web is None:
-            return _not_configured()
-        session = current_session(request, web)
-        if session is None:
-            return _to_login(request)
+        signed_in = _signed_in(request, web_of(request))
+        if isinstance(signed_in, Response):
+            return signed_in
+        web, session = signed_in
         slot_id, origin = _slot_param(request), _origin(request)
         if slot_id is None:
             return _message("Créneau introuvable", "Ce lien de réservation est incomplet.", 404)
@@ -77,16 +75,14 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
 
     @api.post(BOOKING_PATH, include_in_schema=False)
     async def book(request: Request) -> Response:
-        web: WebLogin | None = web_of(request)
-        if web is None:
-            return _not_configured()
-        session = current_session(request, web)
-        if session is None:  # nothing is booked without a session: sign in, then look again
-            return _to_login(request)
+        signed_in = _signed_in(request, web_of(request))
+        if isinstance(signed_in, Response):  # nothing is booked without a session: sign
+            return signed_in  # in, then look again
+        web, session = signed_in
         slot_id = _slot_param(request)
         if slot_id is None:
             return _message("Créneau introuvable", "Ce lien de réservation est incomplet.", 404)
-        form = await _form(request)
+        form = await read_form(request, MAX_FORM_BYTES)
         form_id = form.get("form_id", "")
         token = form.get("csrf")
         if not _FORM_ID.fullmatch(form_id) or not web.cookies.csrf_ok(
@@ -143,12 +139,10 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
 
     @api.get(CONFIRMATION_PATH, include_in_schema=False)
     async def confirmation(request: Request) -> Response:
-        web: WebLogin | None = web_of(request)
-        if web is None:
-            return _not_configured()
-        session = current_session(request, web)
-        if session is None:
-            return _to_login(request)
+        signed_in = _signed_in(request, web_of(request))
+        if isinstance(signed_in, Response):
+            return signed_in
+        _, session = signed_in
         appointment_id = request.query_params.get("appointment", "")
         if not _ID.fullmatch(appointment_id):
             return _message("Rendez-vous introuvable", "Ce rendez-vous n'existe pas.", 404)
@@ -337,6 +331,17 @@ def _not_configured() -> HTMLResponse:
     )
 
 
+def _signed_in(request: Request, web: WebLogin | None) -> tuple[WebLogin, WebSession] | Response:
+    """The web sign-in and the person signed in, or the page to answer instead: not
+    configured, or the sign-in (then back to this very URL)."""
+    if web is None:
+        return _not_configured()
+    session = current_session(request, web)
+    if session is None:
+        return _to_login(request)
+    return web, session
+
+
 def _to_login(request: Request) -> RedirectResponse:
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"{LOGIN_PATH}?{urlencode({'next': here})}", status_code=303)
@@ -359,16 +364,3 @@ def _booking_url(slot_id: str, origin: str | None) -> str:
 
 def _csrf_form(slot_id: str, form_id: str) -> str:
     return f"booking:{slot_id}:{form_id}"
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The small urlencoded booking form (a larger body is no form of ours)."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return {}
-    try:
-        return dict(parse_qsl(body.decode(), keep_blank_values=True))
-    except UnicodeDecodeError:
-        return {}

@@ -235,7 +235,7 @@ def router(base_url: Any, web_of: Any, ctx_of: Any) -> APIRouter:
         session = current_session(request, web)
         if session is None:
             return RedirectResponse(LOGGED_OUT_PATH, status_code=303)
-        form = await _form(request)
+        form = await read_form(request)
         if not web.cookies.csrf_ok(session, "logout", form.get("csrf")):
             log.warning("logout refused", user_id=session.national_id, reason="csrf")
             return page(
@@ -280,12 +280,13 @@ def _forget_login(web: WebLogin, response: Response) -> Response:
     return response
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """A small urlencoded form (the pages' forms carry a few fields)."""
+async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
+    """A small urlencoded form (the pages' forms carry a few fields): a body over ``limit``
+    bytes, or not UTF-8, is no form of ours (empty)."""
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > limit:
             return {}
     try:
         return dict(parse_qsl(body.decode(), keep_blank_values=True))
